@@ -1,0 +1,1 @@
+"""One script per figure; each also callable from Python."""

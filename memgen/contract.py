@@ -1,0 +1,91 @@
+"""The one contract every denoiser in memgen honours, and the views derived from it.
+
+A :class:`Denoiser` is a ``torch.nn.Module`` whose ``forward(x, sigma)`` returns the x0-estimate
+``D(x, sigma) ≈ E[y | x]`` for the canonical noise ``x = y + sigma * eps`` (``x`` of shape
+``[B, *shape]``, ``sigma`` a float or a ``[B]`` tensor). From ``D`` alone follow
+
+* score:     ``grad log p_sigma(x) = (D - x) / sigma^2``   (Tweedie)
+* eps:       ``eps_hat = (x - D) / sigma``
+* velocity:  ``dx/dsigma = (x - D) / sigma``                (probability-flow ODE)
+
+Optional capability: models that are mixtures over training points expose
+``posterior(x, sigma, topk=None) -> Posterior`` (weights of the training points and their entropy).
+Metrics ask ``supports_posterior(model)``; they never test the model's class.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .checks import as_batch, as_sigma
+
+
+class Denoiser(torch.nn.Module):
+    """Base class: subclasses implement ``forward(x, sigma) -> D(x, sigma)``.
+
+    Calling a denoiser with a numpy array returns a numpy array (same dtype as the model's output).
+    ``event_shape`` (the shape of one sample) is ``None`` when any shape is accepted.
+    """
+
+    event_shape: tuple | None = None
+
+    def __call__(self, x, sigma, *args, **kwargs):
+        if isinstance(x, np.ndarray):
+            out = super().__call__(torch.from_numpy(x), sigma, *args, **kwargs)
+            return out.detach().cpu().numpy()
+        return super().__call__(x, sigma, *args, **kwargs)
+
+    def inputs(self, x, sigma, dtype: torch.dtype | None = None):
+        """Validate and convert ``(x, sigma)``: returns ``x`` as ``[B, *shape]`` and sigma as ``[B]``."""
+        x = as_batch(x, "x", event_shape=self.event_shape, dtype=dtype)
+        s = as_sigma(sigma, x.shape[0], dtype=x.dtype, device=x.device)
+        return x, s
+
+
+@dataclass
+class Posterior:
+    """Posterior over training points at ``(x, sigma)``: ``w_i ∝ exp(-||x - y_i||^2 / (2 sigma^2))``.
+
+    ``weights`` is ``[B, n]`` (all points) or ``[B, k]`` with ``indices`` ``[B, k]`` (top-k, largest first).
+    ``entropy`` ``H = -sum_i w_i log w_i`` is always over ALL n points; ``exp(H)`` is the effective
+    number of contributing training points. ``log_normalizer`` is ``log sum_i exp(logit_i)`` of the
+    logits ``-||x - y_i||^2 / (2 sigma^2)``.
+    """
+
+    weights: torch.Tensor
+    entropy: torch.Tensor
+    log_normalizer: torch.Tensor
+    indices: torch.Tensor | None = None
+
+    @property
+    def effective_number(self) -> torch.Tensor:
+        """``exp(H)``: 1 when one training point dominates, n when all contribute equally."""
+        return self.entropy.exp()
+
+
+def supports_posterior(model) -> bool:
+    """Whether ``model`` exposes the optional ``posterior(x, sigma, topk=None)`` capability."""
+    return callable(getattr(model, "posterior", None))
+
+
+def _bcast(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return sigma.reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def score(model, x: torch.Tensor, sigma) -> torch.Tensor:
+    """Score ``(D(x, sigma) - x) / sigma^2`` of the noisy density implied by the denoiser (Tweedie)."""
+    s = as_sigma(sigma, x.shape[0], dtype=x.dtype, device=x.device)
+    return (model(x, s).to(x.dtype) - x) / _bcast(s, x) ** 2
+
+
+def eps(model, x: torch.Tensor, sigma) -> torch.Tensor:
+    """Noise prediction ``(x - D(x, sigma)) / sigma``."""
+    s = as_sigma(sigma, x.shape[0], dtype=x.dtype, device=x.device)
+    return (x - model(x, s).to(x.dtype)) / _bcast(s, x)
+
+
+def velocity(model, x: torch.Tensor, sigma) -> torch.Tensor:
+    """Probability-flow velocity ``dx/dsigma = (x - D(x, sigma)) / sigma`` (equal to eps in this form)."""
+    return eps(model, x, sigma)

@@ -1,0 +1,47 @@
+"""Train/validation splits: deterministic from a seed, disjoint, and stored with every run."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Split:
+    """Indices of the training and validation points of a data set (disjoint)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    method: str
+    seed: int | None = None
+
+    def __post_init__(self):
+        if np.intersect1d(self.train, self.val).size:
+            raise ValueError("split: train and validation indices overlap")
+
+    def to_dict(self) -> dict:
+        return {"train": self.train.tolist(), "val": self.val.tolist(), "method": self.method, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Split":
+        return cls(np.asarray(d["train"], dtype=np.int64), np.asarray(d["val"], dtype=np.int64), d["method"], d.get("seed"))
+
+
+def random_split(n: int, n_train: int, seed: int = 0) -> Split:
+    """A seeded random permutation: its first ``n_train`` indices train, the rest validate (both sorted)."""
+    if not 0 < n_train <= n:
+        raise ValueError(f"n_train: must lie in [1, {n}], got {n_train}")
+    perm = np.random.default_rng(seed).permutation(n)
+    return Split(np.sort(perm[:n_train]), np.sort(perm[n_train:]), "random", seed)
+
+
+def first_split(n: int, n_train: int) -> Split:
+    """The first ``n_train`` points train, the rest validate."""
+    if not 0 < n_train <= n:
+        raise ValueError(f"n_train: must lie in [1, {n}], got {n_train}")
+    return Split(np.arange(n_train), np.arange(n_train, n), "first")
+
+
+def alternating_split(n: int) -> Split:
+    """Even indices train, odd indices validate (the circle toy's split)."""
+    return Split(np.arange(0, n, 2), np.arange(1, n, 2), "alternating")

@@ -1,0 +1,1 @@
+"""Neural denoisers: networks, preconditioning into the Denoiser contract, training."""
