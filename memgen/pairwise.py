@@ -19,9 +19,9 @@ def chunk_length(batch: int, n: int, itemsize: int, budget: int = DEFAULT_BUDGET
     return int(max(1, min(n, budget // max(1, temporaries * batch * itemsize))))
 
 
-def squared_norms(y: torch.Tensor) -> torch.Tensor:
-    """Row norms ``||y_j||^2`` of a ``[n, d]`` matrix, accumulated in float64 then cast back."""
-    return y.double().pow(2).sum(1).to(y.dtype)
+def squared_norms(y: torch.Tensor, rows: int = 4096) -> torch.Tensor:
+    """Row norms ``||y_j||^2`` of a ``[n, d]`` matrix, accumulated in float64 (``rows`` at a time) then cast back."""
+    return torch.cat([c.double().pow(2).sum(1) for c in y.split(rows)]).to(y.dtype)
 
 
 def sq_distance_chunks(x: torch.Tensor, y: torch.Tensor, y_sqnorm: torch.Tensor | None = None, *,

@@ -47,14 +47,13 @@ class EmpiricalDenoiser(Denoiser):
             raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
         if kernel not in KERNELS:
             raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
-        y = as_points(train, "train", dtype=torch.float64)
+        y = as_points(train, "train", dtype=dtype)
         self.event_shape = tuple(y.shape[1:])
         flat = y.reshape(y.shape[0], -1)
-        center = flat.mean(0)
-        centred = flat - center
-        self.register_buffer("center", center.to(dtype))
-        self.register_buffer("points", centred.to(dtype))
-        self.register_buffer("sqnorm", squared_norms(centred).to(dtype))
+        center = flat.mean(0, dtype=torch.float64).to(dtype)
+        self.register_buffer("center", center)
+        self.register_buffer("points", flat - center)
+        self.register_buffer("sqnorm", squared_norms(self.points))
         self.budget = int(budget)
         self.kernel = kernel
 

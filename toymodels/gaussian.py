@@ -80,8 +80,17 @@ class GMMDenoiser(Denoiser):
         self.dtype = dtype
         self.register_buffer("log_weights", (w / w.sum()).log().to(dtype))
         self.register_buffer("means", flat.to(dtype))
-        self.eigvals = [lam.to(dtype) for lam, _ in comps]
-        self.eigvecs = [None if q is None else q.to(dtype) for _, q in comps]
+        for k, (lam, q) in enumerate(comps):          # buffers, so that .to(device) moves them
+            self.register_buffer(f"eigvals_{k}", lam.to(dtype))
+            self.register_buffer(f"eigvecs_{k}", None if q is None else q.to(dtype))
+
+    @property
+    def eigvals(self) -> list:
+        return [getattr(self, f"eigvals_{k}") for k in range(self.means.shape[0])]
+
+    @property
+    def eigvecs(self) -> list:
+        return [getattr(self, f"eigvecs_{k}") for k in range(self.means.shape[0])]
 
     @property
     def dim(self) -> int:
@@ -89,7 +98,7 @@ class GMMDenoiser(Denoiser):
 
     def _component_terms(self, xf: torch.Tensor, s2: torch.Tensor, k: int):
         """``(log N(x; mu_k, C_k + s2 I), D_k(x))`` for flattened x [B, d], s2 [B, 1]."""
-        lam, q = self.eigvals[k], self.eigvecs[k]
+        lam, q = getattr(self, f"eigvals_{k}"), getattr(self, f"eigvecs_{k}")
         r = xf - self.means[k]
         if q is None:
             var = lam + s2                                            # [B, d]
@@ -97,14 +106,15 @@ class GMMDenoiser(Denoiser):
             return logp, self.means[k] + r * (lam / var)
         z = r @ q                                                     # [B, r]
         var = lam + s2
-        perp = (r ** 2).sum(1) - (z ** 2).sum(1)                      # component outside span(q): variance s2
+        logp = -0.5 * ((z ** 2 / var).sum(1) + torch.log(2 * math.pi * var).sum(1))
         d_perp = self.dim - q.shape[1]
-        logp = -0.5 * ((z ** 2 / var).sum(1) + torch.log(2 * math.pi * var).sum(1)
-                       + perp.clamp(min=0) / s2[:, 0] + d_perp * torch.log(2 * math.pi * s2[:, 0]))
+        if d_perp:                                                    # outside span(q) only the noise: variance s2
+            perp = ((r ** 2).sum(1) - (z ** 2).sum(1)).clamp(min=0)
+            logp = logp - 0.5 * (perp / s2[:, 0] + d_perp * torch.log(2 * math.pi * s2[:, 0]))
         return logp, self.means[k] + (z * (lam / var)) @ q.T
 
     def _responsibilities(self, xf, s2):
-        logps = torch.stack([self._component_terms(xf, s2, k)[0] for k in range(len(self.eigvals))], 1)
+        logps = torch.stack([self._component_terms(xf, s2, k)[0] for k in range(self.means.shape[0])], 1)
         joint = logps + self.log_weights
         return joint, torch.logsumexp(joint, 1)
 
@@ -114,7 +124,7 @@ class GMMDenoiser(Denoiser):
         joint, logz = self._responsibilities(xf, s2)
         r = torch.exp(joint - logz.unsqueeze(1))
         out = torch.zeros_like(xf)
-        for k in range(len(self.eigvals)):
+        for k in range(self.means.shape[0]):
             out += r[:, k:k + 1] * self._component_terms(xf, s2, k)[1]
         return out.reshape(x.shape)
 
@@ -134,7 +144,7 @@ class GMMDenoiser(Denoiser):
         k = torch.multinomial(self.log_weights.exp().float(), int(num), replacement=True, generator=generator)
         z = torch.randn(int(num), self.dim, generator=generator, dtype=self.dtype)
         out = self.means[k].clone()
-        for c in range(len(self.eigvals)):
+        for c in range(self.means.shape[0]):
             sel = k == c
             lam, q = self.eigvals[c], self.eigvecs[c]
             if q is None:

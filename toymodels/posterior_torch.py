@@ -31,17 +31,14 @@ def streaming_posterior(x: torch.Tensor, y: torch.Tensor, y_sqnorm: torch.Tensor
     m = s = t = acc = None
     top_l = top_i = None
     kept = []
-    for j0, j1, l in sq_distance_chunks(x, y, y_sqnorm, budget=budget, temporaries=3):
-        l.mul_(coef)
+    for j0, j1, d2 in sq_distance_chunks(x, y, y_sqnorm, budget=budget, temporaries=4):
+        l = d2 * coef                                  # out-of-place throughout: autograd can pass through
         cm = l.amax(1)
-        if m is None:
-            m_new = cm
-        else:
-            m_new = torch.maximum(m, cm)
-        e = torch.exp(l - m_new.unsqueeze(1))
-        l.sub_(m_new.unsqueeze(1))                     # l - m_new, reused for t
+        m_new = cm if m is None else torch.maximum(m, cm)
+        shifted = l - m_new.unsqueeze(1)
+        e = shifted.exp()
         chunk_s = e.sum(1)
-        chunk_t = (e * l).sum(1)
+        chunk_t = (e * shifted).sum(1)
         chunk_acc = e @ y[j0:j1]
         if m is None:
             s, t, acc = chunk_s, chunk_t, chunk_acc
@@ -49,22 +46,19 @@ def streaming_posterior(x: torch.Tensor, y: torch.Tensor, y_sqnorm: torch.Tensor
             alpha = torch.exp(m - m_new)
             t = alpha * (t + (m - m_new) * s) + chunk_t
             s = alpha * s + chunk_s
-            acc = acc.mul_(alpha.unsqueeze(1)).add_(chunk_acc)
+            acc = acc * alpha.unsqueeze(1) + chunk_acc
         m = m_new
-        if topk is not None or all_weights:
-            absolute = l + m_new.unsqueeze(1)
-            if all_weights:
-                kept.append(absolute)
-            if topk is not None:
-                idx = torch.arange(j0, j1, device=x.device).expand_as(absolute)
-                if top_l is not None:
-                    absolute, idx = torch.cat([top_l, absolute], 1), torch.cat([top_i, idx], 1)
-                k = min(topk, absolute.shape[1])
-                top_l, pos = absolute.topk(k, dim=1)
-                top_i = idx.gather(1, pos)
+        if all_weights:
+            kept.append(l)
+        if topk is not None:
+            cand, idx = l, torch.arange(j0, j1, device=x.device).expand_as(l)
+            if top_l is not None:
+                cand, idx = torch.cat([top_l, cand], 1), torch.cat([top_i, idx], 1)
+            top_l, pos = cand.topk(min(topk, cand.shape[1]), dim=1)
+            top_i = idx.gather(1, pos)
     out = {
         "mean": acc / s.unsqueeze(1),
-        "entropy": (s.log() - t / s).clamp_(min=0),
+        "entropy": (s.log() - t / s).clamp(min=0),
         "log_normalizer": m + s.log(),
     }
     if topk is not None:

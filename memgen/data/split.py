@@ -35,6 +35,11 @@ def random_split(n: int, n_train: int, seed: int = 0) -> Split:
     return Split(np.sort(perm[:n_train]), np.sort(perm[n_train:]), "random", seed)
 
 
+def seeded_split(n: int, n_train: int | None = None, seed: int = 0) -> Split:
+    """``random_split(n, n_train, seed)``; ``n_train=None`` trains on all ``n`` points (empty validation)."""
+    return random_split(n, n if n_train is None else n_train, seed)
+
+
 def first_split(n: int, n_train: int) -> Split:
     """The first ``n_train`` points train, the rest validate."""
     if not 0 < n_train <= n:

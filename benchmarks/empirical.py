@@ -1,0 +1,145 @@
+"""Speed and memory of the exact empirical denoiser, as ratios measured in one run.
+
+    python -m benchmarks.empirical [--out benchmarks/results/empirical.json] [--quick]
+
+1. GEMM-rate ratio: ``D*`` for m queries against n training points in d dimensions costs two matrix
+   products, ``4 m n d`` flops; its rate is divided by the rate of ``torch.matmul`` on this machine
+   at the matching shapes (``[m, d] @ [d, n]`` then ``[m, n] @ [n, d]``), timed in the same run.
+2. Against the naive broadcast implementation (``[B, n, d]`` differences, then softmax) on a shape
+   where that still fits in memory.
+3. Low dimension (d = 2, float64): the fused numba kernel against the torch streaming kernel, and
+   the largest difference of their outputs.
+4. Memory: the peak resident memory added by one call beyond inputs and output (Linux peak-RSS
+   reset through /proc/self/clear_refs), against the chunk budget.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from memgen.pairwise import DEFAULT_BUDGET
+from toymodels import EmpiricalDenoiser
+
+
+def best_time(fn, repeats: int = 3) -> float:
+    """Best wall time of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def naive_empirical(x: torch.Tensor, y: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The textbook way: ``[B, n, d]`` differences, squared distances, softmax, weighted sum."""
+    d2 = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    return torch.softmax(-d2 / (2 * sigma ** 2), dim=1) @ y
+
+
+def gemm_ratio(m: int, n: int, d: int, sigma: float = 20.0) -> dict:
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(n, d, generator=g) * 2 - 1
+    x = torch.rand(m, d, generator=g) * 2 - 1
+    model = EmpiricalDenoiser(y)
+    probs = torch.rand(m, n, generator=g)
+    t_model = best_time(lambda: model(x, sigma))
+    t_gemm = best_time(lambda: (torch.mm(x, model.points.T), torch.mm(probs, model.points)))
+    flops = 4 * m * n * d
+    return {"m": m, "n": n, "d": d, "dtype": "float32", "seconds": t_model,
+            "gflops": flops / t_model / 1e9, "matmul_gflops": flops / t_gemm / 1e9, "ratio_to_matmul": t_gemm / t_model}
+
+
+def naive_ratio(m: int, n: int, d: int, sigma: float = 20.0) -> dict:
+    g = torch.Generator().manual_seed(1)
+    y = torch.rand(n, d, generator=g) * 2 - 1
+    x = torch.rand(m, d, generator=g) * 2 - 1
+    model = EmpiricalDenoiser(y)
+    t_model = best_time(lambda: model(x, sigma))
+    t_naive = best_time(lambda: naive_empirical(x, y, sigma), repeats=1)
+    diff = float((model(x, sigma) - naive_empirical(x, y, sigma)).abs().max())
+    return {"m": m, "n": n, "d": d, "seconds": t_model, "naive_seconds": t_naive, "speedup": t_naive / t_model,
+            "max_abs_diff": diff}
+
+
+def lowdim_ratio(m: int, n: int, sigma: float = 0.05) -> dict:
+    g = torch.Generator().manual_seed(2)
+    y = torch.rand(n, 2, generator=g, dtype=torch.float64)
+    x = torch.rand(m, 2, generator=g, dtype=torch.float64)
+    fused = EmpiricalDenoiser(y, dtype=torch.float64, kernel="numba")
+    streamed = EmpiricalDenoiser(y, dtype=torch.float64, kernel="torch")
+    t_numba = best_time(lambda: fused(x, sigma), repeats=2)
+    t_torch = best_time(lambda: streamed(x, sigma), repeats=1)
+    diff = float((fused(x, sigma) - streamed(x, sigma)).abs().max())
+    return {"m": m, "n": n, "d": 2, "dtype": "float64", "numba_seconds": t_numba, "torch_seconds": t_torch,
+            "speedup": t_torch / t_numba, "max_abs_diff": diff}
+
+
+def _rss(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def memory_check(m: int, n: int, d: int, budget: int = DEFAULT_BUDGET) -> dict:
+    g = torch.Generator().manual_seed(3)
+    model = EmpiricalDenoiser(torch.rand(n, d, generator=g), budget=budget)
+    x = torch.rand(m, d, generator=g)
+    model(x[:2], 1.0)                                 # warm-up: thread pools, first allocations
+    out_bytes = m * d * 4
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")                                # reset the peak-RSS mark (Linux >= 4.0)
+    except OSError:
+        return {"budget_bytes": budget, "extra_peak_bytes": None, "note": "peak RSS reset unavailable"}
+    base = _rss("VmRSS:")
+    model(x, 1.0)
+    peak = _rss("VmHWM:")
+    extra = peak - base - out_bytes
+    return {"m": m, "n": n, "d": d, "budget_bytes": budget, "output_bytes": out_bytes, "extra_peak_bytes": extra,
+            "within_budget": extra <= budget}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", help="write the results as JSON here")
+    p.add_argument("--quick", action="store_true", help="smaller shapes (a smoke run, not the stated targets)")
+    args = p.parse_args(argv)
+    q = args.quick
+    res = {
+        "threads": torch.get_num_threads(),
+        "memory": memory_check(512, 2_000 if q else 20_000, 3072),
+        "gemm": gemm_ratio(512, 2_000 if q else 20_000, 3072),
+        "naive": naive_ratio(32, 500 if q else 2_000, 3072),
+        "lowdim": lowdim_ratio(1_000 if q else 10_000, 10_000 if q else 100_000),
+    }
+    gm, nv, ld, mem = res["gemm"], res["naive"], res["lowdim"], res["memory"]
+    print(f"torch threads: {res['threads']}")
+    print(f"exact D*, m={gm['m']} n={gm['n']} d={gm['d']} float32: {gm['seconds']:.3f} s, {gm['gflops']:.1f} GFLOP/s"
+          f" = {gm['ratio_to_matmul']:.2f} x matmul ({gm['matmul_gflops']:.1f} GFLOP/s)   [target >= 0.7]")
+    print(f"vs naive [B, n, d] broadcast, m={nv['m']} n={nv['n']} d={nv['d']}: {nv['speedup']:.0f}x faster"
+          f" (max |diff| {nv['max_abs_diff']:.1e})   [target >= 50x]")
+    print(f"low-d numba vs torch, m={ld['m']} n={ld['n']} d=2 float64: {ld['speedup']:.1f}x faster"
+          f" (max |diff| {ld['max_abs_diff']:.1e})   [target >= 2x, equal to 1e-10]")
+    if mem["extra_peak_bytes"] is None:
+        print(f"memory: {mem['note']}")
+    else:
+        print(f"memory, m={mem['m']} n={mem['n']} d={mem['d']}: extra peak {mem['extra_peak_bytes'] / 2**20:.1f} MiB"
+              f" beyond inputs and output; budget {mem['budget_bytes'] / 2**20:.0f} MiB")
+    if args.out:
+        from memgen.runs import atomic_write_json, versions
+        atomic_write_json(args.out, {**res, "versions": versions()})
+    return res
+
+
+if __name__ == "__main__":
+    main()

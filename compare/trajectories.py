@@ -1,0 +1,128 @@
+"""Where sampling trajectories go: distance to the training set and typicality under the noisy data.
+
+For a state ``x`` of a trajectory at noise ``sigma > 0`` (``d`` dimensions, training points ``y_1..y_n``):
+
+* nearest distance ``r = min_i ||x - y_i||`` and its scale-free form ``r / (sigma sqrt(d))`` (about 1
+  for a real noisy training sample ``y_j + sigma eps`` once sigma is small against the data spacing);
+* log-density under the noisy training data at that sigma,
+  ``log p_sigma(x) = log (1/n) sum_i N(x; y_i, sigma^2 I)
+                   = logsumexp_i(-||x - y_i||^2 / (2 sigma^2)) - log n - (d/2) log(2 pi sigma^2)``;
+* typicality: the mid-rank percentile of ``log p_sigma(x)`` among the same quantity for reference
+  samples of that very distribution, ``y_J + sigma eps`` (``J`` uniform, ``eps`` standard normal,
+  drawn once from a seed and reused at every sigma). Real noisy training samples get uniform
+  percentiles; near 0 means the state lies where the noisy training data almost never are, near 100
+  that it sits closer to a training point than noise of that level ever leaves it.
+
+Distances are streamed over training chunks by GEMM (:func:`memgen.pairwise.sq_distance_chunks`), with
+a running minimum and a running log-sum-exp, in float64 by default (the logits ``-||x - y||^2 / 2 sigma^2``
+are large at small sigma). States at sigma = 0 are skipped.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from memgen.checks import as_points, as_tensor
+from memgen.pairwise import DEFAULT_BUDGET, squared_norms, sq_distance_chunks
+
+from .errors import check_positive_int, check_tags
+from .records import Records
+
+COLUMNS = ("step", "sigma", "sample", "nearest_index", "nearest_distance", "normalized_distance", "log_density",
+           "typicality")
+
+
+def nearest_and_log_density(x: torch.Tensor, y: torch.Tensor, y_sqnorm: torch.Tensor, sigma: float, *,
+                            budget: int = DEFAULT_BUDGET):
+    """For flattened ``x`` ``[B, d]`` and ``y`` ``[n, d]``: ``(min_i ||x - y_i||^2, argmin, log p_sigma(x))``.
+
+    ``log p_sigma`` is the log-density of ``(1/n) sum_i N(y_i, sigma^2 I)`` (formula in the module doc).
+    """
+    coef = -0.5 / sigma ** 2
+    best = arg = lse = None
+    for j0, j1, d2 in sq_distance_chunks(x, y, y_sqnorm, budget=budget, temporaries=2):
+        v, i = d2.min(1)
+        chunk_lse = torch.logsumexp(d2.mul_(coef), 1)
+        if best is None:
+            best, arg, lse = v, i + j0, chunk_lse
+        else:
+            better = v < best
+            best, arg = torch.where(better, v, best), torch.where(better, i + j0, arg)
+            lse = torch.logaddexp(lse, chunk_lse)
+    d = x.shape[1]
+    return best, arg, lse - math.log(y.shape[0]) - 0.5 * d * math.log(2 * math.pi * sigma ** 2)
+
+
+def is_trajectory(obj) -> bool:
+    """Whether ``obj`` looks like a :class:`memgen.Trajectory` (has states ``x`` and noise levels ``sigma``)."""
+    return hasattr(obj, "x") and hasattr(obj, "sigma")
+
+
+def trajectory_states(trajectory, dtype: torch.dtype, event_shape=None):
+    """Validated ``(x [T+1, B, *shape], sigma [T+1] float64)`` of a trajectory."""
+    if not is_trajectory(trajectory):
+        raise TypeError(f"trajectory: expected a memgen.Trajectory (x [T+1, B, *shape], sigma [T+1]),"
+                        f" got {type(trajectory).__name__}")
+    x = as_tensor(trajectory.x, "trajectory.x", dtype=dtype)
+    sig = as_tensor(trajectory.sigma, "trajectory.sigma", dtype=torch.float64).reshape(-1)
+    if x.dim() < 3 or x.shape[0] != sig.shape[0]:
+        raise ValueError(f"trajectory: expected x [T+1, B, *shape] and sigma [T+1], got x {tuple(x.shape)}"
+                         f" and sigma {tuple(sig.shape)}")
+    if event_shape is not None and tuple(x.shape[2:]) != tuple(event_shape):
+        raise ValueError(f"trajectory: states of shape {tuple(x.shape[2:])} do not match the training points"
+                         f" {tuple(event_shape)}")
+    if bool((sig < 0).any()):
+        raise ValueError("trajectory.sigma: noise levels must be >= 0")
+    return x, sig
+
+
+def trajectory_distances(trajectory, train, *, n_reference: int = 1000, seed: int = 0,
+                         dtype: torch.dtype = torch.float64, budget: int = DEFAULT_BUDGET, tags: dict | None = None,
+                         progress: bool = True) -> Records:
+    """Nearest-training-point distance and typicality of every state of a trajectory (see module doc).
+
+    Args:
+        trajectory: a :class:`memgen.Trajectory` (``x`` ``[T+1, B, *shape]``, ``sigma`` ``[T+1]``).
+        train: the training points ``[n, *shape]`` the model was built or trained on.
+        n_reference: reference noisy training samples per sigma for the typicality percentile.
+        seed: seed of the reference samples (the same draws at every sigma).
+        dtype: computation dtype (float64 default).
+        tags: columns added to every row (e.g. the model's name).
+
+    Returns one row per (step with sigma > 0, sample): ``step, sigma, sample, nearest_index,
+    nearest_distance, normalized_distance, log_density, typicality`` (percentile in [0, 100]), plus tags.
+    """
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
+    tags = check_tags(tags, COLUMNS)
+    n_reference = check_positive_int(n_reference, "n_reference")
+    y = as_points(train, "train", dtype=dtype)
+    x, sig = trajectory_states(trajectory, dtype, y.shape[1:])
+    flat = y.reshape(y.shape[0], -1)
+    center = flat.mean(0)
+    flat = flat - center
+    ysq = squared_norms(flat)
+    d = flat.shape[1]
+    g = torch.Generator().manual_seed(int(seed))
+    ref_idx = torch.randint(0, flat.shape[0], (n_reference,), generator=g)
+    ref_noise = torch.randn(n_reference, d, generator=g, dtype=dtype)
+    rows = Records()
+    for t in tqdm(range(len(sig)), desc="trajectory distances", leave=False, disable=not progress):
+        s = float(sig[t])
+        if s <= 0:
+            continue
+        states = x[t].reshape(x.shape[1], -1) - center
+        query = torch.cat([states, flat[ref_idx] + s * ref_noise])
+        d2, arg, logp = nearest_and_log_density(query, flat, ysq, s, budget=budget)
+        ref = np.sort(logp[states.shape[0]:].cpu().numpy())
+        lp = logp[:states.shape[0]].cpu().numpy()
+        pct = 50.0 * (np.searchsorted(ref, lp, "left") + np.searchsorted(ref, lp, "right")) / n_reference
+        dist = d2[:states.shape[0]].sqrt().cpu().numpy()
+        for b in range(states.shape[0]):
+            rows.append({**tags, "step": t, "sigma": s, "sample": b, "nearest_index": int(arg[b]),
+                         "nearest_distance": float(dist[b]), "normalized_distance": float(dist[b] / (s * math.sqrt(d))),
+                         "log_density": float(lp[b]), "typicality": float(pct[b])})
+    return rows

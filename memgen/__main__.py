@@ -1,0 +1,6 @@
+"""``python -m memgen`` is the ``memgen`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

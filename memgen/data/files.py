@@ -1,0 +1,147 @@
+"""Data from the user's own files: any ``.npy``/``.npz`` array (or in-memory array), any folder of images.
+
+8-bit data (``uint8``: images) is mapped to [-1, 1] by ``v / 127.5 - 1``; any other numeric array is
+kept as it is (cast to float32). Arrays are read with ``allow_pickle=False``: a file holding Python
+objects is refused, never unpickled.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .dataset import Dataset
+from .split import seeded_split
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+DATA_KEYS = ("x", "images", "data")
+LABEL_KEYS = ("labels", "y")
+
+
+def from_uint8(a: np.ndarray) -> torch.Tensor:
+    """8-bit values ``v`` in {0..255} as float32 ``v / 127.5 - 1`` in [-1, 1]."""
+    return torch.as_tensor(a.astype(np.float32) / np.float32(127.5) - 1)
+
+
+def _as_data(a: np.ndarray, name: str) -> torch.Tensor:
+    if a.dtype == np.uint8:
+        return from_uint8(a)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: expected a numeric array, got dtype {a.dtype}")
+    t = torch.as_tensor(a.astype(np.float32))
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name}: contains NaN or inf")
+    return t
+
+
+def _labels(labels, n: int, name: str = "labels") -> torch.Tensor:
+    lab = np.asarray(labels)
+    if lab.shape != (n,) or lab.dtype.kind not in "iu" or (lab < 0).any():
+        raise ValueError(f"{name}: expected {n} non-negative integer class labels, got shape {lab.shape}, "
+                         f"dtype {lab.dtype}")
+    return torch.as_tensor(lab.astype(np.int64))
+
+
+def _load_file(path: Path, labels):
+    if not path.is_file():
+        raise FileNotFoundError(f"path_or_array: no file {path}")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise ValueError(f"path_or_array: {path} is not a plain .npy/.npz array (object arrays are refused): {e}") from e
+    if isinstance(loaded, np.ndarray):
+        return loaded, labels
+    with loaded:
+        keys = list(loaded.files)
+        key = next((k for k in DATA_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
+        if key is None:
+            raise ValueError(f"path_or_array: {path} holds arrays {keys}; name the data 'x' (or one of {DATA_KEYS})")
+        if isinstance(labels, str):
+            if labels not in keys:
+                raise ValueError(f"labels: {path} has no array {labels!r}; it holds {keys}")
+            labels = loaded[labels]
+        elif labels is None:
+            labels = next((loaded[k] for k in LABEL_KEYS if k in keys), None)
+        return loaded[key], labels
+
+
+def from_array(path_or_array, *, labels=None, n_train: int | None = None, seed: int = 0) -> Dataset:
+    """A data set ``[N, *shape]`` from a ``.npy``/``.npz`` file or an in-memory numpy array / tensor.
+
+    In a ``.npz`` the data is the array named ``x`` (or ``images``, ``data``, or the only array) and the
+    labels, unless given, the array ``labels`` (or ``y``) when present; ``labels`` may also name an array
+    of the ``.npz``, or be an integer array ``[N]``. ``uint8`` data maps to [-1, 1] (``v / 127.5 - 1``).
+    ``n_train``/``seed`` make a seeded split (None: all train). ``params`` records the path, or, for an
+    in-memory array (and for given label arrays), the shape and SHA-256 of its bytes, so that a re-run can
+    check it uses the same data.
+    """
+    given = labels
+    if isinstance(path_or_array, (str, Path)):
+        path = Path(path_or_array)
+        a, labels = _load_file(path, labels)
+        source = {"path_or_array": str(path)}
+    elif isinstance(path_or_array, (np.ndarray, torch.Tensor)):
+        a = path_or_array.detach().cpu().numpy() if isinstance(path_or_array, torch.Tensor) else path_or_array
+        if isinstance(labels, str):
+            raise ValueError("labels: a name of an array only works with a .npz file; pass the labels array")
+        source = {"path_or_array": None, "shape": list(a.shape),
+                  "sha256": hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()}
+    else:
+        raise TypeError(f"path_or_array: expected a path or a numpy array, got {type(path_or_array).__name__}")
+    if a.ndim < 2 or a.shape[0] == 0:
+        raise ValueError(f"path_or_array: expected a non-empty array [N, *shape] (at least 2-D), got shape {a.shape}")
+    x = _as_data(a, "path_or_array")
+    lab = None if labels is None else _labels(labels, len(x))
+    return Dataset("from_array", x, seeded_split(len(x), n_train, seed), labels=lab,
+                   classes=None if lab is None else [str(k) for k in range(int(lab.max()) + 1)],
+                   params={**source, "labels": given if given is None or isinstance(given, str) else None,
+                           **({} if given is None or isinstance(given, str) else
+                              {"labels_sha256": hashlib.sha256(np.ascontiguousarray(given).tobytes()).hexdigest()}),
+                           "n_train": n_train, "seed": seed})
+
+
+def image_folder(path, *, size: int | None = None, n_train: int | None = None, seed: int = 0) -> Dataset:
+    """Every image file under ``path`` (sorted by path) as RGB ``[N, 3, H, W]`` in [-1, 1].
+
+    Images directly in ``path`` are unlabelled; images in sub-folders are labelled by the name of their
+    top-level sub-folder (``classes`` sorted by name), as in the usual one-folder-per-class layout.
+    ``size`` resizes every image to ``size x size`` (bicubic); without it all images must share one size.
+    Needs Pillow (installed with matplotlib).
+    """
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise ImportError("image_folder needs Pillow: pip install pillow") from e
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"path: no folder {root}")
+    if size is not None and (int(size) != size or size < 1):
+        raise ValueError(f"size: expected a positive integer or None, got {size!r}")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"path: no image files ({', '.join(IMAGE_SUFFIXES)}) under {root}")
+    groups = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else None for p in files]
+    if len(set(g is None for g in groups)) > 1:
+        raise ValueError(f"path: {root} mixes images at its top level with class sub-folders; use one layout")
+    arrays = []
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                im = im.convert("RGB")
+                if size is not None:
+                    im = im.resize((int(size), int(size)), Image.BICUBIC)
+                arrays.append(np.asarray(im, dtype=np.uint8))
+        except OSError as e:
+            raise ValueError(f"path: cannot read image {p}: {e}") from e
+        if arrays[-1].shape != arrays[0].shape:
+            raise ValueError(f"path: {p} is {arrays[-1].shape[1]}x{arrays[-1].shape[0]} but {files[0]} is "
+                             f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; pass size= to resize all images")
+    x = from_uint8(np.stack(arrays).transpose(0, 3, 1, 2))
+    labels = classes = None
+    if groups[0] is not None:
+        classes = sorted(set(groups))
+        labels = torch.as_tensor([classes.index(g) for g in groups], dtype=torch.int64)
+    return Dataset("image_folder", x, seeded_split(len(x), n_train, seed), labels=labels, classes=classes,
+                   params={"path": str(root), "size": size, "n_train": n_train, "seed": seed})

@@ -1,0 +1,216 @@
+"""CIFAR-10 loaders on small archives written here in both formats (folders and .tar.gz), and pickle safety."""
+import io
+import os
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+from memgen.data import cifar10, load
+from memgen.data.cifar import CLASSES, safe_unpickle
+
+PER_BATCH = 12
+NAMES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def make_batches(seed=0):
+    """Six batches (5 train, 1 test) of random uint8 images [PER_BATCH, 3, 32, 32] and labels 0..9."""
+    rng = np.random.default_rng(seed)
+    stems = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    return {s: (rng.integers(0, 256, (PER_BATCH, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, PER_BATCH))
+            for s in stems}
+
+
+def binary_record_bytes(images, labels):
+    """The documented layout: per image one label byte, then the R, G and B planes of 1024 bytes, row-major."""
+    out = bytearray()
+    for img, lab in zip(images, labels):
+        out.append(int(lab))
+        for c in range(3):
+            out += bytes(img[c].flatten().tolist())
+    return bytes(out)
+
+
+class Py2Pickler(pickle._Pickler):
+    """Writes ``bytes`` and ``str`` as Python 2 ``str`` (BINSTRING), as the cPickle-made CIFAR batches are."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2_str(self, obj):
+        raw = obj.encode("latin1") if isinstance(obj, str) else obj
+        n = len(raw)
+        self.write((pickle.SHORT_BINSTRING + bytes([n]) if n < 256
+                    else pickle.BINSTRING + n.to_bytes(4, "little")) + raw)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+    dispatch[str] = save_py2_str
+
+
+def pickle_bytes(obj, protocol):
+    if protocol == "py2":
+        buf = io.BytesIO()
+        Py2Pickler(buf, protocol=2).dump(obj)
+        # numpy 1 (and Python 2's numpy) name the array rebuilder numpy.core.multiarray._reconstruct
+        return buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    return pickle.dumps(obj, protocol=protocol)
+
+
+def write_copy(root, batches, fmt, *, archive=False, protocol="py2", names=NAMES, skip=()):
+    """Write a CIFAR-10 copy under ``root`` (folder, or .tar.gz when ``archive``); returns its path."""
+    folder = {"binary": "cifar-10-batches-bin", "python": "cifar-10-batches-py"}[fmt]
+    files = {}
+    for stem, (x, y) in batches.items():
+        if stem in skip:
+            continue
+        if fmt == "binary":
+            files[stem + ".bin"] = binary_record_bytes(x, y)
+        else:
+            d = {b"batch_label": b"batch " + stem.encode(), b"labels": [int(v) for v in y],
+                 b"data": x.reshape(len(x), -1), b"filenames": [b"img%d.png" % i for i in range(len(x))]}
+            files[stem] = pickle_bytes(d, protocol)
+    if names is not None:
+        if fmt == "binary":
+            files["batches.meta.txt"] = ("\n".join(names) + "\n\n").encode()
+        else:
+            files["batches.meta"] = pickle_bytes({b"label_names": [n.encode() for n in names],
+                                                  b"num_vis": 3072}, protocol)
+    if archive:
+        path = root / {"binary": "cifar-10-binary.tar.gz", "python": "cifar-10-python.tar.gz"}[fmt]
+        with tarfile.open(path, "w:gz") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(f"{folder}/{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return path
+    (root / folder).mkdir(parents=True)
+    for name, data in files.items():
+        (root / folder / name).write_bytes(data)
+    return root / folder
+
+
+def expected(batches, train):
+    stems = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    x = np.concatenate([batches[s][0] for s in stems]).astype(np.float64) / 127.5 - 1
+    return x, np.concatenate([batches[s][1] for s in stems])
+
+
+@pytest.mark.parametrize("fmt,archive,protocol", [("binary", False, None), ("binary", True, None),
+                                                  ("python", False, "py2"), ("python", True, "py2"),
+                                                  ("python", False, 2), ("python", False, 4),
+                                                  ("python", False, 5)])
+@pytest.mark.parametrize("train", [True, False])
+def test_reads_what_was_written(tmp_path, fmt, archive, protocol, train):
+    batches = make_batches()
+    write_copy(tmp_path, batches, fmt, archive=archive, protocol=protocol)
+    ds = cifar10(tmp_path, train=train)
+    x, y = expected(batches, train)
+    assert ds.x.shape == (len(y), 3, 32, 32) and ds.x.dtype.is_floating_point
+    np.testing.assert_allclose(ds.x.numpy(), x, atol=1e-6)
+    np.testing.assert_array_equal(ds.labels.numpy(), y)
+    assert ds.classes == NAMES
+    assert len(ds.split.train) == len(y) and len(ds.split.val) == 0
+
+
+def test_root_may_be_the_folder_or_the_archive_itself(tmp_path):
+    batches = make_batches(1)
+    folder = write_copy(tmp_path / "a", batches, "python")
+    archive = write_copy(tmp_path, batches, "binary", archive=True)
+    x, y = expected(batches, True)
+    for root in (folder, archive):
+        ds = cifar10(root)
+        np.testing.assert_allclose(ds.x.numpy(), x, atol=1e-6)
+        np.testing.assert_array_equal(ds.labels.numpy(), y)
+
+
+def test_missing_meta_falls_back_to_the_standard_names(tmp_path):
+    write_copy(tmp_path, make_batches(), "binary", names=None)
+    assert cifar10(tmp_path).classes == CLASSES
+
+
+def test_class_filter_and_subsets(tmp_path):
+    batches = make_batches(2)
+    write_copy(tmp_path, batches, "binary")
+    x, y = expected(batches, True)
+    ds = cifar10(tmp_path, classes="car")
+    sel = np.flatnonzero(y == 1)
+    np.testing.assert_allclose(ds.x.numpy(), x[sel], atol=1e-6)
+    assert ds.classes == ["car"] and (ds.labels.numpy() == 0).all()
+    # a list keeps the given order: labels index into it
+    ds = cifar10(tmp_path, classes=[7, "bird"])
+    sel = np.flatnonzero((y == 7) | (y == 2))
+    np.testing.assert_allclose(ds.x.numpy(), x[sel], atol=1e-6)
+    np.testing.assert_array_equal(ds.labels.numpy(), np.where(y[sel] == 7, 0, 1))
+    assert ds.classes == ["horse", "bird"]
+    # first n, then a seeded subset (same seed same subset, in file order, drawn from the filtered images)
+    first = cifar10(tmp_path, classes=[7, "bird"], n=5)
+    np.testing.assert_allclose(first.x.numpy(), x[sel[:5]], atol=1e-6)
+    s1, s2, s3 = (cifar10(tmp_path, classes=[7, "bird"], n=5, subset_seed=s) for s in (3, 3, 4))
+    assert np.array_equal(s1.x.numpy(), s2.x.numpy()) and not np.array_equal(s1.x.numpy(), s3.x.numpy())
+    rows = [int(np.flatnonzero((np.abs(x[sel] - img).reshape(len(sel), -1).max(1) < 1e-6))[0])
+            for img in s1.x.numpy()]
+    assert rows == sorted(rows) and len(set(rows)) == 5
+    # split and rebuild from the recorded parameters
+    ds = cifar10(tmp_path, n=20, subset_seed=1, n_train=15, seed=9)
+    assert len(ds.train) == 15 and len(ds.val) == 5
+    assert not set(ds.split.train) & set(ds.split.val)
+    again = load(ds.name, **ds.params)
+    assert np.array_equal(again.x.numpy(), ds.x.numpy()) and np.array_equal(again.split.val, ds.split.val)
+
+
+class Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    batches = make_batches()
+    folder = write_copy(tmp_path, batches, "python")
+    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": Evil(marker), b"labels": []}))
+    with pytest.raises(ValueError, match=r"refused global (posix|os|nt)\.system"):
+        cifar10(tmp_path)
+    assert not marker.exists()
+    # sanity: the same file would run the command through plain pickle (so the test can fail)
+    pickle.loads((folder / "data_batch_3").read_bytes())
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("obj", [np.array([1, "a"], dtype=object), [eval], {b"x": Exception("boom")}])
+def test_anything_but_plain_data_is_refused(obj):
+    with pytest.raises(ValueError, match="refused"):
+        safe_unpickle(pickle.dumps(obj), "test")
+
+
+def test_missing_files_say_what_to_download_and_where(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"cifar-10-binary\.tar\.gz.*" + str(tmp_path)):
+        cifar10(tmp_path)
+    with pytest.raises(FileNotFoundError, match="www.cs.toronto.edu"):
+        cifar10(tmp_path / "nowhere")
+    write_copy(tmp_path, make_batches(), "binary", skip=("data_batch_3",))
+    with pytest.raises(FileNotFoundError, match="data_batch_3.bin"):
+        cifar10(tmp_path)
+    assert len(cifar10(tmp_path, train=False).x) == PER_BATCH
+
+
+def test_bad_input_raises_clear_errors(tmp_path):
+    folder = write_copy(tmp_path, make_batches(), "binary")
+    with pytest.raises(ValueError, match="classes"):
+        cifar10(tmp_path, classes="unicorn")
+    with pytest.raises(ValueError, match="classes"):
+        cifar10(tmp_path, classes=[1, "car"])
+    with pytest.raises(ValueError, match="n:"):
+        cifar10(tmp_path, classes="car", n=10 ** 6)
+    with pytest.raises(ValueError, match="n_train"):
+        cifar10(tmp_path, n_train=0)
+    (folder / "data_batch_2.bin").write_bytes(b"\x00" * 3000)
+    with pytest.raises(ValueError, match="3073-byte"):
+        cifar10(tmp_path)
+    bad = tmp_path / "junk.tar.gz"
+    bad.write_bytes(b"not an archive")
+    with pytest.raises(ValueError, match="root"):
+        cifar10(bad)

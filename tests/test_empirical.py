@@ -1,0 +1,110 @@
+"""Empirical (optimal) denoiser against an independent float64 brute-force reference."""
+import numpy as np
+import pytest
+import torch
+
+from toymodels import EmpiricalDenoiser
+
+SIGMAS = [1e-4, 1e-2, 0.3, 1.0, 10.0, 1e4]
+SHAPES = [(7, (2,)), (31, (5,)), (50, (3, 4, 4)), (1, (3,))]
+
+
+@pytest.mark.parametrize("n,shape", SHAPES)
+@pytest.mark.parametrize("kernel", ["torch", "numba"])
+def test_float64_equals_brute_force(n, shape, kernel, brute):
+    g = torch.Generator().manual_seed(n)
+    y = torch.randn(n, *shape, generator=g, dtype=torch.float64) * 3
+    x = torch.randn(9, *shape, generator=g, dtype=torch.float64) * 3
+    # a tiny budget forces many chunks: the streaming rescaling must be exact
+    model = EmpiricalDenoiser(y, dtype=torch.float64, kernel=kernel, budget=2048)
+    for sigma in SIGMAS:
+        w, ent, logz = brute(x.numpy(), y.numpy(), sigma)
+        ref = (w @ y.reshape(n, -1).numpy()).reshape(x.shape)
+        got = model(x, sigma)
+        assert not torch.isnan(got).any()
+        np.testing.assert_allclose(got.numpy(), ref, atol=1e-9, rtol=1e-9)
+        post = model.posterior(x, sigma)
+        np.testing.assert_allclose(post.entropy.numpy(), ent, atol=1e-8)
+        np.testing.assert_allclose(post.log_normalizer.numpy(), logz, rtol=1e-10, atol=1e-8)
+        np.testing.assert_allclose(post.weights.numpy(), w, atol=1e-10)
+
+
+def test_sigma_limits_nearest_point_and_mean():
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(40, 6, generator=g, dtype=torch.float64)
+    x = 50 * torch.randn(12, 6, generator=g, dtype=torch.float64)     # far away: all logits ~ -1e11
+    model = EmpiricalDenoiser(y, dtype=torch.float64)
+    nearest = y[torch.cdist(x, y).argmin(1)]
+    got = model(x, 1e-4)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, nearest, rtol=0, atol=1e-12)
+    # sigma -> inf: weights -> 1/n up to O(||x - y||^2 / sigma^2) ~ 2500 / 1e8
+    torch.testing.assert_close(model(x, 1e4), y.mean(0).expand_as(x), rtol=0, atol=1e-4)
+
+
+def test_numba_and_torch_kernels_agree_low_dim():
+    g = torch.Generator().manual_seed(2)
+    y = torch.rand(500, 2, generator=g, dtype=torch.float64) * 10
+    x = torch.rand(64, 2, generator=g, dtype=torch.float64) * 10
+    sig = torch.logspace(-3, 2, 64, dtype=torch.float64)
+    a = EmpiricalDenoiser(y, dtype=torch.float64, kernel="numba")
+    b = EmpiricalDenoiser(y, dtype=torch.float64, kernel="torch", budget=4096)
+    torch.testing.assert_close(a(x, sig), b(x, sig), rtol=0, atol=1e-10)
+    sa, sb = a._stats(x - a.center, sig), b._stats(x - b.center, sig)
+    torch.testing.assert_close(sa["entropy"], sb["entropy"], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("kernel", ["torch", "numba"])
+def test_float32_within_rounding_bound(kernel, brute):
+    """float32 tolerance, from the rounding of the logits.
+
+    The squared distances carry an absolute error of about ``c * eps32 * R^2`` (R: the largest norm
+    of a centred point or query, c ~ a few for the GEMM expansion), so each logit is off by
+    ``~ c eps32 R^2 / (2 sigma^2)`` and the mean by at most twice that times the spread 2R of the
+    points, plus the rounding ``eps32 R`` of the result itself. We assert with c = 10.
+    """
+    g = torch.Generator().manual_seed(3)
+    d = 2 if kernel == "numba" else 16
+    y = torch.randn(200, d, generator=g, dtype=torch.float64) + 5.0    # uncentred on purpose
+    x = torch.randn(40, d, generator=g, dtype=torch.float64) + 5.0
+    m32 = EmpiricalDenoiser(y, kernel=kernel)
+    R = float(torch.cat([y, x]).sub(y.mean(0)).norm(dim=1).max())
+    eps = float(torch.finfo(torch.float32).eps)
+    for sigma in [0.3, 1.0, 3.0, 30.0]:
+        w, _, _ = brute(x.numpy(), y.numpy(), sigma)
+        ref = w @ y.numpy()
+        bound = 10 * eps * (R ** 2 / sigma ** 2 * 2 * R + R + 5.0)
+        err = np.abs(m32(x.float(), sigma).double().numpy() - ref).max()
+        assert err <= bound, (sigma, err, bound)
+
+
+def test_topk_posterior_matches_brute_force(brute):
+    g = torch.Generator().manual_seed(4)
+    y = torch.randn(300, 8, generator=g, dtype=torch.float64)
+    x = torch.randn(5, 8, generator=g, dtype=torch.float64)
+    model = EmpiricalDenoiser(y, dtype=torch.float64, budget=3000)
+    w, ent, _ = brute(x.numpy(), y.numpy(), 0.7)
+    post = model.posterior(x, 0.7, topk=5)
+    order = np.argsort(-w, axis=1)[:, :5]
+    np.testing.assert_array_equal(post.indices.numpy(), order)
+    np.testing.assert_allclose(post.weights.numpy(), np.take_along_axis(w, order, 1), atol=1e-12)
+    np.testing.assert_allclose(post.effective_number.numpy(), np.exp(ent), rtol=1e-9)
+
+
+def test_per_sample_sigma_and_numpy_in_numpy_out(brute):
+    y = np.random.default_rng(5).normal(size=(20, 3))
+    x = np.random.default_rng(6).normal(size=(4, 3))
+    sig = np.array([0.1, 0.5, 1.0, 5.0])
+    model = EmpiricalDenoiser(y, dtype=torch.float64)
+    out = model(x, torch.as_tensor(sig))
+    assert isinstance(out, np.ndarray) and out.shape == x.shape
+    for b in range(4):
+        w, _, _ = brute(x[b:b + 1], y, sig[b])
+        np.testing.assert_allclose(out[b], (w @ y)[0], atol=1e-10)
+
+
+def test_gradients_flow_through_x():
+    y = torch.randn(10, 2, dtype=torch.float64)
+    x = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    EmpiricalDenoiser(y, dtype=torch.float64, kernel="torch")(x, 0.5).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
