@@ -19,9 +19,14 @@ def chunk_length(batch: int, n: int, itemsize: int, budget: int = DEFAULT_BUDGET
     return int(max(1, min(n, budget // max(1, temporaries * batch * itemsize))))
 
 
-def squared_norms(y: torch.Tensor, rows: int = 4096) -> torch.Tensor:
-    """Row norms ``||y_j||^2`` of a ``[n, d]`` matrix, accumulated in float64 (``rows`` at a time) then cast back."""
-    return torch.cat([c.double().pow(2).sum(1) for c in y.split(rows)]).to(y.dtype)
+def squared_norms(y: torch.Tensor, block_bytes: int = 4 * 2 ** 20) -> torch.Tensor:
+    """Row norms ``||y_j||^2`` of a ``[n, d]`` matrix, accumulated in float64, then cast back.
+
+    Rows are converted ``block_bytes`` of float64 at a time, so the temporary stays small.
+    """
+    rows = max(1, block_bytes // (8 * max(1, y.shape[1])))
+    return torch.cat([torch.bmm((c := b.double()).unsqueeze(1), c.unsqueeze(2)).reshape(-1)
+                      for b in y.split(rows)]).to(y.dtype)
 
 
 def sq_distance_chunks(x: torch.Tensor, y: torch.Tensor, y_sqnorm: torch.Tensor | None = None, *,
@@ -30,7 +35,8 @@ def sq_distance_chunks(x: torch.Tensor, y: torch.Tensor, y_sqnorm: torch.Tensor 
 
     ``x`` is ``[B, d]``, ``y`` is ``[n, d]`` (same dtype and device); ``y_sqnorm`` (``[n]``) may be
     passed to avoid recomputing it. ``temporaries`` is how many ``[B, c]`` blocks the caller keeps
-    alive per chunk (the budget covers them all). Distances are clamped at 0 (rounding can make the
+    alive per chunk (the budget covers them all; the caller drops its references before asking
+    for the next chunk, so blocks of consecutive chunks never coexist). Distances are clamped at 0 (rounding can make the
     expanded form slightly negative).
     """
     if y_sqnorm is None:
@@ -41,3 +47,4 @@ def sq_distance_chunks(x: torch.Tensor, y: torch.Tensor, y_sqnorm: torch.Tensor 
         j1 = min(j0 + c, y.shape[0])
         d2 = torch.addmm(y_sqnorm[j0:j1].unsqueeze(0), x, y[j0:j1].T, beta=1, alpha=-2)
         yield j0, j1, d2.add_(x_sqnorm).clamp_(min=0)
+        del d2                                        # free this block before the next one is allocated

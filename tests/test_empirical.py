@@ -15,8 +15,9 @@ def test_float64_equals_brute_force(n, shape, kernel, brute):
     g = torch.Generator().manual_seed(n)
     y = torch.randn(n, *shape, generator=g, dtype=torch.float64) * 3
     x = torch.randn(9, *shape, generator=g, dtype=torch.float64) * 3
-    # a tiny budget forces many chunks: the streaming rescaling must be exact
-    model = EmpiricalDenoiser(y, dtype=torch.float64, kernel=kernel, budget=2048)
+    # a tiny budget (query buffers + chunks of 3 points) forces many chunks: the rescaling must be exact
+    d = int(np.prod(shape))
+    model = EmpiricalDenoiser(y, dtype=torch.float64, kernel=kernel, budget=3 * 9 * d * 8 + 2 * 9 * 3 * 8)
     for sigma in SIGMAS:
         w, ent, logz = brute(x.numpy(), y.numpy(), sigma)
         ref = (w @ y.reshape(n, -1).numpy()).reshape(x.shape)
@@ -48,7 +49,7 @@ def test_numba_and_torch_kernels_agree_low_dim():
     x = torch.rand(64, 2, generator=g, dtype=torch.float64) * 10
     sig = torch.logspace(-3, 2, 64, dtype=torch.float64)
     a = EmpiricalDenoiser(y, dtype=torch.float64, kernel="numba")
-    b = EmpiricalDenoiser(y, dtype=torch.float64, kernel="torch", budget=4096)
+    b = EmpiricalDenoiser(y, dtype=torch.float64, kernel="torch", budget=3 * 64 * 2 * 8 + 2 * 64 * 7 * 8)
     torch.testing.assert_close(a(x, sig), b(x, sig), rtol=0, atol=1e-10)
     sa, sb = a._stats(x - a.center, sig), b._stats(x - b.center, sig)
     torch.testing.assert_close(sa["entropy"], sb["entropy"], rtol=0, atol=1e-9)
@@ -82,7 +83,7 @@ def test_topk_posterior_matches_brute_force(brute):
     g = torch.Generator().manual_seed(4)
     y = torch.randn(300, 8, generator=g, dtype=torch.float64)
     x = torch.randn(5, 8, generator=g, dtype=torch.float64)
-    model = EmpiricalDenoiser(y, dtype=torch.float64, budget=3000)
+    model = EmpiricalDenoiser(y, dtype=torch.float64, budget=3 * 5 * 8 * 8 + 2 * 5 * 11 * 8)
     w, ent, _ = brute(x.numpy(), y.numpy(), 0.7)
     post = model.posterior(x, 0.7, topk=5)
     order = np.argsort(-w, axis=1)[:, :5]
@@ -101,6 +102,11 @@ def test_per_sample_sigma_and_numpy_in_numpy_out(brute):
     for b in range(4):
         w, _, _ = brute(x[b:b + 1], y, sig[b])
         np.testing.assert_allclose(out[b], (w @ y)[0], atol=1e-10)
+
+
+def test_budget_too_small_for_the_queries_is_refused():
+    with pytest.raises(ValueError, match="budget"):
+        EmpiricalDenoiser(torch.randn(10, 4), kernel="torch", budget=100)(torch.randn(8, 4), 1.0)
 
 
 def test_gradients_flow_through_x():

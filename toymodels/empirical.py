@@ -33,7 +33,7 @@ class EmpiricalDenoiser(Denoiser):
     Args:
         train: training points ``[n, *shape]`` (tensor or numpy).
         dtype: computation dtype, ``torch.float32`` (default) or ``torch.float64``.
-        budget: bytes allowed for the temporaries of one chunk of the streaming kernel.
+        budget: bytes one call may allocate beyond its inputs (streaming kernel; default 64 MiB).
         kernel: ``'auto'`` (numba for d <= 8 on CPU, else torch), ``'torch'`` or ``'numba'``.
 
     The data are stored centred on their mean (which is added back), which keeps the GEMM

@@ -81,16 +81,28 @@ class Activation:
 
     def hermite(self, m, s, kmax: int, *, nodes: int = DEFAULT_NODES) -> np.ndarray:
         """``c_k(m, s) = E[f(m + s z) h_k(z)]`` for k = 0..kmax, shape ``[kmax+1, *broadcast(m, s)]``."""
-        m, s = np.broadcast_arrays(np.asarray(m, np.float64), np.asarray(s, np.float64))
-        z, w = gauss_hermite(nodes)
-        vals = self._np(m[..., None] + s[..., None] * z) * w
-        return np.moveaxis(vals @ hermite_table(z, kmax).T, -1, 0)
+        return _quadrature_moments(self._np, m, s, kmax, nodes)[0]
 
     def second_moment(self, m, s, *, nodes: int = DEFAULT_NODES) -> np.ndarray:
         """``E[f(m + s z)^2]`` (shape of ``broadcast(m, s)``)."""
-        m, s = np.broadcast_arrays(np.asarray(m, np.float64), np.asarray(s, np.float64))
-        z, w = gauss_hermite(nodes)
-        return (self._np(m[..., None] + s[..., None] * z) ** 2) @ w
+        return _quadrature_moments(self._np, m, s, 0, nodes)[1]
+
+    def moments(self, m, s, kmax: int, *, nodes: int = DEFAULT_NODES) -> tuple[np.ndarray, np.ndarray]:
+        """``(c_k(m, s) for k = 0..kmax, E[f(m + s z)^2])``, from one evaluation of f when by quadrature."""
+        if self.closed_form:
+            return self.hermite(m, s, kmax, nodes=nodes), self.second_moment(m, s, nodes=nodes)
+        return _quadrature_moments(self._np, m, s, kmax, nodes)
+
+
+def _quadrature_moments(fn, m, s, kmax: int, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Hermite ``sum_a w_a f(m + s z_a) h_k(z_a)`` (C-contiguous ``[kmax+1, ...]``) and ``sum_a w_a f^2``."""
+    m, s = np.broadcast_arrays(np.asarray(m, np.float64), np.asarray(s, np.float64))
+    z, w = gauss_hermite(nodes)
+    vals = fn(m[..., None] + s[..., None] * z)
+    second = (vals * vals) @ w
+    vals *= w
+    coef = np.tensordot(hermite_table(z, kmax), vals, axes=([1], [vals.ndim - 1]))
+    return coef, second
 
 
 def _relu_np(x):
