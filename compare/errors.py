@@ -82,8 +82,8 @@ def _noise_for(points: torch.Tensor, noise, n_draws: int, seed: int, name: str) 
     if tuple(z.shape) == tuple(points.shape):
         z = z[None]
     if z.dim() != points.dim() + 1 or tuple(z.shape[1:]) != tuple(points.shape):
-        raise ValueError(f"{name}: expected shape {tuple(points.shape)} or [n_draws, {', '.join(map(str, points.shape))}],"
-                         f" got {tuple(z.shape)}")
+        dims = ", ".join(map(str, points.shape))
+        raise ValueError(f"{name}: expected shape {tuple(points.shape)} or [n_draws, {dims}], got {tuple(z.shape)}")
     return z
 
 
@@ -106,16 +106,17 @@ def point_errors(model, points, sigmas, *, noise=None, n_draws: int = 1, seed: i
     z = _noise_for(y, noise, check_positive_int(n_draws, "n_draws"), seed, "noise")
     k, n = z.shape[0], y.shape[0]
     flat_noise = z.reshape(k * n, *y.shape[1:])
-    clean = y.repeat(k, *([1] * (y.dim() - 1)))
-    clean64 = clean.reshape(k * n, -1).double()
     out = np.empty((len(sig), k * n))
     for j, s in enumerate(tqdm(sig.tolist(), desc="denoising error", leave=False, disable=not progress)):
-        den = denoise(model, clean + s * flat_noise, s, batch_size).reshape(k * n, -1).double()
-        diff = den - clean64
-        e = diff.pow(2).mean(1) if squared else diff.norm(dim=1)
-        if not bool(torch.isfinite(e).all()):
-            raise ValueError(f"model: returned NaN or inf at sigma = {s:.4g}")
-        out[j] = e.numpy()
+        for b0 in range(0, k * n, batch_size):                     # draw-major order: row r is point r % n
+            rows = torch.arange(b0, min(b0 + batch_size, k * n))
+            clean = y[rows % n]
+            den = denoise(model, clean + s * flat_noise[rows], s, batch_size)
+            diff = den.reshape(len(rows), -1).double() - clean.reshape(len(rows), -1).double()
+            e = diff.pow(2).mean(1) if squared else diff.norm(dim=1)
+            if not bool(torch.isfinite(e).all()):
+                raise ValueError(f"model: returned NaN or inf at sigma = {s:.4g}")
+            out[j, b0:b0 + len(rows)] = e.numpy()
     return out.reshape(len(sig), k, n).mean(1).T
 
 

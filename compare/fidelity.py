@@ -37,7 +37,8 @@ def mondrian_validity(images, *, tol: float = 2 / 255, bar_width: int | None = N
     is one colour: ``max - min <= tol`` in every channel. Pixels on the cross may take any value.
     All ``(r, c)`` are checked at once from corner-anchored running max/min, so the test is exact.
     The default ``tol`` is one 8-bit level in [-1, 1] units; a constant image is valid (measure zero
-    under the data, where the cross pixels are continuous).
+    under the data, where the cross pixels are continuous). The rule constrains little in tiny images
+    (at 3x3 with ``w = 1`` every quadrant is one pixel, so every image in range is valid).
     """
     x = as_batch(images, "images")
     tol = non_negative(tol, "tol")
@@ -159,8 +160,9 @@ def frechet_distance(a, b, *, features=None) -> float:
     and the SVD is of a ``min(n, k) x min(m, k)`` matrix. Computed in float64; round-off below 0 is clamped.
     """
     fa, fb = _pair(a, b, features)
-    if len(fa) < 2 or len(fb) < 2:
-        raise ValueError(f"a, b: need at least 2 samples each for a covariance, got {len(fa)} and {len(fb)}")
+    for name, f in (("a", fa), ("b", fb)):
+        if len(f) < 2:
+            raise ValueError(f"{name}: need at least 2 samples for a covariance, got {len(f)}")
     mu_a, mu_b = fa.mean(0), fb.mean(0)
     A = (fa - mu_a) / (len(fa) - 1) ** 0.5
     B = (fb - mu_b) / (len(fb) - 1) ** 0.5

@@ -5,8 +5,9 @@ distances ``||phi(q_b) - phi(y_j)||^2 = ||q||^2 - 2 q.y + ||y||^2`` come chunk b
 :func:`memgen.pairwise.sq_distance_chunks` (one matrix product per chunk, memory bounded by a byte
 budget, never ``[m, n, d]``); a running top-2 per query is merged with each chunk's top-2. The
 features are centred on the training mean first (distances are translation invariant; centring keeps
-the expansion accurate in float32), and the two distances returned are recomputed exactly in float64
-from the feature vectors of the two selected points.
+the expansion accurate in float32), and the two distances returned are recomputed directly,
+``||phi(q) - phi(y_j)||`` accumulated in float64, from the feature vectors of the two selected points.
+Memory: one centred copy of the training features plus the byte budget.
 """
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ def features(x: torch.Tensor, feature_map, batch_size: int, dtype: torch.dtype) 
     with torch.no_grad():
         for b0 in range(0, x.shape[0], batch_size):
             f = torch.as_tensor(feature_map(x[b0:b0 + batch_size]))
-            if f.dim() < 1 or f.shape[0] != min(batch_size, x.shape[0] - b0):
-                raise ValueError(f"feature_map: returned shape {tuple(f.shape)} for a batch of {min(batch_size, x.shape[0] - b0)}")
+            rows = min(batch_size, x.shape[0] - b0)
+            if f.dim() < 1 or f.shape[0] != rows:
+                raise ValueError(f"feature_map: returned shape {tuple(f.shape)} for a batch of {rows}")
             outs.append(f.reshape(f.shape[0], -1).to(dtype))
     out = torch.cat(outs)
     if not bool(torch.isfinite(out).all()):
@@ -68,17 +70,17 @@ def nearest_two(queries, train, *, feature_map=None, budget: int = DEFAULT_BUDGE
     if feature_map is None and tuple(q.shape[1:]) != tuple(y.shape[1:]):
         raise ValueError(f"queries: shape {tuple(q.shape)} does not match the training points {tuple(y.shape)}")
     fy = features(y, feature_map, 1024, dtype)
-    center = fy.double().mean(0)
-    fy = fy - center.to(dtype)
+    center = fy.mean(0)                        # any centre will do: distances are translation invariant
+    fy = fy - center
     ysq = squared_norms(fy)
     f = fy.shape[1]
-    block = int(max(1, min(q.shape[0], budget // (16 * f))))    # the exact recomputation holds 2 float64 [block, f]
+    block = int(max(1, min(q.shape[0], budget // (16 * f))))    # bounds the [block, f] temporaries of the recomputation
     dist, idx = [], []
     for b0 in tqdm(range(0, q.shape[0], block), desc="nearest two", leave=False, disable=not progress):
         fq = features(q[b0:b0 + block], feature_map, block, dtype)
         if fq.shape[1] != f:
             raise ValueError(f"queries: {fq.shape[1]} features per query, {f} per training point")
-        fq = fq - center.to(dtype)
+        fq = fq - center
         best_d = best_i = None
         for j0, j1, d2 in sq_distance_chunks(fq, fy, ysq, budget=budget, temporaries=2):
             v, i = d2.topk(min(2, j1 - j0), dim=1, largest=False)
@@ -88,7 +90,8 @@ def nearest_two(queries, train, *, feature_map=None, budget: int = DEFAULT_BUDGE
                 i = i + j0
             best_d, pos = v.topk(min(2, v.shape[1]), dim=1, largest=False)
             best_i = i.gather(1, pos)
-        exact = torch.stack([(fq.double() - fy[best_i[:, k]].double()).pow(2).sum(1) for k in range(2)], 1).sqrt()
+        exact = torch.stack([torch.linalg.vector_norm(fq - fy[best_i[:, k]], dim=1, dtype=torch.float64)
+                             for k in range(2)], 1)
         order = exact.argsort(dim=1, stable=True)
         dist.append(exact.gather(1, order).cpu())
         idx.append(best_i.gather(1, order).cpu())

@@ -111,7 +111,8 @@ def replicates(samples, train, *, threshold: float = 1 / 3, feature_map=None, tr
 
     def fractions(w):
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.stack([w[:, member][:, rep[member]].sum(1) / w[:, member].sum(1) for _, member, _, _ in groups], 1)
+            return np.stack([w[:, member][:, rep[member]].sum(1) / w[:, member].sum(1)
+                             for _, member, _, _ in groups], 1)
 
     def counts(w):
         c = np.stack([count(w) for count in counters], 1)
@@ -120,7 +121,7 @@ def replicates(samples, train, *, threshold: float = 1 / 3, feature_map=None, tr
     kw = dict(n_boot=n_boot, level=level, seed=seed)
     est_f, lo_f, hi_f = bootstrap(fractions, len(rep), **kw)
     est_c, lo_c, hi_c = bootstrap(counts, len(rep), bias_corrected=True, **kw)     # same resamples (same seed)
-    cap = np.stack([n_train, np.ones_like(n_train)], 1)                             # shifted bounds stay within the possible range
+    cap = np.stack([n_train, np.ones_like(n_train)], 1)            # shifted bounds stay within the possible range
     lo_c, hi_c = np.clip(lo_c, 0, cap), np.clip(hi_c, 0, cap)
     est = np.concatenate([est_f[:, None], est_c], 1)
     lo = np.concatenate([lo_f[:, None], lo_c], 1)

@@ -6,6 +6,10 @@ it writes, into ``--out`` (default ``memgen-out/``):
 * ``flow_fields.png``: streamplots of ``D(x, sigma) - x`` for the optimal (empirical) and the smoothed
   denoiser at a small, a middle and a large sigma, the identity-like region ``||D - x|| < sigma`` shaded;
 * ``samples.png``: samples of each model (optimal, smoothed, fitted Gaussian) beside the training points;
+* ``circle_panels.png`` (+ ``circle_gap.csv``, ``circle_trajectories.csv``): the generalization gap
+  ``(E_val - E_train) / E_train`` of the smoothed denoiser vs sigma for several delta, and the
+  nearest-training-point distance and typicality of sampling trajectories vs sigma
+  (:func:`figures.circle_panels.gap_and_trajectory_panels`);
 * ``summary.csv`` / ``summary.json``: per model, the fraction of samples within 1% of the radius of a
   training point and the mean distance to the nearest training point;
 * ``record.json``: configuration, seed, split and package versions.
@@ -101,20 +105,21 @@ def samples_figure(samples: dict, data, path, *, extent: float = 16.0):
 
 def sample_summary(name: str, x, train, radius: float) -> dict:
     """``near``: fraction of samples within ``0.01 * radius`` of a training point; ``mean_nn``: mean nearest distance."""
-    import torch
+    from compare import nearest_two
 
-    nn = torch.cdist(x.double(), train.double()).min(1).values
+    nn = nearest_two(x, train, dtype=x.dtype, progress=False).distances[:, 0]
     return {"model": name, "samples": len(x), "near_fraction": float((nn < 0.01 * radius).double().mean()),
             "mean_nn_distance": float(nn.mean())}
 
 
 def run_demo(out="memgen-out", *, seed: int = DEFAULTS["seed"], samples: int = DEFAULTS["samples"],
-             steps: int = DEFAULTS["steps"], delta: float = DEFAULTS["delta"], sigmas=DEFAULTS["sigmas"]) -> list[dict]:
-    """Run the demo into ``out``; returns the summary rows (one per model)."""
+             steps: int = DEFAULTS["steps"], delta: float = DEFAULTS["delta"], sigmas=DEFAULTS["sigmas"]):
+    """Run the demo into ``out``; returns the summary rows (one per model) and the circle panels' summary."""
     import torch
 
     from memgen import edm_sigmas, sample
     from memgen.data import circle
+    from figures.circle_panels import gap_and_trajectory_panels
     from memgen.runs import atomic_write_json, atomic_write_text, write_record
 
     out = Path(out)
@@ -127,14 +132,15 @@ def run_demo(out="memgen-out", *, seed: int = DEFAULTS["seed"], samples: int = D
     drawn = {name: sample(m, noise, grid, method="heun") for name, m in models.items()}
     samples_figure(drawn, data, out / "samples.png")
     rows = [sample_summary(name, x, data.train, data.params["radius"]) for name, x in drawn.items()]
+    _, panels = gap_and_trajectory_panels(out, delta=delta, seed=seed)
     header = list(rows[0])
     atomic_write_text(out / "summary.csv", "\n".join([",".join(header)] + [
         ",".join(str(r[h]) for h in header) for r in rows]) + "\n")
-    atomic_write_json(out / "summary.json", rows)
+    atomic_write_json(out / "summary.json", {"samples": rows, **panels})
     write_record(out, command="memgen demo", seed=seed, config={"samples": samples, "steps": steps, "delta": delta,
                  "sigmas": list(sigmas), "sampler": "heun", "sigma_max": 80.0, "sigma_min": 0.002},
                  data=data.describe())
-    return rows
+    return rows, panels
 
 
 def format_table(rows: list[dict]) -> str:
@@ -145,8 +151,11 @@ def format_table(rows: list[dict]) -> str:
 
 def _main(args) -> int:
     t0 = time.perf_counter()
-    rows = run_demo(args.out, seed=args.seed, samples=args.samples, steps=args.steps, delta=args.delta)
+    rows, panels = run_demo(args.out, seed=args.seed, samples=args.samples, steps=args.steps, delta=args.delta)
     print(format_table(rows))
+    for d, v in panels["gap_peaks"].items():
+        print(f"gap of the smoothed denoiser, delta = {d}: peaks at sigma = {v['sigma_peak']:.3g},"
+              f" G = {v['gap_peak']:.3f} [{v['gap_peak_lo']:.3f}, {v['gap_peak_hi']:.3f}]")
     print(f"wrote {args.out}/ in {time.perf_counter() - t0:.1f} s")
     return 0
 

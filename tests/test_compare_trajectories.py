@@ -12,7 +12,8 @@ from memgen import Trajectory
 
 
 def _traj(states, sigmas):
-    return Trajectory(states, torch.as_tensor(sigmas, dtype=torch.float64), torch.zeros(len(sigmas) - 1, *states.shape[1:]))
+    sig = torch.as_tensor(sigmas, dtype=torch.float64)
+    return Trajectory(states, sig, torch.zeros(len(sigmas) - 1, *states.shape[1:]))
 
 
 def test_matches_brute_force_across_chunks():

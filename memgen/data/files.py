@@ -36,6 +36,10 @@ def _as_data(a: np.ndarray, name: str) -> torch.Tensor:
     return t
 
 
+def _sha256(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
 def _labels(labels, n: int, name: str = "labels") -> torch.Tensor:
     lab = np.asarray(labels)
     if lab.shape != (n,) or lab.dtype.kind not in "iu" or (lab < 0).any():
@@ -50,7 +54,8 @@ def _load_file(path: Path, labels):
     try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as e:
-        raise ValueError(f"path_or_array: {path} is not a plain .npy/.npz array (object arrays are refused): {e}") from e
+        raise ValueError(f"path_or_array: {path} is not a plain .npy/.npz array "
+                         f"(object arrays are refused): {e}") from e
     if isinstance(loaded, np.ndarray):
         return loaded, labels
     with loaded:
@@ -77,29 +82,28 @@ def from_array(path_or_array, *, labels=None, n_train: int | None = None, seed: 
     in-memory array (and for given label arrays), the shape and SHA-256 of its bytes, so that a re-run can
     check it uses the same data.
     """
-    given = labels
     if isinstance(path_or_array, (str, Path)):
         path = Path(path_or_array)
-        a, labels = _load_file(path, labels)
+        a, lab = _load_file(path, labels)
         source = {"path_or_array": str(path)}
     elif isinstance(path_or_array, (np.ndarray, torch.Tensor)):
         a = path_or_array.detach().cpu().numpy() if isinstance(path_or_array, torch.Tensor) else path_or_array
         if isinstance(labels, str):
             raise ValueError("labels: a name of an array only works with a .npz file; pass the labels array")
-        source = {"path_or_array": None, "shape": list(a.shape),
-                  "sha256": hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()}
+        lab, source = labels, {"path_or_array": None, "shape": list(a.shape), "sha256": _sha256(a)}
     else:
         raise TypeError(f"path_or_array: expected a path or a numpy array, got {type(path_or_array).__name__}")
     if a.ndim < 2 or a.shape[0] == 0:
         raise ValueError(f"path_or_array: expected a non-empty array [N, *shape] (at least 2-D), got shape {a.shape}")
     x = _as_data(a, "path_or_array")
-    lab = None if labels is None else _labels(labels, len(x))
+    lab = None if lab is None else _labels(lab, len(x))
+    if labels is None or isinstance(labels, str):
+        source["labels"] = labels
+    else:
+        source["labels_sha256"] = _sha256(np.asarray(labels))
     return Dataset("from_array", x, seeded_split(len(x), n_train, seed), labels=lab,
                    classes=None if lab is None else [str(k) for k in range(int(lab.max()) + 1)],
-                   params={**source, "labels": given if given is None or isinstance(given, str) else None,
-                           **({} if given is None or isinstance(given, str) else
-                              {"labels_sha256": hashlib.sha256(np.ascontiguousarray(given).tobytes()).hexdigest()}),
-                           "n_train": n_train, "seed": seed})
+                   params={**source, "n_train": n_train, "seed": seed})
 
 
 def image_folder(path, *, size: int | None = None, n_train: int | None = None, seed: int = 0) -> Dataset:

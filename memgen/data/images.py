@@ -95,7 +95,10 @@ def gm_dummies(n: int = 6000, *, size: int = 32, seed: int = 0, n_templates: int
 
 
 def random_ink(n: int = 100, *, size: int = 32, seed: int = 0, n_train: int | None = None) -> Dataset:
-    """Yoon et al.'s Random Ink images: every channel value of every pixel i.i.d. Bernoulli(1/2) in {0, 1} (so {-1, 1})."""
+    """Yoon et al.'s Random Ink images: every channel value of every pixel i.i.d. Bernoulli(1/2) on {0, 1}.
+
+    Stored as {-1, 1}.
+    """
     n, size = _count(n, "n"), _count(size, "size")
     bits = np.random.default_rng(seed).integers(0, 2, size=(n, 3, size, size)).astype(np.float32)
     return Dataset("random_ink", _signed(bits), seeded_split(n, n_train, seed),
@@ -114,8 +117,9 @@ def mixture(parts, *, size: int = 32, seed: int = 0, n_train: int | None = None)
     ``size`` with its own seed spawned from ``seed`` by ``numpy.random.SeedSequence``), or a ready
     :class:`Dataset` whose images ``x`` join as they are (e.g. 2k CIFAR-10 cars next to GM dummies).
     A Dataset part is recorded in ``params`` by its loader's name and parameters (rebuild it with
-    ``memgen.data.load``). Images are concatenated in the order of ``parts``; ``labels[i]`` is the index of image i's part and
-    ``classes`` are the part names. ``n_train`` and ``seed`` split the whole set (None: all train).
+    ``memgen.data.load``). Images are concatenated in the order of ``parts``; ``labels[i]`` is the index
+    of image i's part and ``classes`` are the part names. ``n_train`` and ``seed`` split the whole set
+    (None: all train).
     """
     items = list(parts.items()) if isinstance(parts, dict) else list(parts)
     if not items or not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in items):
