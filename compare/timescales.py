@@ -1,0 +1,176 @@
+"""Timescales of training from a checkpoint series, and the scaling of the memorization time with n.
+
+A run's metrics file (``metrics.jsonl``: one JSON row per checkpoint, with ``step`` and metric
+columns) gives series ``v_k`` at steps ``t_1 < ... < t_K``.
+
+* Generalization time (quality reaches its plateau), for a quality ``q`` where lower is better
+  (``higher_is_better`` flips the sign): with the plateau ``q* = min_k q_k`` (the best value reached),
+  ``tau_gen = min { t_k : q_k - q* <= tol (q_1 - q*) }``: the first checkpoint that has made a fraction
+  ``1 - tol`` of the whole improvement. Scale-free, so it applies to distances, likelihoods and
+  valid fractions alike.
+* Memorization time: for a memorization measure ``m`` (the replicate fraction, or the relative
+  val-train loss gap at a noise level) and a threshold ``theta``, the first upward crossing,
+  interpolated linearly in log-step: with ``k`` the first index where ``m_k >= theta``,
+  ``log tau_mem = log t_{k-1} + (theta - m_{k-1}) / (m_k - m_{k-1}) (log t_k - log t_{k-1})``
+  (``t_1`` when ``m_1 >= theta``; ``inf`` when the series never crosses: censored).
+* Scaling: ``log tau_mem = a + b log n`` by least squares over the runs with a finite ``tau_mem``;
+  the slope ``b`` (1 when ``tau_mem ∝ n``, Bonnaire et al.; Marion & Wu) is reported with the
+  Student-t interval of the least-squares slope and a percentile bootstrap over runs.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from .bootstrap import bootstrap
+from .records import Records
+
+HIGHER_IS_BETTER = ("mondrian_valid_fraction", "log_likelihood")
+"""Quality columns where larger is better (every other quality column: smaller is better)."""
+
+
+def read_metrics(run) -> list[dict]:
+    """Rows of a run's metrics: a run folder (its ``metrics.jsonl``), a JSONL file, or a list of rows."""
+    if isinstance(run, (list, tuple)):
+        return list(run)
+    path = Path(run)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.exists():
+        raise ValueError(f"run: no metrics file at {path}")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def series(rows, key: str, *, sigma: float | None = None, reduce: str = "max") -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of column ``key`` over the rows that have it, sorted by step.
+
+    A per-sigma column (a list, e.g. ``gap``) is reduced to one number per row: its value at the noise
+    level nearest ``sigma`` (from the row's ``sigma`` column), or ``reduce`` = ``'max'``/``'mean'`` over sigma.
+    """
+    if reduce not in ("max", "mean"):
+        raise ValueError(f"reduce: expected 'max' or 'mean', got {reduce!r}")
+    steps, values = [], []
+    for row in rows:
+        v = row.get(key)
+        if v is None:
+            continue
+        if isinstance(v, (list, tuple)):
+            arr = np.asarray([np.nan if x is None else x for x in v], dtype=np.float64)
+            if sigma is not None:
+                v = arr[int(np.argmin(np.abs(np.log(np.asarray(row["sigma"], dtype=np.float64) / float(sigma)))))]
+            else:
+                v = np.nanmax(arr) if reduce == "max" else np.nanmean(arr)
+        steps.append(float(row["step"]))
+        values.append(float(v))
+    if not steps:
+        raise ValueError(f"key: no row has a value for {key!r}")
+    order = np.argsort(steps)
+    return np.asarray(steps)[order], np.asarray(values)[order]
+
+
+def _check_series(steps, values) -> tuple[np.ndarray, np.ndarray]:
+    t, v = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if t.ndim != 1 or t.shape != v.shape or t.size == 0:
+        raise ValueError(f"steps, values: expected two 1-D arrays of one length, got {t.shape} and {v.shape}")
+    if (t <= 0).any() or (np.diff(t) <= 0).any():
+        raise ValueError("steps: expected strictly increasing positive steps")
+    if not np.isfinite(v).all():
+        raise ValueError("values: contain NaN or inf")
+    return t, v
+
+
+def tau_gen(steps, quality, *, tol: float = 0.1, higher_is_better: bool = False) -> float:
+    """First step whose quality is within ``tol`` of the whole improvement from the plateau (module doc)."""
+    t, q = _check_series(steps, quality)
+    if not 0 <= float(tol) < 1:
+        raise ValueError(f"tol: expected a fraction in [0, 1), got {tol!r}")
+    q = -q if higher_is_better else q
+    best = q.min()
+    return float(t[np.flatnonzero(q - best <= float(tol) * (q[0] - best))[0]])
+
+
+def tau_mem(steps, values, *, threshold: float = 0.1) -> float:
+    """First upward crossing of ``threshold``, interpolated in log-step (``inf`` if never crossed)."""
+    t, m = _check_series(steps, values)
+    above = np.flatnonzero(m >= float(threshold))
+    if above.size == 0:
+        return float("inf")
+    k = int(above[0])
+    if k == 0:
+        return float(t[0])
+    frac = (float(threshold) - m[k - 1]) / (m[k] - m[k - 1])
+    return float(np.exp(np.log(t[k - 1]) + frac * (np.log(t[k]) - np.log(t[k - 1]))))
+
+
+def timescales(run, *, quality: str | None = None, memorization: str = "replicate_fraction",
+               threshold: float = 0.1, tol: float = 0.1, higher_is_better: bool | None = None,
+               sigma: float | None = None) -> dict:
+    """``{'tau_gen', 'tau_mem', ...}`` of one run (folder, metrics file or rows).
+
+    Args:
+        quality: the quality column (e.g. ``sliced_wasserstein_val``, ``log_likelihood``,
+            ``mondrian_valid_fraction``); ``None`` skips tau_gen.
+        memorization: the memorization column: ``replicate_fraction``, or ``gap`` (relative val-train
+            loss gap; at the noise level nearest ``sigma``, else its maximum over sigma).
+        threshold: the crossing level of tau_mem; tol: the plateau tolerance of tau_gen.
+        higher_is_better: direction of ``quality`` (default: True for the columns in HIGHER_IS_BETTER).
+    """
+    rows = read_metrics(run)
+    out = {"memorization": memorization, "threshold": float(threshold)}
+    t, m = series(rows, memorization, sigma=sigma)
+    out["tau_mem"] = tau_mem(t, m, threshold=threshold)
+    out["final_memorization"] = float(m[-1])
+    if quality is not None:
+        hib = quality.startswith(HIGHER_IS_BETTER) if higher_is_better is None else bool(higher_is_better)
+        tq, q = series(rows, quality, sigma=sigma)
+        out.update(quality=quality, tol=float(tol), tau_gen=tau_gen(tq, q, tol=tol, higher_is_better=hib),
+                   best_quality=float(q.max() if hib else q.min()))
+    return out
+
+
+def sweep_timescales(sweep_dir, **kwargs) -> Records:
+    """One row per run of a sweep folder (``sweep.json``): its grid values, ``n`` (training points
+    actually used, from the run's ``record.json``) and :func:`timescales` with ``kwargs``."""
+    sweep_dir = Path(sweep_dir)
+    spec = json.loads((sweep_dir / "sweep.json").read_text())
+    rows = Records()
+    for run in spec["runs"]:
+        run_dir = sweep_dir / run["name"]
+        record = json.loads((run_dir / "record.json").read_text())
+        rows.append({"name": run["name"], **run["values"], "n": record["n_train"], **timescales(run_dir, **kwargs)})
+    return rows
+
+
+def fit_tau_mem(n, tau, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Fit ``log tau = a + b log n`` (module doc): slope, intercept, t-interval and bootstrap interval of the slope.
+
+    Runs with an infinite or NaN ``tau`` (never memorized) are left out; ``n_used`` says how many remain
+    (at least 3 are needed).
+    """
+    x, y = np.asarray(n, dtype=np.float64).reshape(-1), np.asarray(tau, dtype=np.float64).reshape(-1)
+    if x.shape != y.shape:
+        raise ValueError(f"n, tau: expected one tau per n, got {x.shape} and {y.shape}")
+    keep = np.isfinite(y) & np.isfinite(x)
+    if (x[keep] <= 0).any() or (y[keep] <= 0).any():
+        raise ValueError("n, tau: must be > 0 (the fit is in log-log)")
+    lx, ly = np.log(x[keep]), np.log(y[keep])
+    if lx.size < 3 or np.ptp(lx) == 0:
+        raise ValueError(f"n: need at least 3 runs with finite tau at two or more sizes, got {lx.size}")
+    fit = stats.linregress(lx, ly)
+    half = stats.t.ppf((1 + level) / 2, lx.size - 2) * fit.stderr
+
+    def slope(w):
+        mx = (w @ lx) / w.sum(1)
+        my = (w @ ly) / w.sum(1)
+        dx = lx[None] - mx[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return ((w * dx * (ly[None] - my[:, None])).sum(1) / (w * dx ** 2).sum(1))[:, None]
+
+    _, lo, hi = bootstrap(slope, lx.size, n_boot=n_boot, level=level, seed=seed)
+    return {"slope": float(fit.slope), "intercept": float(fit.intercept), "slope_stderr": float(fit.stderr),
+            "slope_lo": float(fit.slope - half), "slope_hi": float(fit.slope + half),
+            "slope_boot_lo": float(lo[0]), "slope_boot_hi": float(hi[0]), "level": float(level),
+            "n_used": int(lx.size)}
