@@ -14,13 +14,13 @@ Run: ``python -m figures.circle_panels --out DIR``.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 
 from figures.errorprone_toy import gap_sweep, peaks, plot_gap
 from figures.trajectories import distance_records, final_summary, plot_distances
+from figures.cli import figure_parser
 from memgen.data import circle
 from memgen.noise import log_sigmas
 from memgen.runs import atomic_save_figure
@@ -64,9 +64,7 @@ def gap_and_trajectory_panels(out_dir, *, deltas=(2.2, 1.6, 1.2), delta: float =
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="figures-out/circle_panels", help="output folder")
-    p.add_argument("--seed", type=int, default=0)
+    p = figure_parser("circle_panels", __doc__)
     args = p.parse_args(argv)
     paths, summary = gap_and_trajectory_panels(args.out, seed=args.seed, progress=True)
     print("\n".join(map(str, paths)))

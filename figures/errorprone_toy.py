@@ -17,7 +17,6 @@ Run: ``python -m figures.errorprone_toy --out DIR`` (writes ``errorprone_toy.png
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from compare.errors import common_noise, generalization_gap
 from compare.localization import localization
 from compare.records import Records, summarize
+from figures.cli import figure_parser
 from memgen.data import circle
 from memgen.noise import log_sigmas
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
@@ -145,10 +145,8 @@ def errorprone_toy(out_dir, *, deltas=DELTAS, densities=DENSITIES, density_delta
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="figures-out/errorprone_toy", help="output folder")
+    p = figure_parser("errorprone_toy", __doc__)
     p.add_argument("--n-draws", type=int, default=500, help="noise draws per point")
-    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     _, summary = errorprone_toy(args.out, n_draws=args.n_draws, seed=args.seed)
     for panel, table in summary.items():

@@ -17,7 +17,6 @@ Run: ``python -m figures.memorization_capacity --out DIR`` (writes ``memorizatio
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from compare.records import Records
 from compare.replicates import replicates
+from figures.cli import figure_parser
 from memgen import edm_sigmas, sample
 from memgen.data import mondrian
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
@@ -116,10 +116,8 @@ def memorization_capacity(out_dir, *, deltas=DELTAS, sizes=SIZES, n_samples: int
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="figures-out/memorization_capacity", help="output folder")
+    p = figure_parser("memorization_capacity", __doc__)
     p.add_argument("--n-samples", type=int, default=200, help="samples per (n, delta)")
-    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     _, summary = memorization_capacity(args.out, n_samples=args.n_samples, seed=args.seed)
     for delta, curve in summary.items():

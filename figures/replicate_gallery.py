@@ -9,13 +9,13 @@ delta = 0.18; writes ``replicate_gallery.png``, ``replicates_per_sample.csv``, `
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from compare.replicates import replicates
+from figures.cli import figure_parser
 from memgen.data import mondrian
 from memgen.runs import atomic_save_figure, write_record
 
@@ -63,12 +63,10 @@ def replicate_gallery(path, samples, train, result, *, n_show: int = 8, title: s
 def main(argv=None) -> int:
     from figures.memorization_capacity import smoothed_samples
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="figures-out/replicate_gallery", help="output folder")
+    p = figure_parser("replicate_gallery", __doc__)
     p.add_argument("--n-train", type=int, default=300, help="Mondrian training images")
     p.add_argument("--delta", type=float, default=0.18, help="delta of the smoothed denoiser")
     p.add_argument("--n-samples", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     out = Path(args.out)
     train = mondrian(args.n_train, seed=args.seed).train

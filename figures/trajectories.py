@@ -16,7 +16,6 @@ Run: ``python -m figures.trajectories --out DIR`` (writes ``trajectories.png``, 
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 
 from compare.records import Records, summarize
 from compare.trajectories import trajectory_distances
+from figures.cli import figure_parser
 from memgen import Trajectory, edm_sigmas, sample
 from memgen.data import circle, mondrian
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
@@ -137,11 +137,9 @@ def trajectories(out_dir, *, circle_delta: float = 1.6, mondrian_n: int = 500, m
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="figures-out/trajectories", help="output folder")
+    p = figure_parser("trajectories", __doc__)
     p.add_argument("--mondrian-n", type=int, default=500, help="Mondrian training images")
     p.add_argument("--mondrian-delta", type=float, default=0.2, help="delta of the smoothed model on Mondrian")
-    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     _, summary = trajectories(args.out, mondrian_n=args.mondrian_n, mondrian_delta=args.mondrian_delta, seed=args.seed)
     for key, v in summary.items():
