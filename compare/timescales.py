@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from memgen.runs import metrics_path, read_jsonl
+
 from .bootstrap import bootstrap
 from .records import Records
 
@@ -36,12 +38,10 @@ def read_metrics(run) -> list[dict]:
     """Rows of a run's metrics: a run folder (its ``metrics.jsonl``), a JSONL file, or a list of rows."""
     if isinstance(run, (list, tuple)):
         return list(run)
-    path = Path(run)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
+    path = metrics_path(run)
     if not path.exists():
         raise ValueError(f"run: no metrics file at {path}")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 def series(rows, key: str, *, sigma: float | None = None, reduce: str = "max") -> tuple[np.ndarray, np.ndarray]:

@@ -15,12 +15,23 @@ import tempfile
 from pathlib import Path
 
 
+METRICS_FILE = "metrics.jsonl"
+"""Name of a run's metrics file: one JSON object per line, appended checkpoint by checkpoint."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (parent folders are created)."""
+    """Write ``data`` to ``path`` atomically (parent folders are created; permissions follow the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())            # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -54,6 +65,17 @@ def atomic_torch_save(obj, path) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def metrics_path(run_or_file) -> Path:
+    """A run folder's ``metrics.jsonl``, or the given file itself."""
+    path = Path(run_or_file)
+    return path / METRICS_FILE if path.is_dir() else path
+
+
+def read_jsonl(path) -> list[dict]:
+    """The rows of a JSON-lines file (one JSON object per line, blank lines skipped), in order."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def _jsonable(o):

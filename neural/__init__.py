@@ -1,1 +1,39 @@
-"""Neural denoisers: networks, preconditioning into the Denoiser contract, training."""
+"""Neural denoisers: networks, preconditioning into the Denoiser contract, training, measurement, sweeps.
+
+* networks: :class:`UNet` (DDPM / IDDPM / DDPM++ family), :class:`ResidualMLP`, named :data:`PRESETS`;
+* preconditioning: :class:`EDMPrecond`, :class:`VPPrecond` (any trained network is a ``memgen.Denoiser``);
+* training: :func:`train` (a resumable run folder), :func:`load_config`, :class:`Config`;
+  :func:`load_denoiser` and :func:`read_metrics` read a run back;
+* measurement: :class:`Measurement`, :func:`measure_run`; sweeps: :func:`run_sweep`.
+
+Names are imported on first use, so that ``memgen --help`` (which imports :mod:`neural.cli`) stays fast.
+"""
+import importlib
+
+_EXPORTS = {
+    "unet": ["UNet"],
+    "mlp": ["ResidualMLP"],
+    "presets": ["PRESETS", "STATED_PARAMETERS", "build_network", "count_parameters", "preset_parameters",
+                "model_from_config"],
+    "precond": ["EDMPrecond", "VPPrecond"],
+    "losses": ["EDMLoss", "DDPMLoss"],
+    "config": ["Config", "load_config", "apply_overrides", "with_values", "dump_toml"],
+    "training": ["train"],
+    "checkpoint": ["checkpoint_steps", "list_checkpoints", "load_denoiser", "read_metrics"],
+    "measure": ["Measurement", "Probes", "make_probes", "measure_run"],
+    "sweep": ["grid", "run_sweep"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'neural' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -21,6 +21,7 @@ ValueError whose message starts with its key (``train.lr: must be > 0, got -1``)
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import re
@@ -36,11 +37,13 @@ except ModuleNotFoundError:  # Python 3.10
 @dataclass
 class DataConfig:
     """``name``: a data set of :data:`memgen.data.LOADERS`; ``params``: its loader's keyword arguments;
-    ``subset``: train on the first ``subset`` indices of the split's training set (0: all of it)."""
+    ``subset``: train on ``subset`` points of the split's training set (0: all of it), the first ones of
+    a permutation seeded by ``subset_seed``, so that smaller subsets are nested in larger ones."""
 
     name: str = "gmm"
     params: dict = field(default_factory=dict)
     subset: int = 0
+    subset_seed: int = 0
 
 
 @dataclass
@@ -66,7 +69,8 @@ class TrainConfig:
     grid (``checkpoints_per_decade`` log-spaced steps from ``first_checkpoint`` to ``steps``; the
     resumable ``latest`` every ``save_every`` steps) and the speed options (``precision`` 'auto' =
     bf16 autocast on CUDA, fp32 elsewhere; ``channels_last`` 'auto' = on for CUDA images; ``compile``
-    'off', 'default' or a torch.compile backend name)."""
+    'off', 'default' or a torch.compile backend name; ``threads``: CPU threads of the run, 0 = torch's
+    default, e.g. cores / workers for parallel runs on one machine)."""
 
     steps: int = 10000
     batch_size: int = 128
@@ -89,6 +93,7 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: str = "auto"
     compile: str = "off"
+    threads: int = 0
     progress: bool = True
 
 
@@ -112,8 +117,8 @@ class MeasureConfig:
     batch_size: int = 256
     seed: int = 0
     use_ema: bool = True
-    error: str = "compare:denoising_error"
-    replicates: str = "compare:replicates"
+    error: str = "compare.errors:generalization_gap"
+    replicates: str = "compare.replicates:replicates"
     fidelity: str = "auto"
 
 
@@ -187,10 +192,9 @@ def validate(config: Config) -> Config:
     d, m, t, s = config.data, config.model, config.train, config.measure
     _need(d.name in LOADERS, "data.name", f"unknown data set; expected one of {sorted(LOADERS)}", d.name)
     _need(d.subset >= 0, "data.subset", "must be >= 0 (0: the whole training split)", d.subset)
+    _need(d.subset_seed >= 0, "data.subset_seed", "must be >= 0", d.subset_seed)
     _need(m.preset in PRESETS, "model.preset", f"unknown preset; expected one of {sorted(PRESETS)}", m.preset)
     if m.preset in PRESETS:
-        import inspect
-
         accepted = set(inspect.signature(ARCHS[PRESETS[m.preset]["arch"]]).parameters)
         for key in m.params:
             _need(key in accepted, f"model.params.{key}", f"not an argument of the network; expected one of "
@@ -224,6 +228,7 @@ def validate(config: Config) -> Config:
     _need(t.precision in ("auto", "fp32", "bf16"), "train.precision", "expected 'auto', 'fp32' or 'bf16'", t.precision)
     _need(t.channels_last in ("auto", "on", "off"), "train.channels_last", "expected 'auto', 'on' or 'off'",
           t.channels_last)
+    _need(t.threads >= 0, "train.threads", "must be >= 0 (0: torch's default)", t.threads)
     _need(bool(t.compile), "train.compile", "expected 'off', 'default' or a torch.compile backend", t.compile)
 
     for key in ("probes", "sigmas", "sample_steps", "batch_size"):
@@ -251,14 +256,19 @@ def parse_value(text: str):
         return text
 
 
-def apply_overrides(config: Config | dict, overrides) -> Config:
-    """A new, validated config with ``section.key=value`` overrides applied (``section.params.name=value`` too)."""
+def parse_override(item: str) -> tuple[str, object]:
+    """``'section.key=value'`` -> ``('section.key', value)`` (value read by :func:`parse_value`)."""
+    if "=" not in item:
+        raise ValueError(f"override {item!r}: expected section.key=value")
+    key, text = item.split("=", 1)
+    return key.strip(), parse_value(text.strip())
+
+
+def with_values(config: Config | dict, values: dict) -> Config:
+    """A new, validated config with ``{'section.key': value}`` set (``'section.params.name'`` too)."""
     d = config.to_dict() if isinstance(config, Config) else json.loads(json.dumps(config))
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r}: expected section.key=value")
-        key, text = item.split("=", 1)
-        parts = key.strip().split(".")
+    for key, value in values.items():
+        parts = key.split(".")
         if len(parts) < 2 or parts[0] not in SECTIONS:
             raise ValueError(f"{key}: expected section.key with section one of {list(SECTIONS)}")
         if len(parts) > 2 and parts[1] != "params":
@@ -266,8 +276,13 @@ def apply_overrides(config: Config | dict, overrides) -> Config:
         node = d.setdefault(parts[0], {})
         for p in parts[1:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = parse_value(text.strip())
+        node[parts[-1]] = value
     return Config.from_dict(d)
+
+
+def apply_overrides(config: Config | dict, overrides) -> Config:
+    """A new, validated config with ``section.key=value`` overrides applied (``section.params.name=value`` too)."""
+    return with_values(config, dict(parse_override(item) for item in overrides))
 
 
 def load_config(path=None, overrides=()) -> Config:

@@ -18,11 +18,7 @@ from torch import nn
 
 from memgen.checks import positive
 
-from .precond import EDMPrecond, VPPrecond
-
-
-def _bcast(v, x):
-    return v.reshape(-1, *([1] * (x.dim() - 1)))
+from .precond import EDMPrecond, VPPrecond, _bcast
 
 
 class EDMLoss(nn.Module):

@@ -65,10 +65,12 @@ class Precond(Denoiser):
         return self.net(inp, noise_label, labels).float()
 
     def forward(self, x, sigma, labels=None):
+        """``D(x, sigma)``, computed in float32 on the network's device, returned in ``x``'s dtype and device."""
         x, s = self.inputs(x, sigma)
-        dtype = x.dtype
-        x, s = x.float(), s.float()
-        return self.denoise(x, s, self._labels(labels, x.shape[0], x.device)).to(dtype)
+        dtype, device = x.dtype, x.device
+        dev = next(self.net.parameters()).device
+        x, s = x.to(dev, torch.float32), s.to(dev, torch.float32)
+        return self.denoise(x, s, self._labels(labels, x.shape[0], dev)).to(device, dtype)
 
     def with_labels(self, labels) -> "Conditioned":
         """This denoiser with its class labels fixed (one label for all, or one per sample)."""

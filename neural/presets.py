@@ -3,8 +3,8 @@
 =====================  =======================================================================  ==========
 preset                 what                                                                     parameters
 =====================  =======================================================================  ==========
-``unet-tiny``          CPU tests: width 16, levels (1, 2), 1 block, attention at level 1        ~0.1M
-``unet-small``         CPU-scale experiments: width 32, (1, 2, 2), 2 blocks, attention at 1     ~2.5M
+``unet-tiny``          CPU tests: width 16, levels (1, 2), 1 block, attention at level 1        0.19M
+``unet-small``         CPU-scale experiments: width 32, (1, 2, 2), 2 blocks, attention at 1     1.7M
 ``yoon-unet-64/128/256``  Yoon et al. (IDDPM CIFAR-10 defaults): (1, 2, 2, 2), 3 blocks,        13.2M /
                        attention at 16x16 and 8x8, scale-shift norm, dropout 0.3                52.5M / 210M
 ``bonnaire-w8..w64``   Bonnaire et al.: width W, (1, 2, 4), 2 blocks, attention at the two      0.26M, 1.0M,

@@ -1,7 +1,6 @@
 """Samplers: memorization with the optimal denoiser, exact Gaussian statistics, convergence orders."""
 import math
 
-import numpy as np
 import pytest
 import torch
 

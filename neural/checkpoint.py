@@ -1,0 +1,109 @@
+"""Checkpoints of a run folder: the log-spaced grid, the resumable ``latest``, and loading a denoiser back.
+
+A run folder holds::
+
+    config.toml       the resolved config          record.json   seed, data split, versions, sizes
+    metrics.jsonl     one JSON row per checkpoint  latest.pt     everything needed to resume
+    checkpoints/step_000000100.pt ...              model and EMA weights at each grid step
+
+Every file is written atomically (:mod:`memgen.runs`), so a killed run leaves the previous version.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import torch
+
+from memgen.runs import atomic_torch_save, atomic_write_text, metrics_path, read_jsonl
+
+from .config import Config
+from .presets import model_from_config
+
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest.pt"
+
+
+def checkpoint_steps(steps: int, *, per_decade: int = 8, first: int = 10) -> list[int]:
+    """The log-spaced grid ``round(first * 10^(k / per_decade))`` for k = 0, 1, ... up to ``steps``, plus ``steps``.
+
+    The grid does not depend on ``steps`` below it, so a run extended to more steps keeps its checkpoints.
+    """
+    out, k = set(), 0
+    while True:
+        s = int(round(first * 10 ** (k / per_decade)))
+        if s > steps:
+            break
+        out.add(s)
+        k += 1
+    out.add(int(steps))
+    return sorted(out)
+
+
+def step_path(run_dir, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"step_{int(step):09d}.pt"
+
+
+def save(path, state: dict) -> Path:
+    """Write a checkpoint atomically."""
+    return atomic_torch_save(state, path)
+
+
+def load(path, map_location="cpu") -> dict:
+    """Read a checkpoint (tensors, numbers, strings and containers only: ``weights_only`` loading)."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the grid checkpoints of a run, by step."""
+    found = []
+    for p in (Path(run_dir) / CHECKPOINT_DIR).glob("step_*.pt"):
+        m = re.fullmatch(r"step_(\d+)\.pt", p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def load_denoiser(run_dir, step: int | None = None, *, ema: bool = True, device="cpu"):
+    """The denoiser of a run at grid ``step`` (default: the latest state), EMA weights by default, in eval mode.
+
+    ``run_dir`` may also be the path of one checkpoint file.
+    """
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / LATEST if step is None else step_path(path, step)
+    if not path.exists():
+        raise ValueError(f"step: no checkpoint at {path}")
+    state = load(path, map_location=device)
+    config = Config.from_dict(state["config"])
+    model = model_from_config(config.model, tuple(state["shape"]), state["num_classes"])
+    model.load_state_dict(state["ema" if ema else "model"])
+    return model.to(device).eval().requires_grad_(False)
+
+
+def read_metrics(run_dir_or_file) -> list[dict]:
+    """The rows of a run's ``metrics.jsonl`` (or of the given JSONL file), in order."""
+    path = metrics_path(run_dir_or_file)
+    return read_jsonl(path) if path.exists() else []
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_metrics(path, rows: list[dict]) -> Path:
+    """Write ``rows`` as JSON lines, atomically (NaN and inf are written as null)."""
+    return atomic_write_text(path, "".join(json.dumps(_finite(r), sort_keys=True) + "\n" for r in rows))
+
+
+def append_metrics(path, row: dict) -> Path:
+    """Append one row (the whole file is rewritten atomically; metric files are small)."""
+    return write_metrics(path, read_metrics(path) + [row])

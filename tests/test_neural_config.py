@@ -1,0 +1,96 @@
+"""Run configuration: TOML round trip, overrides, messages naming the key; checkpoint grid; data order."""
+import math
+
+import numpy as np
+import pytest
+
+from neural.checkpoint import checkpoint_steps
+from neural.config import Config, apply_overrides, dump_toml, load_config, parse_value
+from neural.training import DataOrder, derived_seed
+
+
+def test_toml_round_trip(tmp_path):
+    cfg = load_config(None, ["data.params={n = 100, d = 3}", "model.params.width=64", "train.lr=4e-4",
+                             'train.betas=[0.5, 0.9]', "measure.sampler=euler", "train.compile=aot_eager"])
+    path = tmp_path / "c.toml"
+    path.write_text(dump_toml(cfg))
+    back = load_config(path)
+    assert back == cfg
+    assert back.train.lr == 4e-4 and back.model.params == {"width": 64} and back.data.params == {"n": 100, "d": 3}
+
+
+def test_overrides_are_read_as_toml_values():
+    assert parse_value("1e-3") == 1e-3 and parse_value("true") is True and parse_value("[1, 2]") == [1, 2]
+    assert parse_value("gmm") == "gmm" and parse_value('"a b"') == "a b"
+    cfg = apply_overrides(Config(), ["model.preset=unet-tiny", "model.params.channel_mult=[1,2]", "train.steps=7"])
+    assert cfg.model.params["channel_mult"] == [1, 2] and cfg.train.steps == 7
+
+
+@pytest.mark.parametrize("override,key", [
+    ("train.lr=-1", "train.lr"),
+    ("train.lr=abc", "train.lr"),
+    ("train.steps=1.5", "train.steps"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("train.optimizer=rmsprop", "train.optimizer"),
+    ("train.ema_decay=1.0", "train.ema_decay"),
+    ("train.betas=[0.9]", "train.betas"),
+    ("train.loss=ddpm", "train.loss"),            # needs model.precond = 'vp'
+    ("train.precision=fp16", "train.precision"),
+    ("train.device=gpu", "train.device"),
+    ("train.lrr=1", "train.lrr"),
+    ("data.name=nope", "data.name"),
+    ("data.subset=-1", "data.subset"),
+    ("model.preset=nope", "model.preset"),
+    ("model.params.foo=1", "model.params.foo"),
+    ("model.precond=ve", "model.precond"),
+    ("model.schedule=quadratic", "model.schedule"),
+    ("measure.sigma_min=0", "measure.sigma_min"),
+    ("measure.sampler=dpm", "measure.sampler"),
+    ("measure.error=nonsense", "measure.error"),
+    ("measure.probes=0", "measure.probes"),
+    ("optim.lr=1", "optim.lr"),
+])
+def test_bad_values_are_rejected_naming_the_key(override, key):
+    with pytest.raises(ValueError) as err:
+        load_config(None, [override])
+    assert str(err.value).startswith(key + ":")
+
+
+def test_bad_toml_file_and_bad_network_argument(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[train]\nlr = = 3\n")
+    with pytest.raises(ValueError, match="bad.toml"):
+        load_config(path)
+    from neural.presets import model_from_config
+    cfg = load_config(None, ["model.preset=unet-tiny", "model.params.num_groups=5"])
+    with pytest.raises(ValueError, match=r"^model\.params\.num_groups"):
+        model_from_config(cfg.model, (3, 8, 8))
+
+
+def test_checkpoint_grid_is_log_spaced():
+    steps = checkpoint_steps(1000, per_decade=4, first=10)
+    assert steps[0] == 10 and steps[-1] == 1000 and steps == sorted(set(steps))
+    assert steps == [round(10 * 10 ** (k / 4)) for k in range(9)]
+    ratios = np.diff(np.log10(steps))
+    np.testing.assert_allclose(ratios, 0.25, atol=0.02)
+    assert set(checkpoint_steps(500, per_decade=4, first=10)) <= set(steps) | {500}   # extending keeps the grid
+    assert checkpoint_steps(7, per_decade=8, first=10) == [7]
+
+
+@pytest.mark.parametrize("n,batch", [(10, 4), (7, 7), (5, 12)])
+def test_data_order_visits_every_point_once_per_epoch(n, batch):
+    order = DataOrder(n, batch, seed=3)
+    steps = math.ceil(4 * n / batch)
+    stream = np.concatenate([order.indices(k) for k in range(steps)])
+    assert all(len(order.indices(k)) == batch for k in range(steps))
+    for e in range(3):
+        assert sorted(stream[e * n:(e + 1) * n]) == list(range(n))
+    fresh = DataOrder(n, batch, seed=3)
+    np.testing.assert_array_equal(fresh.indices(steps - 1), order.indices(steps - 1))    # a function of the step
+    other = np.concatenate([DataOrder(n, batch, seed=4).indices(k) for k in range(steps)])
+    assert not np.array_equal(other, stream)
+
+
+def test_derived_seeds_are_distinct_and_reproducible():
+    seeds = {derived_seed(0, k) for k in range(1000)} | {derived_seed(1, k) for k in range(1000)}
+    assert len(seeds) == 2000 and derived_seed(5, 7, 1) == derived_seed(5, 7, 1) < 2 ** 63

@@ -1,0 +1,92 @@
+"""Timescales against closed forms: log-linear crossings, geometric relaxation, exact power laws."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from compare.timescales import fit_tau_mem, read_metrics, series, sweep_timescales, tau_gen, tau_mem, timescales
+
+STEPS = np.unique(np.round(np.logspace(1, 5, 33))).astype(float)
+
+
+def test_tau_mem_is_exact_for_a_series_linear_in_log_step():
+    """m = a log t + b crosses theta at t* = exp((theta - b) / a), and log-step interpolation is exact."""
+    a, b = 0.1, -0.6
+    m = a * np.log(STEPS) + b
+    for theta in (0.05, 0.2, 0.3):
+        assert tau_mem(STEPS, m, threshold=theta) == pytest.approx(math.exp((theta - b) / a), rel=1e-12)
+    assert tau_mem(STEPS, m, threshold=10.0) == math.inf
+    assert tau_mem(STEPS, m, threshold=-5.0) == STEPS[0]
+
+
+def test_tau_gen_of_geometric_relaxation():
+    """q_k = q* + (q_1 - q*) r^k: the first k with r^k <= tol is ceil(log tol / log r)."""
+    r, tol = 0.7, 0.05
+    k = np.arange(len(STEPS))
+    q = 2.0 + 3.0 * r ** k
+    expected = STEPS[math.ceil(math.log(tol) / math.log(r))]
+    assert tau_gen(STEPS, q, tol=tol) == expected
+    assert tau_gen(STEPS, -q, tol=tol, higher_is_better=True) == expected
+    assert tau_gen(STEPS, 7 * q - 1, tol=tol) == expected                       # scale-free
+    bump = q.copy()
+    bump[-5:] += 0.5                                                              # quality degrades late
+    assert tau_gen(STEPS, bump, tol=tol) == expected
+
+
+def test_fit_recovers_exact_and_noisy_power_laws():
+    n = np.array([256, 512, 1024, 2048, 4096, 8192], dtype=float)
+    exact = fit_tau_mem(n, 3.0 * n, n_boot=200)
+    assert exact["slope"] == pytest.approx(1.0, abs=1e-12) and exact["intercept"] == pytest.approx(math.log(3.0))
+    assert exact["slope_hi"] - exact["slope_lo"] < 1e-9
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(40):
+        tau = 0.5 * n ** 1.3 * np.exp(0.1 * rng.standard_normal(n.size))
+        fit = fit_tau_mem(n, tau, n_boot=200, seed=1)
+        hits += fit["slope_lo"] <= 1.3 <= fit["slope_hi"]
+        assert fit["slope_boot_lo"] <= fit["slope"] <= fit["slope_boot_hi"]
+    assert hits >= 34                                  # 95% intervals: about 38 of 40
+    censored = fit_tau_mem(np.r_[n, 16384.0], np.r_[3.0 * n, np.inf], n_boot=50)
+    assert censored["n_used"] == 6 and censored["slope"] == pytest.approx(1.0)
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="steps"):
+        tau_mem([10, 5, 20], [0, 0, 1])
+    with pytest.raises(ValueError, match="values"):
+        tau_mem([1, 2], [0, np.nan])
+    with pytest.raises(ValueError, match="tol"):
+        tau_gen([1, 2], [1, 0], tol=1.5)
+    with pytest.raises(ValueError, match="n"):
+        fit_tau_mem([10, 10, 10], [1, 2, 3])
+
+
+def _run(folder, steps, frac, gap, n):
+    folder.mkdir(parents=True)
+    sig = [0.1, 1.0, 10.0]
+    rows = [{"step": int(s), "replicate_fraction": f, "sigma": sig, "gap": [0.0, g, 0.0],
+             "sliced_wasserstein_val": 1.0 / (1 + s)} for s, f, g in zip(steps, frac, gap)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "record.json").write_text(json.dumps({"n_train": n}))
+
+
+def test_series_and_sweep_tables(tmp_path):
+    steps = STEPS[:10]
+    runs = []
+    for i, n in enumerate((100, 200, 400)):
+        frac = np.clip(0.2 * np.log(steps / (10 * n / 100)), 0, 1)          # crosses 0.1 at t = 10 n/100 e^0.5
+        name = f"{i:03d}_subset={n}"
+        _run(tmp_path / name, steps, frac, frac / 2, n)
+        runs.append({"name": name, "values": {"data.subset": n}})
+    (tmp_path / "sweep.json").write_text(json.dumps({"axes": {"data.subset": [100, 200, 400]}, "runs": runs}))
+    rows = read_metrics(tmp_path / runs[0]["name"])
+    t, g = series(rows, "gap", sigma=1.2)
+    np.testing.assert_allclose(g, [r["gap"][1] for r in rows])
+    np.testing.assert_allclose(series(rows, "gap", reduce="mean")[1], [r["gap"][1] / 3 for r in rows])
+    table = sweep_timescales(tmp_path, quality="sliced_wasserstein_val", threshold=0.1)
+    n = np.array([r["n"] for r in table], dtype=float)
+    np.testing.assert_allclose([r["tau_mem"] for r in table], 10 * n / 100 * math.exp(0.5), rtol=1e-9)
+    assert fit_tau_mem(n, [r["tau_mem"] for r in table], n_boot=50)["slope"] == pytest.approx(1.0)
+    gap_tau = timescales(tmp_path / runs[1]["name"], memorization="gap", threshold=0.05)["tau_mem"]
+    assert gap_tau == pytest.approx(20 * math.exp(0.5), rel=1e-9)
