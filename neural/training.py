@@ -230,7 +230,7 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
             images_seen += t.batch_size
             bar.update(1)
             if step % 10 == 0 and bar.disable is False:
-                bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
+                bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
             if callback is not None:
                 callback(step, loss.detach())
             at_grid = step in grid
