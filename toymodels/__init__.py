@@ -1,5 +1,10 @@
-"""Denoisers defined in closed form, all behind the :class:`memgen.Denoiser` contract."""
+"""Denoisers defined in closed form, all behind the :class:`memgen.Denoiser` contract.
+
+The random-features model, its exact training dynamics and its spectral theory live in :mod:`toymodels.rf`.
+"""
 from .empirical import EmpiricalDenoiser, SmoothedDenoiser
 from .gaussian import GaussianDenoiser, GMMDenoiser
+from . import rf
+from .rf import RFDenoiser, RFScore
 
-__all__ = ["EmpiricalDenoiser", "SmoothedDenoiser", "GaussianDenoiser", "GMMDenoiser"]
+__all__ = ["EmpiricalDenoiser", "SmoothedDenoiser", "GaussianDenoiser", "GMMDenoiser", "RFScore", "RFDenoiser", "rf"]

@@ -62,13 +62,12 @@ class Activation:
         name: label used in records and figures.
         numpy_fn: ``f`` on numpy arrays.
         torch_fn: ``f`` on torch tensors.
-        odd: whether ``f`` is odd (then ``E[f(s z)] = 0``).
     """
 
     closed_form = False
 
-    def __init__(self, name: str, numpy_fn, torch_fn, *, odd: bool = False):
-        self.name, self._np, self._torch, self.odd = name, numpy_fn, torch_fn, odd
+    def __init__(self, name: str, numpy_fn, torch_fn):
+        self.name, self._np, self._torch = name, numpy_fn, torch_fn
 
     def __repr__(self) -> str:
         return f"Activation({self.name!r})"
@@ -144,7 +143,7 @@ class Erf(Activation):
     closed_form = True
 
     def __init__(self):
-        super().__init__("erf", special.erf, torch.special.erf, odd=True)
+        super().__init__("erf", special.erf, torch.special.erf)
 
     def hermite(self, m, s, kmax: int, *, nodes: int = DEFAULT_NODES) -> np.ndarray:
         m, s = np.broadcast_arrays(np.asarray(m, np.float64), np.asarray(s, np.float64))
@@ -162,7 +161,7 @@ class Erf(Activation):
 
 
 ACTIVATIONS = {
-    "tanh": lambda: Activation("tanh", np.tanh, torch.tanh, odd=True),
+    "tanh": lambda: Activation("tanh", np.tanh, torch.tanh),
     "relu": ReLU,
     "erf": Erf,
 }

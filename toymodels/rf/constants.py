@@ -13,7 +13,8 @@ For odd activations these are exactly RF_THEORY.md's constants; ``mu_0`` (the me
 rank-one spike ``mu_0^2 1 1^T`` of U) is subtracted so that ReLU fits the same Gaussian-equivalent form.
 
 Methods: ``'quadrature'`` (Gauss-Hermite; the cross moment as the nested integral
-``E_u[(E_v f(c u + sqrt(Delta) v))^2]``; error estimated by halving the nodes), ``'closed'``
+``E_u[(E_v f(c u + sqrt(Delta) v))^2]``; error estimated by halving the nodes, which double until
+it is below tol), ``'closed'``
 (ReLU: arc-cosine kernel ``E[f(h1) f(h2)] = Gamma^2 (sin th + (pi - th) cos th) / (2 pi)``,
 ``cos th = c^2/Gamma^2``; erf: ``E[erf(h1) erf(h2)] = (2/pi) arcsin(2 C12 / (1 + 2 Gamma^2))``),
 ``'mc'`` (the authors' Monte Carlo, with delta-method standard errors). ``'auto'`` picks ``'closed'``
@@ -32,6 +33,7 @@ from memgen.checks import positive
 from .activations import Activation, gauss_hermite, get_activation
 
 METHODS = ("auto", "quadrature", "closed", "mc")
+MAX_NODES = 6400
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def _monte_carlo(f: Activation, c: float, sd: float, samples: int, seed: int) ->
 
 
 def ge_constants(t: float, *, activation="tanh", sigma_x2: float = 1.0, method: str = "auto",
-                 nodes: int = 400, samples: int = 500_000, seed: int = 0) -> GEConstants:
+                 nodes: int = 400, tol: float = 1e-12, samples: int = 500_000, seed: int = 0) -> GEConstants:
     """The Gaussian-equivalence constants ``mu_0, a_t, b_t, v_t^2, s_t^2`` at OU time ``t``.
 
     Args:
@@ -122,9 +124,10 @@ def ge_constants(t: float, *, activation="tanh", sigma_x2: float = 1.0, method: 
         activation: ``'tanh'`` (default), ``'relu'``, ``'erf'`` or an :class:`Activation`.
         sigma_x2: ``Tr(Sigma)/d``, the mean variance of the data.
         method: ``'auto'`` (default: ``'closed'`` for ReLU and erf, else ``'quadrature'``),
-            ``'quadrature'`` (``error`` holds the change when the nodes are halved),
+            ``'quadrature'`` (``error`` holds the change when the nodes are halved; the nodes double
+            from ``nodes`` until that change is below ``tol`` or they reach 6400),
             ``'closed'`` (ReLU and erf) or ``'mc'`` (``samples`` draws; ``error`` holds standard errors).
-        nodes: Gauss-Hermite nodes per dimension for ``'quadrature'``.
+        nodes, tol: initial Gauss-Hermite nodes per dimension and target error for ``'quadrature'``.
         samples, seed: Monte Carlo size and seed for ``'mc'``.
     """
     t, sigma_x2 = positive(t, "t"), positive(sigma_x2, "sigma_x2")
@@ -136,9 +139,15 @@ def ge_constants(t: float, *, activation="tanh", sigma_x2: float = 1.0, method: 
     c, sd = math.exp(-t) * math.sqrt(sigma_x2), math.sqrt(-math.expm1(-2 * t))
     error: dict = {}
     if method == "quadrature":
-        raw = _quadrature(f, c, sd, int(nodes))
-        coarse = _quadrature(f, c, sd, max(2, int(nodes) // 2))
-        error = {k: abs(raw[k] - coarse[k]) for k in raw}
+        nodes = int(nodes)
+        coarse = _quadrature(f, c, sd, max(2, nodes // 2))
+        while True:  # double the nodes until halving them changes nothing above tol (or MAX_NODES)
+            raw = _quadrature(f, c, sd, nodes)
+            error = {k: abs(raw[k] - coarse[k]) for k in raw}
+            if max(error.values()) <= tol or nodes >= MAX_NODES:
+                break
+            coarse, nodes = raw, 2 * nodes
+        error["nodes"] = nodes
     elif method == "closed":
         raw = _closed(f, c, sd)
     else:

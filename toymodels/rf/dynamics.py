@@ -14,7 +14,8 @@ so in the eigenbasis ``U + ridge I = Q diag(lambda) Q^T`` each column of ``B = A
 
 The losses are quadratic in B, so all of them at T times cost a few T x p x p products:
 train with (U, V), test with population or held-out matrices (U_test, V_test), and for Gaussian data
-the score error ``(1/d) E||s_A(x_t) + C_t^-1 x_t||^2 = (1/d)[Tr(A~ U_test A~^T) + (2/sqrt Delta) Tr(A~ V_test) + Tr C_t^-1]``
+the score error ``(1/d) E||s_A(x_t) + C_t^-1 x_t||^2``
+``= (1/d)[Tr(A~ U_test A~^T) + (2/sqrt Delta) Tr(A~ V_test) + Tr C_t^-1]``
 (so ``L_test = 1 + Delta (score error - Tr C_t^-1 / d)``: denoising score matching).
 ``ridge`` adds ``(Delta ridge / d) ||A~||^2`` to the training objective (the authors' script uses 1e-3;
 RF_THEORY.md's equations have none); the reported losses never include it.
@@ -32,8 +33,8 @@ from memgen.checks import non_negative, positive
 
 def _as_times(tau) -> np.ndarray:
     tau = np.atleast_1d(np.asarray(tau, dtype=np.float64))
-    if tau.ndim != 1 or not np.all(np.isfinite(tau)) or (tau < 0).any():
-        raise ValueError("tau: expected finite training times >= 0")
+    if tau.ndim != 1 or np.isnan(tau).any() or (tau < 0).any():
+        raise ValueError("tau: expected training times >= 0 (inf allowed: the end point)")
     return tau
 
 
@@ -116,9 +117,9 @@ class ClosedForm:
         self.rate = 2 * L.delta / self.psi_p  # c
         Vq = Q.T @ L.V  # [p, d]
         self.Y = -(Vq.T) / math.sqrt(L.delta)  # [d, p]
-        self.B0 = None if A0 is None else (np.asarray(A0, np.float64) / math.sqrt(p)) @ Q
-        if self.B0 is not None and self.B0.shape != (d, p):
+        if A0 is not None and np.shape(A0) != (d, p):
             raise ValueError(f"A0: expected shape ({d}, {p}), got {np.shape(A0)}")
+        self.B0 = None if A0 is None else (np.asarray(A0, np.float64) / math.sqrt(p)) @ Q
         # per-mode scalars for the train loss (diagonal in this basis)
         self._tr = {"g11": np.sum(self.Y * self.Y, 0), "h1": np.sum(self.Y * Vq.T, 0)}
         if self.B0 is not None:
@@ -148,9 +149,9 @@ class ClosedForm:
         f = np.where(tiny, self.rate * tau[:, None], one_minus / np.where(tiny, 1.0, lam))
         return e, f
 
-    def A(self, tau: float) -> np.ndarray:
-        """The parameter ``A(tau)`` (d x p) of gradient flow."""
-        e, f = self._ef(_as_times(tau), False, None)
+    def A(self, tau: float, *, discrete: bool = False, dtau: float | None = None) -> np.ndarray:
+        """The parameter ``A(tau)`` (d x p) of gradient flow (or of gradient descent with step ``dtau``)."""
+        e, f = self._ef(_as_times(tau), discrete, dtau)
         B = self.Y * f[0] + (0 if self.B0 is None else self.B0 * e[0])
         return math.sqrt(self.losses.p) * B @ self.Q.T
 
@@ -182,3 +183,35 @@ class ClosedForm:
             if L.trace_inv is not None:
                 out["score_error"] = (quad + 2 / math.sqrt(dl) * lin + L.trace_inv) / d
         return out
+
+
+def _crossing(tau: np.ndarray, y: np.ndarray, level: float) -> float:
+    """First time at which ``y`` reaches ``level`` (from the side it starts on), interpolated in log tau."""
+    above = (y >= level) if y[0] < level else (y <= level)
+    idx = np.flatnonzero(above)
+    if idx.size == 0:
+        return math.nan
+    i = int(idx[0])
+    if i == 0:
+        return float(tau[0])
+    x0, x1 = math.log(max(tau[i - 1], 1e-300)), math.log(tau[i])
+    w = (level - y[i - 1]) / (y[i] - y[i - 1])
+    return float(math.exp(x0 + w * (x1 - x0)))
+
+
+def measure_timescales(curves: dict) -> dict:
+    """``tau_gen`` and ``tau_mem`` read off loss curves (the last time must be long enough to be final).
+
+    * ``tau_gen``: first time the score error (else the test loss) has made half its drop from its
+      initial value to its minimum over the curve: ``E(tau_gen) = (E(0) + min E) / 2``.
+    * ``tau_mem``: first time the generalization gap ``L_test - L_train`` reaches half its final value.
+    """
+    tau = _as_times(curves["tau"])
+    key = "score_error" if "score_error" in curves else "test"
+    if key not in curves:
+        raise ValueError("curves: need test losses (give U_test, V_test) to measure the time scales")
+    e = np.asarray(curves[key], dtype=np.float64)
+    gap = np.asarray(curves["test"], dtype=np.float64) - np.asarray(curves["train"], dtype=np.float64)
+    return {"tau_gen": _crossing(tau, e, 0.5 * (e[0] + e.min())),
+            "tau_mem": _crossing(tau, gap, 0.5 * gap[-1]) if gap[-1] > 0 else math.nan,
+            "gap_final": float(gap[-1]), "min_" + key: float(e.min())}

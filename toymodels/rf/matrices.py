@@ -37,6 +37,8 @@ from .constants import GEConstants
 
 MAX_ORDER = 400
 """Largest Mehler order; beyond it ``method='quadrature'`` refuses (use ``method='mc'``)."""
+AUTO_RHO = 0.9
+"""``method='auto'`` uses quadrature when every feature correlation is below this (order <= ~230), else Monte Carlo."""
 
 
 @dataclass
@@ -115,14 +117,16 @@ def _blocks(n: int, p: int, nodes: int, budget: int):
     return lambda: (slice(i, min(n, i + size)) for i in range(0, n, size))
 
 
-def rf_matrices(W, X, t: float, *, activation="tanh", method: str = "quadrature", tol: float = 1e-10,
+def rf_matrices(W, X, t: float, *, activation="tanh", method: str = "auto", tol: float = 1e-10,
                 nodes: int = DEFAULT_NODES, draws: int = 1000, noise=None, seed: int = 0,
                 budget: int = 256 * 2 ** 20) -> RFMatrices:
     """Training matrices ``U, V`` of the points ``X`` ``[n, d]`` for features ``W`` ``[p, d]`` at OU time ``t``.
 
     Args:
-        method: ``'quadrature'`` (exact up to ``tol``, see the module docstring) or ``'mc'``
-            (``draws`` noise draws per point from ``seed``, or the given ``noise`` ``[M, n, d]``).
+        method: ``'quadrature'`` (exact up to ``tol``, see the module docstring), ``'mc'``
+            (``draws`` noise draws per point from ``seed``, or the given ``noise`` ``[M, n, d]``), or
+            ``'auto'`` (default): quadrature unless two features are correlated above ``AUTO_RHO``
+            (tiny d), then Monte Carlo; ``method`` and ``error`` of the result say which and how exact.
         nodes: Gauss-Hermite nodes of the one-dimensional integrals (activations without closed forms).
         budget: bytes for the temporaries of one block of training points.
     """
@@ -133,14 +137,17 @@ def rf_matrices(W, X, t: float, *, activation="tanh", method: str = "quadrature"
     p, d = W.shape
     n = X.shape[0]
     delta = -math.expm1(-2 * t)
+    if method not in ("auto", "quadrature", "mc"):
+        raise ValueError(f"method: expected 'auto', 'quadrature' or 'mc', got {method!r}")
+    norms = np.sqrt((W * W).sum(1))
+    rho = (W @ W.T) / np.outer(norms, norms)
+    if method == "auto":
+        off = np.abs(rho - np.diag(np.diag(rho)))
+        method = "quadrature" if p == 1 or off.max() < AUTO_RHO else "mc"
     if method == "mc":
         return _monte_carlo(W, X, t, f, draws, noise, seed)
-    if method != "quadrature":
-        raise ValueError(f"method: expected 'quadrature' or 'mc', got {method!r}")
-    norms = np.sqrt((W * W).sum(1))
     s = math.sqrt(delta / d) * norms
     M = math.exp(-t) * (W @ X.T) / math.sqrt(d)  # [p, n]
-    rho = (W @ W.T) / np.outer(norms, norms)
     chunks = _blocks(n, p, nodes, budget)
     U, err, K, rho_max, c1 = _mehler(lambda b, K: f.moments(M[:, b], s[:, None], K, nodes=nodes), rho, n, chunks, tol)
     V = math.sqrt(delta / d) * (c1 / s)[:, None] * W  # E[f'(m + s z)] = c_1 / s (Stein)
@@ -228,3 +235,24 @@ def gaussian_equivalent_U(W, X, constants: GEConstants, *, seed: int = 0) -> np.
     U = G @ G.T / n + k.b ** 2 * (W @ W.T) / d + k.mu0 ** 2
     U[np.diag_indices(p)] += k.s2
     return U
+
+
+def gaussian_equivalent_problem(W, X, constants: GEConstants, *, cov=1.0, seed: int = 0) -> dict:
+    """All the matrices of the Gaussian-equivalent model (cheap at any size; the theory's object).
+
+    ``U = gaussian_equivalent_U(W, X)``, ``V = V_test = sqrt(Delta/d) a_t W`` (Stein's lemma with the
+    mean slope), ``U_test = a_t^2 W C_t W^T/d + (v_t^2 + s_t^2) I + mu_0^2 1 1^T`` (the population
+    feature covariance, ``C_t = exp(-2t) cov + Delta I``) and ``trace_inv = Tr C_t^-1``.
+    ``cov`` must have ``Tr(cov)/d`` equal to the constants' ``sigma_x2``.
+    """
+    W = _as_numpy(W, "W")
+    p, d = W.shape
+    k = constants
+    C = math.exp(-2 * k.t) * _covariance(cov, d) + k.delta * np.eye(d)
+    if abs(np.trace(C) - d * k.gamma2) > 1e-9 * d * k.gamma2:
+        raise ValueError(f"cov: Tr(cov)/d must equal the constants' sigma_x2 = {k.sigma_x2}")
+    V = math.sqrt(k.delta / d) * k.a * W
+    U_test = k.a ** 2 * (W @ C @ W.T) / d + k.mu0 ** 2
+    U_test[np.diag_indices(p)] += k.v2 + k.s2
+    return {"U": gaussian_equivalent_U(W, X, k, seed=seed), "V": V, "U_test": U_test, "V_test": V,
+            "trace_inv": float(np.trace(np.linalg.inv(C)))}

@@ -43,7 +43,7 @@ def default_dtau(psi_p: float, t: float) -> float:
 def simulate(X, W, t: float, *, tau, activation="tanh", optimizer: str = "gd", dtau: float | None = None,
              A0=None, ridge: float = 0.0, noise="fresh", seed: int = 0, evaluate=None,
              adam_lr: float = 1e-3, betas=(0.9, 0.999), adam_eps: float = 1e-8, dtype: torch.dtype = torch.float64,
-             progress: bool = True) -> dict:
+             threads: int | None = 1, progress: bool = True) -> dict:
     """Train ``A`` and record it (or ``evaluate(A)``) at the times ``tau``.
 
     Args:
@@ -56,6 +56,8 @@ def simulate(X, W, t: float, *, tau, activation="tanh", optimizer: str = "gd", d
         evaluate: ``callable(A: numpy d x p) -> dict`` called at every record time (e.g.
             :class:`toymodels.rf.Losses`); without it the parameters themselves are returned.
         dtype: torch dtype of the run.
+        threads: torch threads during the run (restored after; 1 is fastest for these small GEMMs on a
+            shared CPU), None to leave the setting alone.
     Returns:
         ``{'tau': recorded times, 'steps': their step numbers, 'records': list of dicts or A arrays,
         'A': final A}``; with ``evaluate``, each key of its dict also as a numpy array.
@@ -95,33 +97,34 @@ def simulate(X, W, t: float, *, tau, activation="tanh", optimizer: str = "gd", d
     scale = 2 * math.sqrt(delta) / (Xrep.shape[0] * d * math.sqrt(p))
     m = torch.zeros_like(A)
     v = torch.zeros_like(A)
-    records, k = [], 0
-
-    def record():
-        a = A.numpy().copy()
-        records.append(evaluate(a) if evaluate is not None else a)
-
+    records = []
     bar = tqdm(total=int(steps[-1]), disable=not progress, desc=f"RF {optimizer}", mininterval=1.0)
-    for target in steps:
-        while k < target:
-            xi = torch.randn(n, d, generator=gen, dtype=dtype) if fixed is None else fixed
-            phi = f((math.exp(-t) * Xrep + math.sqrt(delta) * xi) @ WT)
-            resid = (math.sqrt(delta) / math.sqrt(p)) * (phi @ A.T) + xi
-            grad = scale * (resid.T @ phi)
-            if ridge:
-                grad += (2 * delta * ridge / (d * p)) * A
-            k += 1
-            if optimizer == "gd":
-                A -= lr * grad
-            else:
-                m.mul_(betas[0]).add_(grad, alpha=1 - betas[0])
-                v.mul_(betas[1]).addcmul_(grad, grad, value=1 - betas[1])
-                mhat = m / (1 - betas[0] ** k)
-                vhat = v / (1 - betas[1] ** k)
-                A -= adam_lr * mhat / (vhat.sqrt() + adam_eps)
-            bar.update(1)
-        record()
-    bar.close()
+    saved_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        k = 0
+        for target in steps:
+            while k < target:
+                xi = torch.randn(n, d, generator=gen, dtype=dtype) if fixed is None else fixed
+                phi = f((math.exp(-t) * Xrep + math.sqrt(delta) * xi) @ WT)
+                resid = (math.sqrt(delta) / math.sqrt(p)) * (phi @ A.T) + xi
+                grad = scale * (resid.T @ phi)
+                if ridge:
+                    grad += (2 * delta * ridge / (d * p)) * A
+                k += 1
+                if optimizer == "gd":
+                    A -= lr * grad
+                else:
+                    m.mul_(betas[0]).add_(grad, alpha=1 - betas[0])
+                    v.mul_(betas[1]).addcmul_(grad, grad, value=1 - betas[1])
+                    A -= adam_lr * (m / (1 - betas[0] ** k)) / ((v / (1 - betas[1] ** k)).sqrt() + adam_eps)
+                bar.update(1)
+            a = A.numpy().copy()
+            records.append(evaluate(a) if evaluate is not None else a)
+    finally:
+        torch.set_num_threads(saved_threads)
+        bar.close()
     out = {"tau": steps * dtau, "steps": steps, "records": records, "A": A.numpy(), "dtau": dtau, "lr": lr}
     if evaluate is not None and records:
         for key in records[0]:

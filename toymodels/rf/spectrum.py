@@ -20,7 +20,8 @@ The delta peak at ``s_t^2`` (mass ``1 - (1 + psi_n)/psi_p`` when positive: the n
 returned density is the continuous part, free of the peak's Lorentzian tail.
 
 Time scales: gradient flow relaxes an eigenmode lambda of U on ``psi_p / (2 Delta_t lambda)``
-(tau = steps x lr / d^2, see dynamics.py), so a bulk B implies ``tau_B = psi_p/(2 Delta_t) <1/lambda>_B``.
+(tau = steps x lr / d^2, see dynamics.py), so a group of modes B implies
+``tau_B = psi_p/(2 Delta_t <lambda>_B)`` (see :class:`Spectrum`).
 """
 from __future__ import annotations
 
@@ -32,6 +33,17 @@ import numpy as np
 from memgen.checks import positive
 
 from .constants import GEConstants, ge_constants
+
+
+def sigma_mixture(sigma=(1.0,), weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """Validated eigenvalues ``l_k >= 0`` of Sigma and their fractions ``w_k`` (normalized; default equal)."""
+    lam = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
+    if lam.ndim != 1 or lam.size == 0 or not np.all(np.isfinite(lam)) or (lam < 0).any():
+        raise ValueError(f"sigma: expected eigenvalues >= 0 of Sigma, got {sigma!r}")
+    w = np.full(lam.size, 1.0 / lam.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != lam.shape or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"weights: expected {lam.size} non-negative fractions, got {weights!r}")
+    return lam, w / w.sum()
 
 
 @dataclass(frozen=True)
@@ -49,13 +61,7 @@ class SpectrumModel:
               weights=None, constants: GEConstants | None = None, method: str = "auto") -> "SpectrumModel":
         """Validate the parameters and compute the constants at ``sigma_x^2 = sum_k w_k l_k`` unless given."""
         psi_p, psi_n = positive(psi_p, "psi_p"), positive(psi_n, "psi_n")
-        lam = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
-        if lam.ndim != 1 or lam.size == 0 or not np.all(np.isfinite(lam)) or (lam < 0).any():
-            raise ValueError(f"sigma: expected eigenvalues >= 0 of Sigma, got {sigma!r}")
-        w = np.full(lam.size, 1.0 / lam.size) if weights is None else np.asarray(weights, dtype=np.float64)
-        if w.shape != lam.shape or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"weights: expected {lam.size} non-negative fractions, got {weights!r}")
-        w = w / w.sum()
+        lam, w = sigma_mixture(sigma, weights)
         sx2 = float(w @ lam)
         if constants is None:
             if t is None:
@@ -65,13 +71,8 @@ class SpectrumModel:
             raise ValueError(f"constants: computed at sigma_x2 = {constants.sigma_x2}, but sigma gives {sx2}")
         return cls(psi_p, psi_n, constants, tuple(lam.tolist()), tuple(w.tolist()))
 
-    @property
-    def delta_mass(self) -> float:
-        """``max(0, 1 - (1 + psi_n)/psi_p)``: the rank deficit of ``U - s_t^2 I`` (exact)."""
-        return max(0.0, 1.0 - (1.0 + self.psi_n) / self.psi_p)
-
     def scale(self) -> float:
-        """An upper bound on the spectrum's extent: ``E f^2 (1 + psi_p)(1 + 1/sqrt(psi_n))^2 (1 + max l)``."""
+        """A generous scale of the spectrum: ``E f^2 (1 + psi_p)(1 + 1/sqrt(psi_n))^2 (1 + max l)`` (scan range, first eps)."""
         k = self.constants
         return k.second_moment * (1 + self.psi_p) * (1 + 1 / math.sqrt(self.psi_n)) ** 2 * (1 + max(self.sigma))
 
@@ -207,9 +208,17 @@ class Spectrum:
     """The solved spectral density of U and what it implies.
 
     ``lam``/``density``: the grid and the continuous density on it; ``delta_mass`` at ``delta_location``
-    (= s_t^2); ``bulks``: the support intervals (edges refined, masses by Gauss-Chebyshev quadrature);
-    ``slow``/``fast``: the bulks on either side of the widest gap (the fast group is the upper one);
-    ``tau_mem``/``tau_gen``: ``psi_p/(2 Delta_t) <1/lambda>`` over the slow/fast modes.
+    (= s_t^2); ``bulks``: the support intervals (edges refined, masses by Gauss-Chebyshev quadrature).
+    The time scales come from the two groups of modes that carry V (rank d): the highest
+    ``min(n, d)/p`` of the mass (the data directions, learnt first) give ``lambda_gen``, the lowest
+    ``d/p`` of the continuous part (the directions of W that the data leave to the noise term
+    ``b_t^2 W W^T/d``, with eigenvalues just above s_t^2) give ``lambda_mem``, both mean eigenvalues
+    of their group; ``tau = psi_p / (2 Delta_t lambda)``; ``tau_delta`` is that of the delta peak.
+    (Not the bulk of mass ``(n - d)/p`` near ``s_t^2 + v_t^2 (1 ± sqrt(psi_p/psi_n))^2``: V has
+    almost no weight on it.) ``tau_mem`` is meant for ``psi_p > 1 + psi_n`` (a delta peak exists and
+    the memorizing modes are the lowest of the continuous part); measured against the half-gap time of
+    the exact curves it is within 0.75-1.45x there (figures/rf_timescales.py), but off by up to ~4x
+    at ``psi_n >= psi_p - 1``, where those modes mix with the noise bulk.
     """
 
     model: SpectrumModel
@@ -218,8 +227,8 @@ class Spectrum:
     delta_mass: float
     delta_location: float
     bulks: list
-    slow: Bulk | None
-    fast: Bulk | None
+    lambda_mem: float
+    lambda_gen: float
     tau_mem: float
     tau_gen: float
     tau_delta: float
@@ -235,15 +244,15 @@ class Spectrum:
         return {"psi_p": m.psi_p, "psi_n": m.psi_n, "sigma": list(m.sigma), "weights": list(m.weights),
                 "constants": m.constants.as_dict(), "delta_mass": self.delta_mass,
                 "delta_location": self.delta_location, "total_mass": self.total_mass,
-                "bulks": [vars(b) for b in self.bulks], "slow": None if self.slow is None else vars(self.slow),
-                "fast": None if self.fast is None else vars(self.fast), "tau_mem": self.tau_mem,
-                "tau_gen": self.tau_gen, "tau_delta": self.tau_delta, "residual": self.residual,
+                "bulks": [vars(b) for b in self.bulks], "lambda_mem": self.lambda_mem,
+                "lambda_gen": self.lambda_gen, "tau_mem": self.tau_mem, "tau_gen": self.tau_gen,
+                "tau_delta": self.tau_delta, "residual": self.residual,
                 "asymptotic_masses": asymptotic_masses(m.psi_p, m.psi_n), **self.info}
 
 
 def asymptotic_masses(psi_p: float, psi_n: float) -> dict:
-    """Masses in the regime of separated bulks: delta ``max(0, 1 - (1 + psi_n)/psi_p)``, fast bulk
-    ``1/psi_p``, slow bulk ``psi_n/psi_p`` (``psi_p > psi_n``) or ``1 - 1/psi_p`` (``psi_n > psi_p``)."""
+    """Masses when the bulks separate: delta ``max(0, 1 - (1 + psi_n)/psi_p)``, fast (data) bulk
+    ``1/psi_p``, slow bulk(s) the rest (``psi_n/psi_p`` when ``psi_p > 1 + psi_n``)."""
     psi_p, psi_n = positive(psi_p, "psi_p"), positive(psi_n, "psi_n")
     delta = max(0.0, 1.0 - (1.0 + psi_n) / psi_p)
     return {"delta": delta, "fast": min(1.0, 1.0 / psi_p), "slow": max(0.0, 1.0 - delta - 1.0 / psi_p)}
@@ -267,27 +276,31 @@ def _refine_edge(inside: float, outside: float, model, delta_mass, levels: int, 
     return 0.5 * (inside + outside)
 
 
-def _bulk(lo, hi, model, delta_mass, nodes: int, **kw) -> Bulk:
-    """Mass and moments over ``[lo, hi]`` by Gauss-Chebyshev quadrature (exact for sqrt edges x smooth)."""
+def _bulk(lo, hi, model, delta_mass, nodes: int, **kw) -> tuple[Bulk, np.ndarray, np.ndarray]:
+    """Mass and moments over ``[lo, hi]`` by Gauss-Chebyshev quadrature (exact for sqrt edges x smooth).
+
+    Returns the bulk and its quadrature nodes and weights (``sum_j w_j g(x_j) ≈ ∫ rho g``).
+    """
     theta = (np.arange(nodes) + 0.5) * math.pi / nodes
     x = 0.5 * (lo + hi) - 0.5 * (hi - lo) * np.cos(theta)
     rho, _ = continuous_density(x, model, delta_mass=delta_mass, **kw)
     wts = rho * 0.5 * (hi - lo) * np.sin(theta) * math.pi / nodes
     mass = float(wts.sum())
-    return Bulk(lo=float(lo), hi=float(hi), mass=mass, mean_inverse=float((wts / x).sum() / mass),
+    bulk = Bulk(lo=float(lo), hi=float(hi), mass=mass, mean_inverse=float((wts / x).sum() / mass),
                 mean=float((wts * x).sum() / mass))
+    return bulk, x, wts
 
 
-def _merge(bulks: list) -> Bulk | None:
-    if not bulks:
-        return None
-    mass = sum(b.mass for b in bulks)
-    return Bulk(lo=bulks[0].lo, hi=bulks[-1].hi, mass=mass,
-                mean_inverse=sum(b.mass * b.mean_inverse for b in bulks) / mass,
-                mean=sum(b.mass * b.mean for b in bulks) / mass)
+def _group_mean(x: np.ndarray, w: np.ndarray, mass: float, top: bool) -> float:
+    """``<lambda>`` over the lowest (or highest) ``mass`` of the quadrature measure ``(x_j, w_j)``."""
+    order = np.argsort(x)[::-1] if top else np.argsort(x)
+    x, w = x[order], w[order]
+    before = np.concatenate([[0.0], np.cumsum(w)[:-1]])
+    take = np.clip(mass - before, 0.0, w)
+    return float((take * x).sum() / take.sum()) if take.sum() > 0 else math.nan
 
 
-def spectrum(psi_p: float, psi_n: float, t: float | None = None, *, activation="tanh", sigma=(1.0,), weights=None,
+def solve_spectrum(psi_p: float, psi_n: float, t: float | None = None, *, activation="tanh", sigma=(1.0,), weights=None,
              constants: GEConstants | None = None, lam=None, num: int = 400, scan: int = 4000,
              nodes: int = 256, eps_min: float = 1e-9, **kw) -> Spectrum:
     """Solve the saddle point for the density of U, its delta peak, bulks, edges, masses and time scales.
@@ -295,8 +308,8 @@ def spectrum(psi_p: float, psi_n: float, t: float | None = None, *, activation="
     Args:
         psi_p, psi_n: ``p/d`` and ``n/d`` (> 0). t: OU time (> 0) unless ``constants`` are given.
         activation, sigma, weights: activation, eigenvalues of Sigma and their fractions.
-        lam: the grid on which to return the density (default ``num`` points, log-spaced above s_t^2 up
-            to past the top edge).
+        lam: the grid on which to return the density (default ``num`` points, log-spaced in
+            ``lambda - s_t^2`` up to past the top edge).
         scan: points of the log-spaced scan (in ``lambda - s_t^2``) that finds the support (see
             :func:`continuous_density`); ``nodes``: Gauss-Chebyshev nodes per bulk.
         eps_min, kw: passed to :func:`stieltjes`.
@@ -308,39 +321,74 @@ def spectrum(psi_p: float, psi_n: float, t: float | None = None, *, activation="
     top = model.scale()
     scan_lam = k.s2 + np.geomspace(1e-9 * top, top, int(scan))
     _, sol = continuous_density(scan_lam, model, delta_mass=m_d, eps_min=eps_min, **kw)
-    bulks = []
+    bulks, xs, ws = [], [], []
     for i0, i1 in _support(sol["inside"]):
         lo = (_refine_edge(scan_lam[i0], scan_lam[i0 - 1], model, m_d, 3, 24, eps_min=eps_min, **kw)
               if i0 > 0 else k.s2)
         hi = (_refine_edge(scan_lam[i1], scan_lam[i1 + 1], model, m_d, 3, 24, eps_min=eps_min, **kw)
               if i1 < len(scan_lam) - 1 else scan_lam[-1])
-        bulks.append(_bulk(lo, hi, model, m_d, int(nodes), eps_min=eps_min, **kw))
-    slow, fast = _split(bulks)
-    delta = k.delta
+        bulk, x, w = _bulk(lo, hi, model, m_d, int(nodes), eps_min=eps_min, **kw)
+        bulks.append(bulk)
+        xs.append(x)
+        ws.append(w)
+    x, w = (np.concatenate(xs), np.concatenate(ws)) if bulks else (np.ones(1), np.zeros(1))
+    lam_gen = _group_mean(x, w, min(1.0, min(1.0, model.psi_n) / model.psi_p), top=True)
+    lam_mem = _group_mean(x, w, 1.0 / model.psi_p, top=False) if model.psi_p > 1 else math.nan
     if lam is None:
         hi = max(b.hi for b in bulks) if bulks else top
         lam = k.s2 + np.geomspace(1e-6 * (hi - k.s2), 1.05 * (hi - k.s2), int(num))
     lam = np.asarray(lam, dtype=np.float64)
     dens, sol = continuous_density(lam, model, delta_mass=m_d, eps_min=eps_min, **kw)
-    scale = model.psi_p / (2 * delta)
+    dens = np.where(sol["inside"], dens, 0.0)  # outside the support only the O(eps) tails remain
+    scale = model.psi_p / (2 * k.delta)
     return Spectrum(model=model, lam=lam, density=dens, delta_mass=m_d, delta_location=k.s2, bulks=bulks,
-                    slow=slow, fast=fast, tau_mem=scale * slow.mean_inverse if slow else math.nan,
-                    tau_gen=scale * fast.mean_inverse if fast else math.nan,
-                    tau_delta=scale / k.s2 if m_d > 0 else math.nan, residual=sol["residual"],
-                    info={"converged_fraction": float(sol["converged"].mean())})
-
-
-def _split(bulks: list) -> tuple[Bulk | None, Bulk | None]:
-    """Slow and fast groups: bulks below and above the widest gap in log lambda (one bulk: fast only)."""
-    if len(bulks) < 2:
-        return None, _merge(bulks)
-    gaps = [math.log(b.lo / a.hi) for a, b in zip(bulks[:-1], bulks[1:])]
-    cut = int(np.argmax(gaps)) + 1
-    return _merge(bulks[:cut]), _merge(bulks[cut:])
+                    lambda_mem=lam_mem, lambda_gen=lam_gen, tau_mem=scale / lam_mem,
+                    tau_gen=scale / lam_gen, tau_delta=scale / k.s2 if m_d > 0 else math.nan,
+                    residual=sol["residual"], info={"converged_fraction": float(sol["converged"].mean())})
 
 
 def timescales(psi_p: float, psi_n: float, t: float, **kw) -> dict:
-    """``tau_gen`` and ``tau_mem`` implied by the spectrum: ``psi_p/(2 Delta_t) <1/lambda>`` over the
-    fast and the slow bulk, and ``tau_delta = psi_p/(2 Delta_t s_t^2)`` of the delta peak."""
-    sp = spectrum(psi_p, psi_n, t, num=8, **kw)
-    return {"tau_gen": sp.tau_gen, "tau_mem": sp.tau_mem, "tau_delta": sp.tau_delta}
+    """``tau_gen``, ``tau_mem`` (and ``tau_delta``) implied by the spectrum (see :class:`Spectrum`)."""
+    sp = solve_spectrum(psi_p, psi_n, t, num=8, **kw)
+    return {"tau_gen": sp.tau_gen, "tau_mem": sp.tau_mem, "tau_delta": sp.tau_delta,
+            "lambda_gen": sp.lambda_gen, "lambda_mem": sp.lambda_mem}
+
+
+def spectral_cdf(sp: Spectrum, x, *, points: int = 2000, eps_min: float = 1e-9) -> np.ndarray:
+    """The theory's distribution function ``F(x) = m_delta 1[x >= s_t^2] + ∫_{s_t^2}^x rho``.
+
+    The continuous part is integrated by the trapezoid rule on a Chebyshev-spaced grid of ``points``
+    per bulk (dense at the square-root edges); points within 1e-10 (relative) below s_t^2 count as
+    the peak (eigenvalues computed in floating point).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    out = np.where(x >= sp.delta_location * (1 - 1e-10), sp.delta_mass, 0.0)
+    for b in sp.bulks:
+        grid = 0.5 * (b.lo + b.hi) - 0.5 * (b.hi - b.lo) * np.cos(np.linspace(0, math.pi, int(points)))
+        rho, _ = continuous_density(grid, sp.model, delta_mass=sp.delta_mass, eps_min=eps_min)
+        cum = np.concatenate([[0.0], np.cumsum(0.5 * (rho[1:] + rho[:-1]) * np.diff(grid))])
+        out = out + np.interp(x, grid, cum, left=0.0, right=cum[-1])
+    return out
+
+
+def ks_distance(eigenvalues, sp: Spectrum, *, drop_delta: bool = False, **kw) -> float:
+    """Kolmogorov-Smirnov distance ``sup_x |F_emp(x) - F(x)|`` between eigenvalues and the theory.
+
+    Ties (the delta peak: eigenvalues equal to s_t^2 within 1e-10) are compared on both sides of
+    their jump, ``F(x)`` and ``F(x-)``. ``drop_delta``: compare only the continuous part, without the
+    lowest ``round(m_delta p)`` eigenvalues (for the true U, whose peak is spread by O(s_t^2/sqrt d)),
+    against ``(F - m_delta)/(1 - m_delta)``.
+    """
+    ev = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())
+    s2, m_d = sp.delta_location, sp.delta_mass
+    if drop_delta:
+        ev = ev[int(round(m_d * ev.size)):]
+    ev = np.where(np.abs(ev - s2) <= 1e-10 * s2, s2, ev)
+    x, counts = np.unique(ev, return_counts=True)
+    after = np.cumsum(counts) / ev.size
+    before = after - counts / ev.size
+    F = spectral_cdf(sp, x, **kw)
+    F_before = F - np.where(x == s2, m_d, 0.0)
+    if drop_delta:
+        F, F_before = (np.clip(F - m_d, 0, None) / (1 - m_d), np.clip(F_before - m_d, 0, None) / (1 - m_d))
+    return float(max(np.abs(F - after).max(), np.abs(F_before - before).max()))
