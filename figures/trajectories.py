@@ -16,6 +16,7 @@ Run: ``python -m figures.trajectories --out DIR`` (writes ``trajectories.png``, 
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,8 @@ def distance_records(models: dict, train: torch.Tensor, *, n_samples: int = 64, 
 def plot_distances(ax_dist, ax_typ, rows: Records, title: str):
     """Median and quartiles per sigma of the normalized distance (left) and typicality (right), per model."""
     colours = {REFERENCE: "0.45"}
-    palette = iter(["crimson", "tab:blue", "tab:green", "tab:purple"])
+    palette = itertools.cycle(["crimson", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown",
+                               "tab:pink", "tab:olive", "tab:cyan"])
     for name in dict.fromkeys(rows.column("model").tolist()):
         summ = summarize(rows.where(model=name), "sigma", ["normalized_distance", "typicality"])
         s = np.asarray([r["sigma"] for r in summ])
