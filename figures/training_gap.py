@@ -24,7 +24,6 @@ existing run folder is resumed).
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +32,13 @@ import torch
 from compare.records import Records, summarize
 from compare.replicates import replicates
 from figures.cli import figure_parser
+from figures.settings import scale_settings
 from figures.errorprone_toy import plot_gap
 from figures.trajectories import distance_records, final_summary, plot_distances
 from memgen import edm_sigmas, sample
 from memgen.data import mondrian
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
+from memgen.threads import cpu_threads
 from neural import Config, apply_overrides, load_denoiser, read_metrics, train
 from toymodels import EmpiricalDenoiser
 
@@ -58,36 +59,9 @@ SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 EMPIRICAL = "empirical (optimal) denoiser"
 
 
-def scale_settings(scales: dict, scale: str, changes: dict) -> dict:
-    """A copy of ``scales[scale]`` (a figure's settings at one scale) with ``changes`` applied (unknown names raise)."""
-    if scale not in scales:
-        raise ValueError(f"scale: expected one of {sorted(scales)}, got {scale!r}")
-    s = dict(scales[scale])
-    unknown = sorted(set(changes) - set(s))
-    if unknown:
-        raise ValueError(f"{unknown[0]}: not a setting of the figure; expected one of {sorted(s)}")
-    s.update(changes)
-    return s
-
-
 def settings(scale: str = "cpu", **changes) -> dict:
     """The settings of ``scale`` (:data:`SCALES`) with ``changes`` applied."""
     return scale_settings(SCALES, scale, changes)
-
-
-@contextmanager
-def cpu_threads(n: int):
-    """Run the block with ``n`` torch CPU threads (0: leave torch's setting), restoring the setting after it.
-
-    A tiny network is far slower on 2 threads than on 1 when the cores are shared, so a figure measures
-    with the threads its training used (``train.threads``)."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def run_config(s: dict, *, seed: int = 0, overrides=(), progress: bool = True) -> Config:

@@ -42,10 +42,11 @@ from compare.records import Records
 from compare.replicates import replicates
 from figures.cli import figure_parser
 from figures.replicate_gallery import replicate_gallery
-from figures.training_gap import cpu_threads, scale_settings
+from figures.settings import scale_settings
 from memgen import edm_sigmas, sample
 from memgen.data import mixture
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
+from memgen.threads import cpu_threads
 from neural import Config, apply_overrides, list_checkpoints, load_denoiser, measure_run, read_metrics, train
 
 MONDRIAN = 0

@@ -41,6 +41,7 @@ import memgen.data
 from memgen.contract import Denoiser
 from memgen.noise import edm_sigmas, log_sigmas
 from memgen.samplers import sample
+from memgen.threads import cpu_threads
 
 from . import checkpoint as ckpt
 from .config import apply_overrides, load_config
@@ -316,9 +317,11 @@ def measure_run(run_dir, *, overrides=(), steps=None, out: str = "metrics_post.j
                                           conditional=record["num_classes"] is not None)
     trained = {r["step"]: r for r in ckpt.read_metrics(run_dir)}
     rows = []
-    for step in tqdm(todo, desc="checkpoints", disable=not progress):
-        model = ckpt.load_denoiser(saved[step], ema=cfg.measure.use_ema, device=device)
-        keep = {k: trained[step][k] for k in ("step", "images_seen", "train_loss", "lr") if k in trained.get(step, {})}
-        rows.append({**keep, "step": step, **metrics(model)})
-        ckpt.write_metrics(run_dir / out, rows)
+    with cpu_threads(cfg.train.threads):                  # measure with the threads the run trained with
+        for step in tqdm(todo, desc="checkpoints", disable=not progress):
+            model = ckpt.load_denoiser(saved[step], ema=cfg.measure.use_ema, device=device)
+            keep = {k: trained[step][k] for k in ("step", "images_seen", "train_loss", "lr")
+                    if k in trained.get(step, {})}
+            rows.append({**keep, "step": step, **metrics(model)})
+            ckpt.write_metrics(run_dir / out, rows)
     return run_dir / out
