@@ -22,7 +22,11 @@ from memgen.pairwise import DEFAULT_BUDGET, squared_norms
 from .posterior_torch import streaming_posterior
 
 NUMBA_MAX_DIM = 8
-"""``kernel='auto'`` uses the fused numba kernel on CPU up to this dimension, the GEMM kernel above."""
+"""``kernel='auto'`` uses the fused numba kernel on CPU up to this dimension, the GEMM kernel above.
+
+In low dimension the fused kernel computes distances by exact differences (no cancellation) and
+allocates nothing per chunk; it is as fast as the GEMM kernel on a quiet 2-core machine and about 3x
+faster when the memory bus is shared (benchmarks/RESULTS.md)."""
 
 KERNELS = ("auto", "torch", "numba")
 
