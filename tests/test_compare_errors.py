@@ -6,6 +6,7 @@ import torch
 from compare.errors import common_noise, denoising_error, generalization_gap, point_errors
 from memgen import Denoiser
 from memgen.data import gaussian, gmm
+from toy_denoisers import Shift
 from toymodels import EmpiricalDenoiser, GaussianDenoiser
 
 SIGMAS = [0.01, 0.3, 2.0, 40.0]
@@ -14,15 +15,6 @@ SIGMAS = [0.01, 0.3, 2.0, 40.0]
 class Identity(Denoiser):
     def forward(self, x, sigma):
         return x.clone()
-
-
-class Shift(Denoiser):
-    def __init__(self, c):
-        super().__init__()
-        self.c = c
-
-    def forward(self, x, sigma):
-        return x + self.c
 
 
 def test_identity_error_is_sigma_squared_times_noise_power_with_common_draws():

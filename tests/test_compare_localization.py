@@ -4,17 +4,9 @@ import pytest
 import torch
 
 from compare.localization import localization
-from memgen import Denoiser, Trajectory
+from memgen import Trajectory
+from toy_denoisers import Shift
 from toymodels import EmpiricalDenoiser, SmoothedDenoiser
-
-
-class Shift(Denoiser):
-    def __init__(self, c):
-        super().__init__()
-        self.c = c
-
-    def forward(self, x, sigma):
-        return x + self.c
 
 
 def test_effective_number_limits_and_brute_force_entropy(brute):
