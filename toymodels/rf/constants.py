@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from memgen.checks import positive
+from memgen.noise import ou_delta
 
 from .activations import Activation, gauss_hermite, get_activation
 
@@ -55,7 +56,7 @@ class GEConstants:
     @property
     def delta(self) -> float:
         """``Delta_t = 1 - exp(-2t)``."""
-        return -math.expm1(-2 * self.t)
+        return ou_delta(self.t)
 
     @property
     def c2(self) -> float:
@@ -136,7 +137,7 @@ def ge_constants(t: float, *, activation="tanh", sigma_x2: float = 1.0, method: 
     f = get_activation(activation)
     if method == "auto":
         method = "closed" if f.name in ("relu", "erf") else "quadrature"
-    c, sd = math.exp(-t) * math.sqrt(sigma_x2), math.sqrt(-math.expm1(-2 * t))
+    c, sd = math.exp(-t) * math.sqrt(sigma_x2), math.sqrt(ou_delta(t))
     error: dict = {}
     if method == "quadrature":
         nodes = int(nodes)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memgen.checks import non_negative, positive
+from memgen.noise import ou_delta
 
 
 def _as_times(tau) -> np.ndarray:
@@ -73,7 +74,7 @@ class Losses:
 
     @property
     def delta(self) -> float:
-        return -math.expm1(-2 * self.t)
+        return ou_delta(self.t)
 
     @property
     def p(self) -> int:

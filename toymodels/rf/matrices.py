@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from memgen.checks import as_points, as_tensor, positive
+from memgen.noise import ou_delta
 
 from .activations import DEFAULT_NODES, get_activation
 from .constants import GEConstants
@@ -136,7 +137,7 @@ def rf_matrices(W, X, t: float, *, activation="tanh", method: str = "auto", tol:
     f = get_activation(activation)
     p, d = W.shape
     n = X.shape[0]
-    delta = -math.expm1(-2 * t)
+    delta = ou_delta(t)
     if method not in ("auto", "quadrature", "mc"):
         raise ValueError(f"method: expected 'auto', 'quadrature' or 'mc', got {method!r}")
     norms = np.sqrt((W * W).sum(1))
@@ -156,7 +157,7 @@ def rf_matrices(W, X, t: float, *, activation="tanh", method: str = "auto", tol:
 
 def _monte_carlo(W, X, t, f, draws, noise, seed) -> RFMatrices:
     n, d = X.shape
-    delta = -math.expm1(-2 * t)
+    delta = ou_delta(t)
     if noise is None:
         if int(draws) != draws or draws < 1:
             raise ValueError(f"draws: expected a positive integer, got {draws!r}")
@@ -206,7 +207,7 @@ def population_matrices(W, t: float, cov=1.0, *, activation="tanh", tol: float =
     W = _as_numpy(W, "W")
     f = get_activation(activation)
     p, d = W.shape
-    delta = -math.expm1(-2 * t)
+    delta = ou_delta(t)
     C = math.exp(-2 * t) * _covariance(cov, d) + delta * np.eye(d)
     K_pre = W @ C @ W.T / d
     sd = np.sqrt(np.diag(K_pre))

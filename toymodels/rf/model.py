@@ -18,7 +18,7 @@ import torch
 
 from memgen.checks import as_batch, as_points, as_tensor, positive
 from memgen.contract import Denoiser
-from memgen.noise import ou_to_ve, ve_to_ou
+from memgen.noise import ou_delta, ou_to_ve, ve_to_ou
 
 from .activations import get_activation
 from .dynamics import ClosedForm, Losses
@@ -125,5 +125,5 @@ def true_score_gaussian(x, t: float, cov=1.0) -> torch.Tensor:
     t = positive(t, "t")
     x = as_points(x, "x", dtype=torch.float64)
     d = x.shape[1]
-    C = math.exp(-2 * t) * _covariance(cov, d) - math.expm1(-2 * t) * np.eye(d)
+    C = math.exp(-2 * t) * _covariance(cov, d) + ou_delta(t) * np.eye(d)
     return -x @ torch.as_tensor(np.linalg.inv(C))

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from memgen.checks import as_points, as_tensor, non_negative, positive
+from memgen.noise import ou_delta
 
 from .activations import get_activation
 
@@ -37,7 +38,7 @@ def default_dtau(psi_p: float, t: float) -> float:
 
     (Both make one step multiply the error of mode lambda by ``1 - 2e-2 lambda``.)
     """
-    return 1e-2 * positive(psi_p, "psi_p") / -math.expm1(-2 * positive(t, "t"))
+    return 1e-2 * positive(psi_p, "psi_p") / ou_delta(positive(t, "t"))
 
 
 def simulate(X, W, t: float, *, tau, activation="tanh", optimizer: str = "gd", dtau: float | None = None,
@@ -72,7 +73,7 @@ def simulate(X, W, t: float, *, tau, activation="tanh", optimizer: str = "gd", d
     n, d = Xt.shape
     p = Wt.shape[0]
     f = get_activation(activation)
-    delta = -math.expm1(-2 * t)
+    delta = ou_delta(t)
     dtau = default_dtau(p / d, t) if dtau is None else positive(dtau, "dtau")
     times = np.atleast_1d(np.asarray(tau, dtype=np.float64))
     if times.ndim != 1 or (np.diff(times) < 0).any() or (times < 0).any():
