@@ -14,7 +14,7 @@ COMMAND_MODULES = ("figures.demo", "neural.cli", "toymodels.rf_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memgen", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="memgen", description="memgen: memorization and generalization of diffusion models, one sub-command per job.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
