@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from memgen.checks import as_points, as_tensor
+from memgen.contract import model_device
 
 from .bootstrap import bootstrap, weighted_mean
 from .records import Records
@@ -63,12 +64,16 @@ def common_noise(n_points: int, shape, *, n_draws: int = 1, seed: int = 0,
 
 
 def denoise(model, x: torch.Tensor, sigma: float, batch_size: int) -> torch.Tensor:
-    """``D(x, sigma)`` of any contract model, in batches of ``batch_size``, without gradients (on the CPU)."""
+    """``D(x, sigma)`` of any contract model, in batches of ``batch_size``, without gradients.
+
+    Each batch is sent to the model's device (:func:`memgen.contract.model_device`); results come back on the CPU.
+    """
     outs = []
+    device = model_device(model)
     with torch.no_grad():
         for b0 in range(0, x.shape[0], batch_size):
             xb = x[b0:b0 + batch_size]
-            out = torch.as_tensor(model(xb, float(sigma))).detach().cpu()
+            out = torch.as_tensor(model(xb.to(device), float(sigma))).detach().cpu()
             if tuple(out.shape) != tuple(xb.shape):
                 raise ValueError(f"model: returned shape {tuple(out.shape)} for input of shape {tuple(xb.shape)}")
             outs.append(out)

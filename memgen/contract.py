@@ -65,6 +65,14 @@ class Posterior:
         return self.entropy.exp()
 
 
+def model_device(model) -> torch.device:
+    """Where a model computes: the device of its first parameter or buffer (CPU for anything else)."""
+    if isinstance(model, torch.nn.Module):
+        for t in (*model.parameters(), *model.buffers()):
+            return t.device
+    return torch.device("cpu")
+
+
 def supports_posterior(model) -> bool:
     """Whether ``model`` exposes the optional ``posterior(x, sigma, topk=None)`` capability."""
     return callable(getattr(model, "posterior", None))

@@ -82,3 +82,11 @@ def test_splits_are_disjoint_deterministic_and_recorded():
     c = circle()
     assert c.describe()["split"]["train"] == list(range(0, 20, 2))
     torch.testing.assert_close(c.train.norm(dim=1), torch.full((10,), 10.0))
+
+
+def test_model_device_follows_parameters_and_buffers():
+    from memgen import model_device
+
+    assert model_device(EmpiricalDenoiser(TRAIN)) == torch.device("cpu")           # buffers only
+    assert model_device(torch.nn.Linear(2, 2).to("meta")) == torch.device("meta")  # parameters
+    assert model_device(lambda x, s: x) == torch.device("cpu")                     # any callable
