@@ -16,13 +16,14 @@ import warnings
 
 import numpy as np
 
+from memgen.checks import integer
+
 BLOCK_ELEMENTS = 2 ** 22
 """At most this many weights (replicates x points) are held per block of replicates."""
 
 
 def _check(n_boot: int, level: float):
-    if int(n_boot) != n_boot or n_boot < 1:
-        raise ValueError(f"n_boot: expected a positive integer number of bootstrap replicates, got {n_boot!r}")
+    integer(n_boot, "n_boot")
     if not 0 < float(level) < 1:
         raise ValueError(f"level: expected a confidence level in (0, 1), got {level!r}")
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from memgen.checks import as_points, as_tensor
+from memgen.checks import as_points, as_tensor, integer
 from memgen.contract import model_device
 
 from .bootstrap import bootstrap, weighted_mean
@@ -46,12 +46,6 @@ def check_tags(tags, reserved=()) -> dict:
     return dict(tags)
 
 
-def check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
 def common_noise(n_points: int, shape, *, n_draws: int = 1, seed: int = 0,
                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Standard normal draws ``[n_draws, n_points, *shape]`` from ``torch.Generator().manual_seed(seed)``.
@@ -59,7 +53,7 @@ def common_noise(n_points: int, shape, *, n_draws: int = 1, seed: int = 0,
     Pass the same tensor (or the same seed) to every model and every sigma: common random numbers.
     """
     g = torch.Generator().manual_seed(int(seed))
-    return torch.randn(check_positive_int(n_draws, "n_draws"), check_positive_int(n_points, "n_points"),
+    return torch.randn(integer(n_draws, "n_draws"), integer(n_points, "n_points"),
                        *tuple(shape), generator=g, dtype=dtype)
 
 
@@ -107,8 +101,8 @@ def point_errors(model, points, sigmas, *, noise=None, n_draws: int = 1, seed: i
     """
     y = as_points(points, "points", dtype=dtype)
     sig = sigma_grid(sigmas)
-    batch_size = check_positive_int(batch_size, "batch_size")
-    z = _noise_for(y, noise, check_positive_int(n_draws, "n_draws"), seed, "noise")
+    batch_size = integer(batch_size, "batch_size")
+    z = _noise_for(y, noise, integer(n_draws, "n_draws"), seed, "noise")
     k, n = z.shape[0], y.shape[0]
     flat_noise = z.reshape(k * n, *y.shape[1:])
     out = np.empty((len(sig), k * n))

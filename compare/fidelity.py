@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memgen.checks import as_batch, as_points, as_tensor, non_negative
+from memgen.checks import as_batch, as_points, as_tensor, integer, non_negative
 from memgen.data.images import mondrian_bar_width
 
 
@@ -45,10 +45,7 @@ def mondrian_validity(images, *, tol: float = 2 / 255, bar_width: int | None = N
     if x.dim() != 4:
         raise ValueError(f"images: expected [B, C, H, W], got shape {tuple(x.shape)}")
     H, W = x.shape[2:]
-    w = mondrian_bar_width(min(H, W)) if bar_width is None else bar_width
-    if isinstance(w, bool) or int(w) != w or w < 1:
-        raise ValueError(f"bar_width: expected a positive integer or None, got {bar_width!r}")
-    w = int(w)
+    w = mondrian_bar_width(min(H, W)) if bar_width is None else integer(bar_width, "bar_width")
     if min(H, W) < w + 2:
         raise ValueError(f"images: {H}x{W} images cannot hold a {w}-pixel cross and four quadrants")
     out = []
@@ -139,8 +136,7 @@ def sliced_wasserstein(a, b, *, projections: int = 256, p: float = 2.0, features
     p = float(p)
     if not p >= 1:
         raise ValueError(f"p: expected a number >= 1, got {p!r}")
-    if isinstance(projections, bool) or int(projections) != projections or projections < 1:
-        raise ValueError(f"projections: expected a positive integer, got {projections!r}")
+    projections = integer(projections, "projections")
     g = generator if generator is not None else torch.Generator().manual_seed(int(seed))
     theta = torch.randn(int(projections), fa.shape[1], generator=g, dtype=torch.float64)
     theta = theta / theta.norm(dim=1, keepdim=True)

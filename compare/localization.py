@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from memgen.checks import as_batch, as_tensor
+from memgen.checks import as_batch, as_tensor, integer
 from memgen.contract import supports_posterior
 
-from .errors import check_positive_int, check_tags, denoise, sigma_grid
+from .errors import check_tags, denoise, sigma_grid
 from .records import Records
 from .trajectories import is_trajectory, trajectory_states
 
@@ -67,7 +67,7 @@ def localization(model, x, sigmas=None, *, noise=None, reference=None, batch_siz
     without a reference), plus tags.
     """
     tags = check_tags(tags, COLUMNS)
-    batch_size = check_positive_int(batch_size, "batch_size")
+    batch_size = integer(batch_size, "batch_size")
     has_posterior = supports_posterior(model)
     rows = Records()
     for step, s, states in tqdm(_states(x, sigmas, noise, dtype), desc="localization", leave=False,

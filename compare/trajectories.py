@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from memgen.checks import as_points, as_tensor
+from memgen.checks import as_points, as_tensor, integer
 from memgen.pairwise import DEFAULT_BUDGET, squared_norms, sq_distance_chunks
 
-from .errors import check_positive_int, check_tags
+from .errors import check_tags
 from .records import Records
 
 COLUMNS = ("step", "sigma", "sample", "nearest_index", "nearest_distance", "normalized_distance", "log_density",
@@ -98,7 +98,7 @@ def trajectory_distances(trajectory, train, *, n_reference: int = 1000, seed: in
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
     tags = check_tags(tags, COLUMNS)
-    n_reference = check_positive_int(n_reference, "n_reference")
+    n_reference = integer(n_reference, "n_reference")
     y = as_points(train, "train", dtype=dtype)
     x, sig = trajectory_states(trajectory, dtype, y.shape[1:])
     flat = y.reshape(y.shape[0], -1)

@@ -77,6 +77,14 @@ def as_sigma(sigma, batch: int, *, dtype: torch.dtype, device, name: str = "sigm
     return s
 
 
+def integer(value, name: str, minimum: int = 1) -> int:
+    """An integer ``>= minimum`` (sizes, counts, steps, widths); bools and non-integral numbers are refused."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+            or int(value) != value or value < minimum):
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def positive(value, name: str) -> float:
     """A finite, strictly positive float (hyper-parameters: radius, delta, psi, t, ...)."""
     v = float(value)

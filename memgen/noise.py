@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from .checks import positive
+from .checks import integer, positive
 
 
 def edm_sigmas(steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
@@ -27,8 +27,7 @@ def edm_sigmas(steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.
 
     Returns a tensor of length ``steps + 1`` whose last entry is 0 (the sampler's final jump to the data).
     """
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps: must be an integer >= 1, got {steps!r}")
+    steps = integer(steps, "steps")
     sigma_min, sigma_max, rho = positive(sigma_min, "sigma_min"), positive(sigma_max, "sigma_max"), positive(rho, "rho")
     if sigma_min > sigma_max:
         raise ValueError(f"sigma_min ({sigma_min}) must not exceed sigma_max ({sigma_max})")

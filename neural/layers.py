@@ -21,13 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def positive_int(value, name: str) -> int:
-    """An integer >= 1 (widths, depths, counts); a ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
 def noise_features(c: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal features ``[cos(c f_k), sin(c f_k)]``, ``f_k = max_period^(-k/(dim/2))``: ``[B] -> [B, dim]``."""
     half = dim // 2

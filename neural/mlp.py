@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from memgen.checks import non_negative
+from memgen.checks import integer, non_negative
 
-from .layers import NoiseEmbedding, positive_int
+from .layers import NoiseEmbedding
 
 
 class _Block(nn.Module):
@@ -43,14 +43,14 @@ class ResidualMLP(nn.Module):
     def __init__(self, dim: int, *, width: int = 256, depth: int = 4, emb_dim: int | None = None,
                  dropout: float = 0.0, num_classes: int | None = None):
         super().__init__()
-        self.dim = positive_int(dim, "dim")
-        width = positive_int(width, "width")
-        depth = positive_int(depth, "depth")
-        emb_dim = width if emb_dim is None else positive_int(emb_dim, "emb_dim")
+        self.dim = integer(dim, "dim")
+        width = integer(width, "width")
+        depth = integer(depth, "depth")
+        emb_dim = width if emb_dim is None else integer(emb_dim, "emb_dim")
         dropout = non_negative(dropout, "dropout")
         if dropout >= 1:
             raise ValueError(f"dropout: must lie in [0, 1), got {dropout}")
-        self.num_classes = None if num_classes is None else positive_int(num_classes, "num_classes")
+        self.num_classes = None if num_classes is None else integer(num_classes, "num_classes")
         self.embed = NoiseEmbedding(emb_dim, emb_dim, self.num_classes)
         self.inp = nn.Linear(self.dim, width)
         self.blocks = nn.ModuleList([_Block(width, emb_dim, dropout) for _ in range(depth)])

@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from memgen.checks import non_negative
+from memgen.checks import integer, non_negative
 
-from .layers import Attention, Downsample, NoiseEmbedding, ResBlock, Upsample, group_norm, positive_int
+from .layers import Attention, Downsample, NoiseEmbedding, ResBlock, Upsample, group_norm
 
 
 class UNet(nn.Module):
@@ -51,24 +51,24 @@ class UNet(nn.Module):
                  attn_levels=(1,), dropout: float = 0.0, num_groups: int = 32, num_heads: int = 4,
                  scale_shift: bool = True, num_classes: int | None = None, resblock_updown: bool = False):
         super().__init__()
-        in_channels = positive_int(in_channels, "in_channels")
-        out_channels = in_channels if out_channels is None else positive_int(out_channels, "out_channels")
-        base_channels = positive_int(base_channels, "base_channels")
-        num_res_blocks = positive_int(num_res_blocks, "num_res_blocks")
-        mult = tuple(positive_int(m, "channel_mult") for m in channel_mult)
+        in_channels = integer(in_channels, "in_channels")
+        out_channels = in_channels if out_channels is None else integer(out_channels, "out_channels")
+        base_channels = integer(base_channels, "base_channels")
+        num_res_blocks = integer(num_res_blocks, "num_res_blocks")
+        mult = tuple(integer(m, "channel_mult") for m in channel_mult)
         if not mult:
             raise ValueError("channel_mult: expected at least one level")
         attn = tuple(int(a) for a in attn_levels)
         if any(a < 0 or a >= len(mult) for a in attn):
             raise ValueError(f"attn_levels: level indices must lie in [0, {len(mult) - 1}], got {attn}")
-        resolution = positive_int(resolution, "resolution")
+        resolution = integer(resolution, "resolution")
         if resolution % 2 ** (len(mult) - 1):
             raise ValueError(f"resolution: {resolution} is not divisible by 2^{len(mult) - 1} ({len(mult)} levels)")
         dropout = non_negative(dropout, "dropout")
         if dropout >= 1:
             raise ValueError(f"dropout: must lie in [0, 1), got {dropout}")
         if num_classes is not None:
-            num_classes = positive_int(num_classes, "num_classes")
+            num_classes = integer(num_classes, "num_classes")
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
         self.num_classes = num_classes
         emb_dim = 4 * base_channels

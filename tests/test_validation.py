@@ -90,3 +90,12 @@ def test_model_device_follows_parameters_and_buffers():
     assert model_device(EmpiricalDenoiser(TRAIN)) == torch.device("cpu")           # buffers only
     assert model_device(torch.nn.Linear(2, 2).to("meta")) == torch.device("meta")  # parameters
     assert model_device(lambda x, s: x) == torch.device("cpu")                     # any callable
+
+
+def test_integer_check_refuses_bools_fractions_and_strings():
+    from memgen.checks import integer
+
+    assert integer(3.0, "n") == 3 and integer(np.int64(4), "n") == 4 and integer(0, "n", minimum=0) == 0
+    for bad in (True, 2.5, "3", 0, None):
+        with pytest.raises(ValueError, match="n: expected an integer >= 1"):
+            integer(bad, "n")

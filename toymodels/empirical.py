@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from memgen.checks import as_points, non_negative
+from memgen.checks import as_points, integer, non_negative
 from memgen.contract import Denoiser, Posterior
 from memgen.pairwise import DEFAULT_BUDGET, squared_norms
 
@@ -95,8 +95,7 @@ class EmpiricalDenoiser(Denoiser):
         return self._mean(x, s)
 
     def _posterior(self, x, sigma, topk):
-        if topk is not None and (int(topk) != topk or topk < 1):
-            raise ValueError(f"topk: expected a positive integer or None, got {topk!r}")
+        topk = None if topk is None else integer(topk, "topk")
         if topk is None:
             st = self._stats(x, sigma, all_weights=True)
             w = torch.exp(st["logits"] - st["log_normalizer"].unsqueeze(1))

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from memgen.checks import as_batch, as_points, as_tensor
+from memgen.checks import as_batch, as_points, as_tensor, integer
 from memgen.contract import Denoiser
 
 
@@ -69,8 +69,7 @@ class GMMDenoiser(Denoiser):
             raise ValueError(f"weights: {w.shape[0]} weights for {K} components")
         if bool((w < 0).any()) or float(w.sum()) <= 0:
             raise ValueError("weights: must be non-negative and not all zero")
-        if rank is not None and (int(rank) != rank or rank < 1):
-            raise ValueError(f"rank: expected a positive integer or None, got {rank!r}")
+        rank = None if rank is None else integer(rank, "rank")
         self.event_shape = tuple(mu.shape[1:])
         flat = mu.reshape(K, -1)
         covs = list(covs) if not isinstance(covs, torch.Tensor) or covs.dim() > 0 else [covs] * K

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memgen.checks import integer
+
 from .dataset import Dataset
 from .split import seeded_split
 
@@ -121,8 +123,7 @@ def image_folder(path, *, size: int | None = None, n_train: int | None = None, s
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"path: no folder {root}")
-    if size is not None and (int(size) != size or size < 1):
-        raise ValueError(f"size: expected a positive integer or None, got {size!r}")
+    size = None if size is None else integer(size, "size")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"path: no image files ({', '.join(IMAGE_SUFFIXES)}) under {root}")

@@ -10,16 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memgen.checks import non_negative
+from memgen.checks import integer, non_negative
 
 from .dataset import Dataset
 from .split import seeded_split
-
-
-def _count(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _signed(u: np.ndarray) -> torch.Tensor:
@@ -49,8 +43,8 @@ def mondrian(n: int = 2000, *, size: int = 32, seed: int = 0, n_train: int | Non
     neither the bar width nor the law of the bar positions, so these are our choices (stated above).
     ``truth`` holds the rule (``bar_width``) and each image's bar positions (``bar_row``, ``bar_col``).
     """
-    n, size = _count(n, "n"), _count(size, "size", 3)
-    w = mondrian_bar_width(size) if bar_width is None else _count(bar_width, "bar_width")
+    n, size = integer(n, "n"), integer(size, "size", 3)
+    w = mondrian_bar_width(size) if bar_width is None else integer(bar_width, "bar_width")
     if size < w + 2:
         raise ValueError(f"bar_width: a {w}-pixel cross leaves no quadrant in a {size}x{size} image; "
                          f"need size >= bar_width + 2")
@@ -81,7 +75,7 @@ def gm_dummies(n: int = 6000, *, size: int = 32, seed: int = 0, n_templates: int
     ``clip(T_k + std * z, 0, 1)`` with ``z ~ N(0, I)`` (``std = 0.5`` in [0, 1] units: the paper's), then ``2 u - 1``.
     ``truth`` holds the templates (in [-1, 1]), ``std`` and each image's ``component`` ``k``.
     """
-    n, size, n_templates = _count(n, "n"), _count(size, "size"), _count(n_templates, "n_templates")
+    n, size, n_templates = integer(n, "n"), integer(size, "size"), integer(n_templates, "n_templates")
     std = non_negative(std, "std")
     templates = np.random.default_rng(template_seed).random((n_templates, 3, size, size), dtype=np.float32)
     rng = np.random.default_rng(seed)
@@ -99,7 +93,7 @@ def random_ink(n: int = 100, *, size: int = 32, seed: int = 0, n_train: int | No
 
     Stored as {-1, 1}.
     """
-    n, size = _count(n, "n"), _count(size, "size")
+    n, size = integer(n, "n"), integer(size, "size")
     bits = np.random.default_rng(seed).integers(0, 2, size=(n, 3, size, size)).astype(np.float32)
     return Dataset("random_ink", _signed(bits), seeded_split(n, n_train, seed),
                    labels=torch.zeros(n, dtype=torch.int64), classes=["random_ink"],
@@ -136,7 +130,7 @@ def mixture(parts, *, size: int = 32, seed: int = 0, n_train: int | None = None)
             continue
         if name not in SYNTHETIC:
             raise ValueError(f"parts: {name!r} is neither a synthetic set ({sorted(SYNTHETIC)}) nor given a Dataset")
-        xs.append(SYNTHETIC[name](_count(part, f"parts[{name!r}]"), size=size, seed=part_seed).x)
+        xs.append(SYNTHETIC[name](integer(part, f"parts[{name!r}]"), size=size, seed=part_seed).x)
         recorded.append([name, int(part)])
     shapes = {tuple(x.shape[1:]) for x in xs}
     if len(shapes) != 1:

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from memgen.checks import positive
+from memgen.checks import integer, positive
 
 from .dataset import Dataset
 from .split import alternating_split, random_split
@@ -58,8 +58,7 @@ def gmm(n: int = 2000, d: int = 8, *, n_train: int | None = None, seed: int = 0,
         variance: float = 1.0, weights=(0.5, 0.5)) -> Dataset:
     """Two Gaussians ``N(±center·1, variance·I)`` in ``d`` dimensions (Bonnaire et al.'s mixture), labelled 0/1."""
     n_train = _check_counts(n, n_train)
-    if int(d) != d or d < 1:
-        raise ValueError(f"d: expected a positive integer, got {d!r}")
+    d = integer(d, "d")
     variance = positive(variance, "variance")
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (2,) or (w < 0).any() or w.sum() <= 0:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from memgen.checks import as_points, as_tensor, positive
+from memgen.checks import as_points, as_tensor, integer, positive
 from memgen.noise import ou_delta
 
 from .activations import DEFAULT_NODES, get_activation
@@ -159,8 +159,7 @@ def _monte_carlo(W, X, t, f, draws, noise, seed) -> RFMatrices:
     n, d = X.shape
     delta = ou_delta(t)
     if noise is None:
-        if int(draws) != draws or draws < 1:
-            raise ValueError(f"draws: expected a positive integer, got {draws!r}")
+        draws = integer(draws, "draws")
         gen = torch.Generator().manual_seed(int(seed))
         noise_iter = (torch.randn(n, d, generator=gen, dtype=torch.float64).numpy() for _ in range(int(draws)))
         M = int(draws)

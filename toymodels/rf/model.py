@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from memgen.checks import as_batch, as_points, as_tensor, positive
+from memgen.checks import as_batch, as_points, as_tensor, integer, positive
 from memgen.contract import Denoiser
 from memgen.noise import ou_delta, ou_to_ve, ve_to_ou
 
@@ -38,12 +38,9 @@ class RFScore(torch.nn.Module):
     def __init__(self, d: int, p: int, t: float, *, activation="tanh", seed: int = 0, W=None, A=None,
                  dtype: torch.dtype = torch.float64):
         super().__init__()
-        for name, v in (("d", d), ("p", p)):
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        d, p = integer(d, "d"), integer(p, "p")
         self.t = positive(t, "t")
         self.activation = get_activation(activation)
-        d, p = int(d), int(p)
         if W is None:
             W = torch.randn(p, d, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
         W = as_tensor(W, "W", dtype=dtype)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memgen.checks import positive
+from memgen.checks import integer, positive
 
 from .constants import ge_constants
 from .dynamics import ClosedForm, Losses
@@ -38,8 +38,7 @@ def rf_problem(psi_p: float, psi_n: float, d: int, t: float, *, activation="tanh
     Returns ``{'W', 'X', 'cov', 'constants', 'losses', 'p', 'n', 'd', 't', 'psi_p', 'psi_n', 'matrices'}``.
     """
     psi_p, psi_n, t = positive(psi_p, "psi_p"), positive(psi_n, "psi_n"), positive(t, "t")
-    if int(d) != d or d < 1:
-        raise ValueError(f"d: expected a positive integer, got {d!r}")
+    d = integer(d, "d")
     if matrices not in MATRICES:
         raise ValueError(f"matrices: expected one of {MATRICES}, got {matrices!r}")
     d = int(d)
