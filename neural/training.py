@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 import memgen.data
 from memgen.runs import METRICS_FILE, atomic_write_text, write_record
+from memgen.threads import cpu_threads
 
 from . import checkpoint as ckpt
 from .config import Config, as_config, dump_toml, load_config
@@ -123,134 +124,132 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
     t = cfg.train
     run_dir = Path(run_dir)
     ctx = setup(t.device)
-    threads = torch.get_num_threads()
-    if t.threads:
-        torch.set_num_threads(t.threads)
     try:
-        if t.batch_size % ctx.world_size:
-            raise ValueError(f"train.batch_size: {t.batch_size} is not divisible by the {ctx.world_size} processes")
-        _prepare_run(run_dir, cfg, ctx)
-        data = memgen.data.load(cfg.data.name, **cfg.data.params)
-        train_index = np.asarray(data.split.train)
-        if cfg.data.subset:
-            if cfg.data.subset > len(train_index):
-                raise ValueError(f"data.subset: {cfg.data.subset} exceeds the {len(train_index)} training points")
-            train_index = train_index[np.random.default_rng(cfg.data.subset_seed).permutation(len(train_index))]
-            train_index = train_index[:cfg.data.subset]
-        num_classes = _num_classes(data) if cfg.model.class_conditional else None
-        device = ctx.device
-        y_all = data.x[torch.as_tensor(train_index)].to(device)
-        labels_all = data.labels[torch.as_tensor(train_index)].to(device) if num_classes else None
+        with cpu_threads(t.threads):
+            if t.batch_size % ctx.world_size:
+                raise ValueError(f"train.batch_size: {t.batch_size} is not divisible by the {ctx.world_size} processes")
+            _prepare_run(run_dir, cfg, ctx)
+            data = memgen.data.load(cfg.data.name, **cfg.data.params)
+            train_index = np.asarray(data.split.train)
+            if cfg.data.subset:
+                if cfg.data.subset > len(train_index):
+                    raise ValueError(f"data.subset: {cfg.data.subset} exceeds the {len(train_index)} training points")
+                train_index = train_index[np.random.default_rng(cfg.data.subset_seed).permutation(len(train_index))]
+                train_index = train_index[:cfg.data.subset]
+            num_classes = _num_classes(data) if cfg.model.class_conditional else None
+            device = ctx.device
+            y_all = data.x[torch.as_tensor(train_index)].to(device)
+            labels_all = data.labels[torch.as_tensor(train_index)].to(device) if num_classes else None
 
-        torch.manual_seed(t.seed)
-        model = model_from_config(cfg.model, data.shape, num_classes).to(device)
-        images = len(data.shape) == 3
-        if t.channels_last == "on" or (t.channels_last == "auto" and device.type == "cuda" and images):
-            model.to(memory_format=torch.channels_last)
-            model.channels_last = True
-        ema = copy.deepcopy(model).eval().requires_grad_(False)
-        opt = _optimizer(t, model.parameters())
-        loss_fn = (DDPMLoss(model) if t.loss == "ddpm"
-                   else EDMLoss(model, p_mean=t.p_mean, p_std=t.p_std, sigma_data=cfg.model.sigma_data))
-        step_fn = loss_fn
-        if ctx.world_size > 1:
-            step_fn = torch.nn.parallel.DistributedDataParallel(
-                loss_fn, device_ids=[device.index] if device.type == "cuda" else None)
-        if t.compile != "off":
-            step_fn = torch.compile(step_fn) if t.compile == "default" else torch.compile(step_fn, backend=t.compile)
-        bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+            torch.manual_seed(t.seed)
+            model = model_from_config(cfg.model, data.shape, num_classes).to(device)
+            images = len(data.shape) == 3
+            if t.channels_last == "on" or (t.channels_last == "auto" and device.type == "cuda" and images):
+                model.to(memory_format=torch.channels_last)
+                model.channels_last = True
+            ema = copy.deepcopy(model).eval().requires_grad_(False)
+            opt = _optimizer(t, model.parameters())
+            loss_fn = (DDPMLoss(model) if t.loss == "ddpm"
+                       else EDMLoss(model, p_mean=t.p_mean, p_std=t.p_std, sigma_data=cfg.model.sigma_data))
+            step_fn = loss_fn
+            if ctx.world_size > 1:
+                step_fn = torch.nn.parallel.DistributedDataParallel(
+                    loss_fn, device_ids=[device.index] if device.type == "cuda" else None)
+            if t.compile != "off":
+                step_fn = (torch.compile(step_fn) if t.compile == "default"
+                           else torch.compile(step_fn, backend=t.compile))
+            bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
+            if device.type == "cuda":
+                torch.backends.cudnn.benchmark = True
 
-        step, images_seen, elapsed = 0, 0, 0.0
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        loss_count = 0
-        latest = run_dir / ckpt.LATEST
-        if latest.exists():
-            state = ckpt.load(latest, map_location=device)
-            model.load_state_dict(state["model"])
-            ema.load_state_dict(state["ema"])
-            opt.load_state_dict(state["optimizer"])
-            step, images_seen, elapsed = state["step"], state["images_seen"], state["elapsed"]
-            loss_sum.fill_(state["loss_sum"])
-            loss_count = state["loss_count"]
-            if ctx.is_main:
-                rows = ckpt.read_metrics(run_dir)
-                if any(r["step"] > step for r in rows):
-                    ckpt.write_metrics(run_dir / METRICS_FILE, [r for r in rows if r["step"] <= step])
-        elif ctx.is_main:
-            if t.progress:
-                tqdm.write(f"{run_dir.name}: {cfg.model.preset}, {count_parameters(model):,} parameters, "
-                           f"{len(train_index)} training points, {ctx.world_size} process(es) on {device}")
-            write_record(run_dir, config=cfg.to_dict(), seed=t.seed, data=data.describe(),
-                         train_index=train_index.tolist(), n_train=len(train_index), num_classes=num_classes,
-                         parameters=count_parameters(model), world_size=ctx.world_size, device=str(device),
-                         command=sys.argv)
-
-        if metrics is None and ctx.is_main and cfg.measure.enabled:
-            metrics = Measurement.from_config(cfg.measure, data, train_index, conditional=num_classes is not None)
-        grid = set(ckpt.checkpoint_steps(t.steps, per_decade=t.checkpoints_per_decade, first=t.first_checkpoint))
-        order = DataOrder(len(train_index), t.batch_size, t.seed)
-        shard = ctx.shard(t.batch_size)
-
-        def state_dict(full: bool) -> dict:
-            out = {"step": step, "config": cfg.to_dict(), "shape": list(data.shape), "num_classes": num_classes,
-                   "model": model.state_dict(), "ema": ema.state_dict()}
-            if full:
-                out.update(optimizer=opt.state_dict(), images_seen=images_seen, elapsed=elapsed,
-                           loss_sum=float(loss_sum), loss_count=loss_count)
-            return out
-
-        bar = tqdm(total=t.steps, initial=step, desc=run_dir.name, unit="step", dynamic_ncols=True,
-                   disable=not (t.progress and ctx.is_main))
-        model.train()
-        start = time.perf_counter() - elapsed
-        while step < t.steps:
-            idx = torch.as_tensor(order.indices(step), device=device)
-            g = torch.Generator(device).manual_seed(derived_seed(t.seed, step))
-            torch.manual_seed(derived_seed(t.seed, step, ctx.rank))
-            draws = loss_fn.draw(t.batch_size, data.shape, g, device)
-            local = idx[shard]
-            if t.warmup_steps:
-                for group in opt.param_groups:
-                    group["lr"] = t.lr * min(1.0, (step + 1) / t.warmup_steps)
-            with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
-                per_sample = step_fn(y_all[local], None if labels_all is None else labels_all[local],
-                                     **{k: v[shard] for k, v in draws.items()})
-            loss = per_sample.float().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            opt.step()
-            _ema_update(ema, model, min(t.ema_decay, (1 + step) / (10 + step)))
-            loss_sum += loss.detach().double()
-            loss_count += 1
-            step += 1
-            images_seen += t.batch_size
-            bar.update(1)
-            if step % 10 == 0 and bar.disable is False:
-                bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
-            if callback is not None:
-                callback(step, loss.detach())
-            at_grid = step in grid
-            if at_grid or step % t.save_every == 0 or step == t.steps:
-                loss_sum.fill_(mean_over_processes(float(loss_sum), ctx))
-                elapsed = time.perf_counter() - start
-            if at_grid:
-                row = {"step": step, "images_seen": images_seen, "wall_time": elapsed,
-                       "train_loss": float(loss_sum) / max(loss_count, 1), "lr": opt.param_groups[0]["lr"]}
+            step, images_seen, elapsed = 0, 0, 0.0
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            loss_count = 0
+            latest = run_dir / ckpt.LATEST
+            if latest.exists():
+                state = ckpt.load(latest, map_location=device)
+                model.load_state_dict(state["model"])
+                ema.load_state_dict(state["ema"])
+                opt.load_state_dict(state["optimizer"])
+                step, images_seen, elapsed = state["step"], state["images_seen"], state["elapsed"]
+                loss_sum.fill_(state["loss_sum"])
+                loss_count = state["loss_count"]
                 if ctx.is_main:
-                    ckpt.save(ckpt.step_path(run_dir, step), state_dict(full=False))
-                    if metrics:
-                        row.update(metrics(ema if cfg.measure.use_ema else model))
-                    ckpt.append_metrics(run_dir / METRICS_FILE, row)
-                loss_sum.zero_()
-                loss_count = 0
-            if (at_grid or step % t.save_every == 0 or step == t.steps) and ctx.is_main:
-                ckpt.save(latest, state_dict(full=True))
-        bar.close()
+                    rows = ckpt.read_metrics(run_dir)
+                    if any(r["step"] > step for r in rows):
+                        ckpt.write_metrics(run_dir / METRICS_FILE, [r for r in rows if r["step"] <= step])
+            elif ctx.is_main:
+                if t.progress:
+                    tqdm.write(f"{run_dir.name}: {cfg.model.preset}, {count_parameters(model):,} parameters, "
+                               f"{len(train_index)} training points, {ctx.world_size} process(es) on {device}")
+                write_record(run_dir, config=cfg.to_dict(), seed=t.seed, data=data.describe(),
+                             train_index=train_index.tolist(), n_train=len(train_index), num_classes=num_classes,
+                             parameters=count_parameters(model), world_size=ctx.world_size, device=str(device),
+                             command=sys.argv)
+
+            if metrics is None and ctx.is_main and cfg.measure.enabled:
+                metrics = Measurement.from_config(cfg.measure, data, train_index, conditional=num_classes is not None)
+            grid = set(ckpt.checkpoint_steps(t.steps, per_decade=t.checkpoints_per_decade, first=t.first_checkpoint))
+            order = DataOrder(len(train_index), t.batch_size, t.seed)
+            shard = ctx.shard(t.batch_size)
+
+            def state_dict(full: bool) -> dict:
+                out = {"step": step, "config": cfg.to_dict(), "shape": list(data.shape), "num_classes": num_classes,
+                       "model": model.state_dict(), "ema": ema.state_dict()}
+                if full:
+                    out.update(optimizer=opt.state_dict(), images_seen=images_seen, elapsed=elapsed,
+                               loss_sum=float(loss_sum), loss_count=loss_count)
+                return out
+
+            bar = tqdm(total=t.steps, initial=step, desc=run_dir.name, unit="step", dynamic_ncols=True,
+                       disable=not (t.progress and ctx.is_main))
+            model.train()
+            start = time.perf_counter() - elapsed
+            while step < t.steps:
+                idx = torch.as_tensor(order.indices(step), device=device)
+                g = torch.Generator(device).manual_seed(derived_seed(t.seed, step))
+                torch.manual_seed(derived_seed(t.seed, step, ctx.rank))
+                draws = loss_fn.draw(t.batch_size, data.shape, g, device)
+                local = idx[shard]
+                if t.warmup_steps:
+                    for group in opt.param_groups:
+                        group["lr"] = t.lr * min(1.0, (step + 1) / t.warmup_steps)
+                with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
+                    per_sample = step_fn(y_all[local], None if labels_all is None else labels_all[local],
+                                         **{k: v[shard] for k, v in draws.items()})
+                loss = per_sample.float().mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if t.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                opt.step()
+                _ema_update(ema, model, min(t.ema_decay, (1 + step) / (10 + step)))
+                loss_sum += loss.detach().double()
+                loss_count += 1
+                step += 1
+                images_seen += t.batch_size
+                bar.update(1)
+                if step % 10 == 0 and bar.disable is False:
+                    bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
+                if callback is not None:
+                    callback(step, loss.detach())
+                at_grid = step in grid
+                if at_grid or step % t.save_every == 0 or step == t.steps:
+                    loss_sum.fill_(mean_over_processes(float(loss_sum), ctx))
+                    elapsed = time.perf_counter() - start
+                if at_grid:
+                    row = {"step": step, "images_seen": images_seen, "wall_time": elapsed,
+                           "train_loss": float(loss_sum) / max(loss_count, 1), "lr": opt.param_groups[0]["lr"]}
+                    if ctx.is_main:
+                        ckpt.save(ckpt.step_path(run_dir, step), state_dict(full=False))
+                        if metrics:
+                            row.update(metrics(ema if cfg.measure.use_ema else model))
+                        ckpt.append_metrics(run_dir / METRICS_FILE, row)
+                    loss_sum.zero_()
+                    loss_count = 0
+                if (at_grid or step % t.save_every == 0 or step == t.steps) and ctx.is_main:
+                    ckpt.save(latest, state_dict(full=True))
+            bar.close()
     finally:
-        torch.set_num_threads(threads)
         teardown(ctx)
     return run_dir
