@@ -185,8 +185,7 @@ def side_by_side(out_dir, *, scale: str = "cpu", d: int = 8, delta: float = 0.5,
 
 
 def main(argv=None) -> int:
-    parser = figure_parser("side_by_side", __doc__)
-    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu", help="sizes (SCALES in the module)")
+    parser = figure_parser("side_by_side", __doc__, SCALES)
     parser.add_argument("--delta", type=float, default=0.5, help="smoothing of the smoothed denoiser")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of the training run")
     args = parser.parse_args(argv)

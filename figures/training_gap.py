@@ -196,8 +196,7 @@ def _measure_and_plot(out: Path, run_dir: Path, cfg: Config, s: dict, *, scale: 
 
 
 def main(argv=None) -> int:
-    p = figure_parser("training_gap", __doc__)
-    p.add_argument("--scale", choices=sorted(SCALES), default="cpu", help="cpu: minutes on 2 cores; paper: a GPU")
+    p = figure_parser("training_gap", __doc__, SCALES)
     p.add_argument("overrides", nargs="*", help="config overrides section.key=value")
     args = p.parse_args(argv)
     _, summary = training_gap(args.out, scale=args.scale, seed=args.seed, overrides=args.overrides)

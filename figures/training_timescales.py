@@ -241,8 +241,7 @@ def training_timescales(out_dir, *, scale: str = "cpu", setups_=None, batch_max:
 
 
 def main(argv=None) -> int:
-    p = figure_parser("training_timescales", __doc__)
-    p.add_argument("--scale", choices=("cpu", "paper"), default="cpu", help="run sizes (module doc)")
+    p = figure_parser("training_timescales", __doc__, ("cpu", "paper"))
     p.add_argument("--batch-max", type=int, default=None,
                    help="batch min(n, BATCH_MAX); default: 512 (paper scale), the smallest n (cpu scale)")
     p.add_argument("--threshold", type=float, default=0.1, help="memorized fraction that defines tau_mem")

@@ -276,8 +276,7 @@ def yoon_replication(out_dir, *, scale: str = "cpu", seed: int = 0, overrides=()
 
 
 def main(argv=None) -> int:
-    p = figure_parser("yoon_replication", __doc__)
-    p.add_argument("--scale", choices=sorted(SCALES), default="cpu", help="cpu: minutes on 2 cores; paper: a GPU")
+    p = figure_parser("yoon_replication", __doc__, SCALES)
     p.add_argument("overrides", nargs="*", help="config overrides section.key=value for both runs")
     args = p.parse_args(argv)
     _, summary = yoon_replication(args.out, scale=args.scale, seed=args.seed, overrides=args.overrides)
