@@ -2,6 +2,7 @@
 
 * networks: :class:`UNet` (DDPM / IDDPM / DDPM++ family), :class:`ResidualMLP`, named :data:`PRESETS`;
 * preconditioning: :class:`EDMPrecond`, :class:`VPPrecond` (any trained network is a ``memgen.Denoiser``);
+* foreign networks (diffusers, EDM, k-diffusion, plain functions): :mod:`neural.external`;
 * training: :func:`train` (a resumable run folder), :func:`load_config`, :class:`Config`;
   :func:`load_denoiser` and :func:`read_metrics` read a run back;
 * measurement: :class:`Measurement`, :func:`measure_run`; sweeps: :func:`run_sweep`.
@@ -16,6 +17,8 @@ _EXPORTS = {
     "presets": ["PRESETS", "STATED_PARAMETERS", "build_network", "count_parameters", "preset_parameters",
                 "model_from_config"],
     "precond": ["EDMPrecond", "VPPrecond"],
+    "external": ["VPDiscreteDenoiser", "PreconditionedDenoiser", "FunctionDenoiser", "edm_denoiser", "from_diffusers",
+                 "load_diffusers"],
     "losses": ["EDMLoss", "DDPMLoss"],
     "config": ["Config", "load_config", "apply_overrides", "with_values", "dump_toml"],
     "training": ["train"],

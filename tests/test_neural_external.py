@@ -140,6 +140,7 @@ def test_edm_and_preconditioned_and_function_oracles(emp):
 
 
 def _unet(num_class_embeds=None):
+    pytest.importorskip("diffusers")
     from diffusers import UNet2DModel
 
     torch.manual_seed(0)
@@ -150,6 +151,7 @@ def _unet(num_class_embeds=None):
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "sample"])
 def test_diffusers_unet_against_the_conversion_formulas(prediction):
+    pytest.importorskip("diffusers")
     from diffusers import DDPMScheduler
 
     unet = _unet()
@@ -170,6 +172,7 @@ def test_diffusers_unet_against_the_conversion_formulas(prediction):
 
 
 def test_diffusers_class_labels_and_bad_inputs():
+    pytest.importorskip("diffusers")
     from diffusers import DDPMScheduler
 
     unet = _unet(num_class_embeds=3)
@@ -196,6 +199,7 @@ def test_diffusers_class_labels_and_bad_inputs():
 
 
 def test_diffusers_condition_model_with_extra_inputs():
+    pytest.importorskip("diffusers")
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
@@ -214,6 +218,7 @@ def test_diffusers_condition_model_with_extra_inputs():
 
 
 def test_save_pretrained_round_trip(tmp_path):
+    pytest.importorskip("diffusers")
     from diffusers import DDIMScheduler, DDPMPipeline
 
     unet = _unet()
