@@ -21,6 +21,7 @@ One small class per family of foreign networks, each in the canonical form ``x =
       half a step is below 0.005 in ``log sigma`` for 89% of the steps (median 0.0034), up to 0.20 at its
       smallest sigmas.
   Outside ``[sigma_0, sigma_{T-1}]`` (DDPM linear: about [0.01, 157]) the timestep is clamped to the end step.
+  A network with twice the input's channels (IDDPM's learned variance) is read from its first half.
 * :class:`PreconditionedDenoiser`: a network that already returns ``D``, called ``net(x, sigma, class_labels)``
   (NVlabs EDM's ``EDMPrecond``, k-diffusion's wrapped models).
 * :func:`edm_denoiser`: a raw EDM network ``F`` with memgen's EDM preconditioning
@@ -160,6 +161,8 @@ class VPDiscreteDenoiser(VPPrecond):
         """Unvalidated ``D(x, sigma)`` from the network's output at ``x_vp = x / sqrt(1 + sigma^2)``."""
         t = self.timestep(sigma).to(x.device, torch.float32)
         out = self._net(x / _bcast((1 + sigma ** 2).sqrt(), x), t, labels)
+        if out.dim() == x.dim() > 1 and out.shape[1] == 2 * x.shape[1] and out.shape[2:] == x.shape[2:]:
+            out = out[:, :x.shape[1]]               # learned-variance networks (IDDPM) return [prediction, variance]
         return x0_from_prediction(out, x, sigma, self.prediction)
 
 

@@ -139,12 +139,13 @@ def test_edm_and_preconditioned_and_function_oracles(emp):
     assert torch.allclose(eps_fn(x, sig), ref, atol=1e-10)
 
 
-def _unet(num_class_embeds=None):
+def _unet(num_class_embeds=None, out_channels=1):
     pytest.importorskip("diffusers")
     from diffusers import UNet2DModel
 
     torch.manual_seed(0)
-    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+    return UNet2DModel(sample_size=8, in_channels=1, out_channels=out_channels, block_out_channels=(8, 16),
+                       layers_per_block=1,
                        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
                        norm_num_groups=4, num_class_embeds=num_class_embeds).eval()
 
@@ -169,6 +170,18 @@ def test_diffusers_unet_against_the_conversion_formulas(prediction):
                 "sample": o}[prediction]
     with torch.no_grad():
         assert torch.allclose(den(x, sig), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_learned_variance_output_uses_its_first_half():
+    pytest.importorskip("diffusers")
+    unet = _unet(out_channels=2)                            # IDDPM-style [eps, variance] output
+    den = from_diffusers(unet, alphas_cumprod=AB)
+    x, sig = torch.randn(2, 1, 8, 8), torch.tensor([0.3, 4.0])
+    t = torch.as_tensor(t_of_sigma(sig.numpy()), dtype=torch.float32)
+    s = sig.reshape(-1, 1, 1, 1)
+    with torch.no_grad():
+        expected = x - s * unet(x / (1 + s ** 2).sqrt(), t).sample[:, :1]
+        assert torch.allclose(den(x, sig), expected, atol=1e-5)
 
 
 def test_diffusers_class_labels_and_bad_inputs():

@@ -201,10 +201,11 @@ def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None,
     phi = feature_map(s.features if ":" not in s.features else _callable(s.features), weights=s.feature_weights,
                       device=device, batch_size=s.batch_size)
     search_phi = None if phi is pixels else phi
-    rep = replicates(samples, data.train, threshold=s.threshold, feature_map=search_phi,
+    train_dev, samples_dev = data.train.to(device), samples.to(device)      # the nearest search runs where the model does
+    rep = replicates(samples_dev, train_dev, threshold=s.threshold, feature_map=search_phi,
                      train_labels=data.train_labels if probes.sample_labels is not None else None,
                      sample_labels=probes.sample_labels, n_boot=s.n_boot, seed=s.seed, progress=progress)
-    cos = cosine_memorization(samples, data.train, feature_map=search_phi, threshold=s.cosine_threshold,
+    cos = cosine_memorization(samples_dev, train_dev, feature_map=search_phi, threshold=s.cosine_threshold,
                               n_boot=s.n_boot, seed=s.seed, progress=progress)
     rep.summary.to_csv(out / "replicates.csv")
     per_sample = Records({**r, "best_cosine": float(cos.best[i]), "cosine_nearest": int(cos.nearest[i])}
