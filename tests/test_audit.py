@@ -54,9 +54,11 @@ def test_parse_data_spec(tmp_path):
 
 
 def test_audit_of_a_tiny_trained_run(tmp_path, capsys):
+    """A class-conditional run: probes denoised with their own labels, samples drawn with training labels."""
     from neural import load_config, train
 
     cfg = load_config(None, ["data.params={n = 48, d = 3}", "model.params={width = 16, depth = 1}", "train.steps=6",
+                             "model.class_conditional=true",
                              "train.batch_size=8", "train.save_every=6", "train.progress=false",
                              "measure.enabled=false", "train.threads=1"])
     train(cfg, tmp_path / "run")
@@ -68,6 +70,8 @@ def test_audit_of_a_tiny_trained_run(tmp_path, capsys):
     rep, cos = _brute_replicates(samples, data.x[record["train_index"]].numpy())
     assert summary["replicate_fraction"] == pytest.approx(rep)
     assert summary["cosine_score"] == pytest.approx(cos)
+    by_class = read_csv(tmp_path / "a" / "replicates.csv")
+    assert [r["group"] for r in by_class] == ["all", 0, 1]
     gap = read_csv(tmp_path / "a" / "gap.csv")
     assert sorted({r["model"] for r in gap}) == ["optimal", "run"]
     assert len(read_csv(tmp_path / "a" / "optimal_distance.csv")) == 2 * 3
