@@ -20,7 +20,9 @@ One small class per family of foreign networks, each in the canonical form ``x =
       - log sigma_t) / 2`` (:meth:`VPDiscreteDenoiser.label_error`). For DDPM's linear schedule with T = 1000
       half a step is below 0.005 in ``log sigma`` for 89% of the steps (median 0.0034), up to 0.20 at its
       smallest sigmas.
-  Outside ``[sigma_0, sigma_{T-1}]`` (DDPM linear: about [0.01, 157]) the timestep is clamped to the end step.
+  Outside ``[sigma_0, sigma_{T-1}]`` (DDPM linear: about [0.01, 157]) the timestep is clamped to the end step
+  in both modes, and the network is told the end step's sigma: ``label_error`` is then
+  ``|log sigma - log sigma_end|`` (inside the range it is 0 for ``'interpolate'``).
   A network with twice the input's channels (IDDPM's learned variance) is read from its first half.
 * :class:`PreconditionedDenoiser`: a network that already returns ``D``, called ``net(x, sigma, class_labels)``
   (NVlabs EDM's ``EDMPrecond``, k-diffusion's wrapped models).
