@@ -4,7 +4,8 @@
 * preconditioning: :class:`EDMPrecond`, :class:`VPPrecond` (any trained network is a ``memgen.Denoiser``);
 * training: :func:`train` (a resumable run folder), :func:`load_config`, :class:`Config`;
   :func:`load_denoiser` and :func:`read_metrics` read a run back;
-* measurement: :class:`Measurement`, :func:`measure_run`; sweeps: :func:`run_sweep`.
+* measurement: :class:`Measurement` of metrics ``metric(snap) -> dict`` (:class:`Snapshot`) that the caller
+  passes (``neural`` knows no metric), :func:`measure_run`; sweeps: :func:`run_sweep`.
 
 Names are imported on first use, so that ``memgen --help`` (which imports :mod:`neural.cli`) stays fast.
 """
@@ -20,7 +21,7 @@ _EXPORTS = {
     "config": ["Config", "load_config", "apply_overrides", "with_values", "dump_toml"],
     "training": ["train"],
     "checkpoint": ["checkpoint_steps", "list_checkpoints", "load_denoiser", "read_metrics"],
-    "measure": ["Measurement", "Probes", "make_probes", "measure_run"],
+    "measure": ["Measurement", "Probes", "Snapshot", "make_probes", "measure_run", "uses_samples"],
     "sweep": ["grid", "run_sweep"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
