@@ -295,8 +295,12 @@ def with_values(config: Config | dict, values: dict) -> Config:
     d = config.to_dict() if isinstance(config, Config) else json.loads(json.dumps(config))
     for key, value in values.items():
         parts = key.split(".")
-        if len(parts) < 2 or parts[0] not in SECTIONS:
+        if len(parts) < 2:
             raise ValueError(f"{key}: expected section.key with section one of {list(SECTIONS)}")
+        if parts[0] not in SECTIONS:
+            close = difflib.get_close_matches(parts[0], SECTIONS, n=1)
+            hint = f"did you mean {'.'.join([close[0], *parts[1:]])}?" if close else f"expected one of {list(SECTIONS)}"
+            raise ValueError(f"{key}: unknown config section; {hint}")
         if len(parts) > 2 and parts[1] != "params":
             raise ValueError(f"{key}: only the 'params' tables take nested keys")
         node = d.setdefault(parts[0], {})

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 import memgen.data
+from memgen.checks import integer
 from memgen.noise import edm_sigmas, log_sigmas
 from memgen.samplers import sample
 from memgen.threads import cpu_threads
@@ -160,9 +161,9 @@ class Measurement:
         self.probes = probes
         drawn = len(probes.sample_noise) > 0
         self.metrics = {k: fn for k, fn in metrics.items() if drawn or not getattr(fn, "uses_samples", False)}
-        self.sampler, self.sample_steps = sampler, int(sample_steps)
+        self.sampler, self.sample_steps = sampler, integer(sample_steps, "sample_steps")
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
-        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.batch_size, self.seed = integer(batch_size, "batch_size"), integer(seed, "seed", 0)
 
     @classmethod
     def from_config(cls, measure, dataset, registry: Mapping[str, Metric], train_index=None, *,
