@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from compare.records import Records
-from compare.timescales import HIGHER_IS_BETTER, fit_tau_mem, read_metrics, timescales
+from compare.timescales import HIGHER_IS_BETTER, fit_tau_mem, metric_rows, timescales
 from figures.cli import figure_parser
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
 from figures.run_metrics import METRICS
@@ -124,7 +124,7 @@ def curve_records(setup: dict, runs: dict) -> Records:
     """One row per (n, checkpoint): step, memorized fraction with its interval, quality, training loss."""
     rows = Records()
     for n, run in runs.items():
-        for r in read_metrics(run):
+        for r in metric_rows(run):
             rows.append({"setup": setup["name"], "n": n, "step": r["step"], "train_loss": r["train_loss"],
                          MEMORIZATION: r[MEMORIZATION], f"{MEMORIZATION}_lo": r[f"{MEMORIZATION}_lo"],
                          f"{MEMORIZATION}_hi": r[f"{MEMORIZATION}_hi"], "quality": setup["quality"],
