@@ -7,6 +7,24 @@
 * measurement: :class:`Measurement` of metrics ``metric(snap) -> dict`` (:class:`Snapshot`) that the caller
   passes (``neural`` knows no metric), :func:`measure_run`; sweeps: :func:`run_sweep`.
 
+One module, one job:
+
+==============  =========================================================================================
+``unet``        the U-Net (DDPM / IDDPM / DDPM++ family), built from the blocks of ``layers``
+``mlp``         a residual MLP for low-dimensional data
+``presets``     named networks (the papers' sizes) and the denoiser a ``[model]`` section describes
+``precond``     EDM and VP preconditioning: a raw network becomes a ``memgen.Denoiser``
+``losses``      the EDM and DDPM objectives (registry ``LOSSES``)
+``optim``       the optimizers (registry ``OPTIMIZERS``)
+``config``      the run configuration: four sections, each field with its help and rule, TOML in and out
+``training``    ``train``: a resumable run folder, in named steps (open, build, resume, loop, save)
+``measure``     measurement at a checkpoint: fixed probes and samples, metrics that the caller passes
+``checkpoint``  the log-spaced checkpoint grid, saving and loading a run's weights and metric rows
+``ddp``         data parallelism across processes (torchrun)
+``sweep``       a grid of configs, one run folder per point, run locally, in processes or via submitit
+``cli``         ``memgen train``, ``measure``, ``presets`` and ``sweep``
+==============  =========================================================================================
+
 Names are imported on first use, so that ``memgen --help`` (which imports :mod:`neural.cli`) stays fast.
 """
 import importlib

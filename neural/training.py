@@ -11,9 +11,11 @@ One step at step index ``k`` (0-based):
   gradient-norm clipping, then the EMA ``theta_ema <- d theta_ema + (1 - d) theta`` with
   ``d = min(ema_decay, (1 + k) / (10 + k))`` (short runs are not dominated by the initial weights).
 
+:func:`train` reads as its steps: :func:`open_run_dir`, :func:`load_training_data`, :func:`build_run`
+and :func:`loss_step_function`, :func:`resume`, then the loop of :func:`optimizer_step` and :func:`save`.
 At each step of the log-spaced grid (:func:`neural.checkpoint.checkpoint_steps`) the weights are saved,
-the model is measured (:class:`neural.measure.Measurement`) and one row is appended to
-``metrics.jsonl``; ``latest.pt`` (weights, EMA, optimizer, step, loss accumulators) is rewritten there
+the model is measured with the metrics the caller passed (:class:`neural.measure.Measurement`) and one
+row is appended to ``metrics.jsonl``; ``latest.pt`` (weights, EMA, optimizer, step, loss accumulators) is rewritten there
 and every ``save_every`` steps. A run folder that holds ``latest.pt`` resumes from it; rows measured
 after it (lost work of a killed run) are dropped and measured again.
 """
