@@ -189,7 +189,7 @@ class Config:
             raise TypeError(f"config: expected a mapping of sections, got {type(d).__name__}")
         sections = {f.name: f.type for f in dataclasses.fields(cls)}
         out = cls()
-        for name, values in d.items():
+        for name, values in _upgrade(d).items():
             if name not in sections:
                 raise ValueError(f"{name}: unknown config section" + _suggest(name, sections))
             if not isinstance(values, dict):
@@ -205,6 +205,34 @@ class Config:
 
 
 SECTIONS = ("data", "model", "train", "measure")
+
+_OLD_METRICS = {"error": {"generalization_gap": "gap"}, "replicates": {"replicates": "replicates"},
+                "fidelity": {"auto": "fidelity", "mondrian_valid_fraction": "mondrian_validity",
+                             "log_likelihood": "log_likelihood", "sliced_wasserstein": "sliced_wasserstein"}}
+"""Configs written before ``measure.metrics`` named metric functions in ``measure.error``, ``.replicates``
+and ``.fidelity`` (``'module:function'``, ``''``: off); their registry names."""
+
+
+def _upgrade(d: dict) -> dict:
+    """``d`` with the old ``measure.error/replicates/fidelity`` keys turned into ``measure.metrics`` (so that
+    the runs and checkpoints saved before it still load, and resume with the same measurement)."""
+    measure = d.get("measure")
+    if not isinstance(measure, dict) or not set(_OLD_METRICS) & set(measure):
+        return d
+    measure, names = dict(measure), []
+    defaults = {"error": "compare.errors:generalization_gap", "replicates": "compare.replicates:replicates",
+                "fidelity": "auto"}
+    for key, known in _OLD_METRICS.items():
+        spec = measure.pop(key, defaults[key])
+        if spec:
+            function = str(spec).split(":")[-1].split(".")[-1]
+            if function not in known:
+                raise ValueError(f"measure.{key}: {spec!r} is no longer a setting; name a registered metric in "
+                                 "measure.metrics instead")
+            names.append(known[function])
+    if "metrics" in measure:
+        raise ValueError("measure.metrics: cannot be given with the old measure.error/replicates/fidelity keys")
+    return {**d, "measure": {**measure, "metrics": names}}
 
 
 def _suggest(name: str, known, prefix: str = "") -> str:

@@ -151,3 +151,13 @@ def test_checkpoint_grid_refuses_bad_arguments(kwargs, name):
     args = {"steps": 100, **kwargs}
     with pytest.raises(ValueError, match=f"^{name}:"):
         checkpoint_steps(args.pop("steps"), **args)
+
+
+def test_configs_written_before_measure_metrics_still_load():
+    old = {"measure": {"error": "compare.errors:generalization_gap", "replicates": "",
+                       "fidelity": "compare.fidelity:sliced_wasserstein", "probes": 8}}
+    cfg = Config.from_dict(old)
+    assert cfg.measure.metrics == ["gap", "sliced_wasserstein"] and cfg.measure.probes == 8
+    assert Config.from_dict({"measure": {"fidelity": "auto"}}).measure.metrics == Config().measure.metrics
+    with pytest.raises(ValueError, match="^measure.error"):
+        Config.from_dict({"measure": {"error": "mypackage:my_error"}})
