@@ -120,7 +120,8 @@ def run_demo(out="memgen-out", *, seed: int = DEFAULTS["seed"], samples: int = D
     from memgen import edm_sigmas, sample
     from memgen.data import circle
     from figures.circle_panels import gap_and_trajectory_panels
-    from memgen.runs import atomic_write_json, atomic_write_text, write_record
+    from compare.records import Records
+    from memgen.runs import atomic_write_json, write_record
 
     out = Path(out)
     data = circle()
@@ -133,9 +134,7 @@ def run_demo(out="memgen-out", *, seed: int = DEFAULTS["seed"], samples: int = D
     samples_figure(drawn, data, out / "samples.png")
     rows = [sample_summary(name, x, data.train, data.params["radius"]) for name, x in drawn.items()]
     _, panels = gap_and_trajectory_panels(out, delta=delta, seed=seed)
-    header = list(rows[0])
-    atomic_write_text(out / "summary.csv", "\n".join([",".join(header)] + [
-        ",".join(str(r[h]) for h in header) for r in rows]) + "\n")
+    Records(rows).to_csv(out / "summary.csv")
     atomic_write_json(out / "summary.json", {"samples": rows, **panels})
     write_record(out, command="memgen demo", seed=seed, config={"samples": samples, "steps": steps, "delta": delta,
                  "sigmas": list(sigmas), "sampler": "heun", "sigma_max": 80.0, "sigma_min": 0.002},

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("figures.demo", "neural.cli", "toymodels.rf_cli", "figures.audit")
+COMMAND_MODULES = ("figures.demo", "neural.cli", "figures.rf_cli", "figures.audit")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,20 +78,21 @@ def supports_posterior(model) -> bool:
     return callable(getattr(model, "posterior", None))
 
 
-def _bcast(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return sigma.reshape(-1, *([1] * (x.dim() - 1)))
+def batchwise(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A per-sample ``v`` ``[B]`` shaped ``[B, 1, ..., 1]`` to broadcast against ``x`` ``[B, *shape]``."""
+    return v.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 def score(model, x: torch.Tensor, sigma) -> torch.Tensor:
     """Score ``(D(x, sigma) - x) / sigma^2`` of the noisy density implied by the denoiser (Tweedie)."""
     s = as_sigma(sigma, x.shape[0], dtype=x.dtype, device=x.device)
-    return (model(x, s).to(x.dtype) - x) / _bcast(s, x) ** 2
+    return (model(x, s).to(x.dtype) - x) / batchwise(s, x) ** 2
 
 
 def eps(model, x: torch.Tensor, sigma) -> torch.Tensor:
     """Noise prediction ``(x - D(x, sigma)) / sigma``."""
     s = as_sigma(sigma, x.shape[0], dtype=x.dtype, device=x.device)
-    return (x - model(x, s).to(x.dtype)) / _bcast(s, x)
+    return (x - model(x, s).to(x.dtype)) / batchwise(s, x)
 
 
 def velocity(model, x: torch.Tensor, sigma) -> torch.Tensor:

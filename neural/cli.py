@@ -26,14 +26,23 @@ def _train(args) -> int:
     path = args.config
     if path is None and (Path(args.run_dir) / "config.toml").exists():
         path = Path(args.run_dir) / "config.toml"
-    train(load_config(path, args.overrides), args.run_dir)
+    train(load_config(path, args.overrides), args.run_dir, metrics=_metrics())
     return 0
+
+
+def _metrics() -> dict:
+    """The registry of the metrics a run's ``measure.metrics`` names: the command line is the caller that
+    chooses them (figures.run_metrics; imported here, when a command runs, never by the library)."""
+    from figures.run_metrics import METRICS
+
+    return METRICS
 
 
 def _measure(args) -> int:
     from .measure import measure_run
 
-    print(measure_run(args.run_dir, overrides=args.overrides, steps=args.steps, out=args.out, device=args.device))
+    print(measure_run(args.run_dir, _metrics(), overrides=args.overrides, steps=args.steps, out=args.out,
+                      device=args.device))
     return 0
 
 
@@ -67,7 +76,8 @@ def _sweep(args) -> int:
 
     axes = dict(parse_axis(g) for g in args.grid)
     slurm = dict(parse_override(s) for s in args.slurm)
-    for path in run_sweep(load_config(args.config, args.overrides), axes, args.sweep_dir, executor=args.executor,
+    for path in run_sweep(load_config(args.config, args.overrides), axes, args.sweep_dir, metrics=_metrics(),
+                          executor=args.executor,
                           workers=args.workers, cluster=args.cluster, slurm=slurm):
         print(path)
     return 0
