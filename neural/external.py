@@ -44,10 +44,10 @@ import torch
 from torch import nn
 
 from memgen.checks import as_tensor
-from memgen.contract import Denoiser
+from memgen.contract import Denoiser, batchwise
 from memgen.noise import schedule_sigmas, sigma_to_timestep
 
-from .precond import EDMPrecond, Precond, VPPrecond, _bcast
+from .precond import EDMPrecond, Precond, VPPrecond
 
 PREDICTIONS = ("epsilon", "v_prediction", "sample")
 TIMESTEP_MODES = ("interpolate", "nearest")
@@ -105,7 +105,7 @@ def _foreign(net, num_classes, label_key, extra) -> nn.Module:
 
 def x0_from_prediction(out: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor, prediction: str) -> torch.Tensor:
     """``D(x, sigma)`` from a VP network's output ``o`` at canonical ``x`` (formulas in the module docstring)."""
-    s = _bcast(sigma, x)
+    s = batchwise(sigma, x)
     if prediction == "epsilon":
         return x - s * out
     if prediction == "v_prediction":
@@ -162,7 +162,7 @@ class VPDiscreteDenoiser(VPPrecond):
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, labels=None) -> torch.Tensor:
         """Unvalidated ``D(x, sigma)`` from the network's output at ``x_vp = x / sqrt(1 + sigma^2)``."""
         t = self.timestep(sigma).to(x.device, torch.float32)
-        out = self._net(x / _bcast((1 + sigma ** 2).sqrt(), x), t, labels)
+        out = self._net(x / batchwise((1 + sigma ** 2).sqrt(), x), t, labels)
         if out.dim() == x.dim() > 1 and out.shape[1] == 2 * x.shape[1] and out.shape[2:] == x.shape[2:]:
             out = out[:, :x.shape[1]]               # learned-variance networks (IDDPM) return [prediction, variance]
         return x0_from_prediction(out, x, sigma, self.prediction)
@@ -211,7 +211,7 @@ class FunctionDenoiser(Denoiser):
         out = torch.as_tensor(self.fn(x, s)).to(x.dtype)
         if out.shape != x.shape:
             raise ValueError(f"fn: returned shape {tuple(out.shape)} for input of shape {tuple(x.shape)}")
-        return out if self.output == "x0" else x - _bcast(s, x) * out
+        return out if self.output == "x0" else x - batchwise(s, x) * out
 
 
 # --- diffusers ------------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ part of the ``--train`` split.
 """
 from __future__ import annotations
 
+import importlib
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +152,21 @@ def load_model(spec: str, *, device="cpu") -> tuple[Denoiser, AuditData | None, 
 
         return load_diffusers(path, device=device), None, "diffusers folder"
     if ":" in spec and not path.exists():
-        from neural.measure import resolve
-
         return _from_factory(resolve(spec, "model")()).to(device), None, "factory"
     raise ValueError(f"model: {spec!r} is neither a memgen run folder, a diffusers folder nor module:factory")
+
+
+def resolve(spec: str, key: str = "spec"):
+    """The callable named ``'module:attribute'`` (``attribute`` may be dotted), imported on demand."""
+    if not isinstance(spec, str) or spec.count(":") != 1:
+        raise ValueError(f"{key}: expected 'module:function', got {spec!r}")
+    module, attr = spec.split(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{key}: cannot import {spec!r} ({e})") from e
+    if not callable(obj):
+        raise ValueError(f"{key}: {spec!r} is not callable")
+    return obj

@@ -149,7 +149,6 @@ def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None,
                          replicates, summarize)
     from compare.features import feature_map, pixels
     from memgen.runs import atomic_write_json, atomic_write_text, write_record
-    from neural.measure import ProbeLabels
     from toymodels import EmpiricalDenoiser
 
     s = settings or AuditSettings()
@@ -163,13 +162,14 @@ def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None,
     d = math.prod(data.train.shape[1:])
     stages = tqdm(total=6, desc="audit", disable=None if progress else True)
     probes = _probes(model, data, s)
-    den = model if probes.probe_labels is None else ProbeLabels(model, probes)
     optimal = EmpiricalDenoiser(data.train).to(device)
     kw = dict(train_noise=probes.train_noise, val_noise=probes.val_noise, n_boot=s.n_boot, seed=s.seed,
               batch_size=s.batch_size, progress=progress)
+    labels = dict(train_labels=probes.train_probe_labels, val_labels=probes.val_probe_labels)
 
     stages.set_postfix_str("generalization gap")
-    gap = (generalization_gap(den, probes.train, probes.val, probes.sigmas, tags={"model": model_name}, **kw)
+    gap = (generalization_gap(model, probes.train, probes.val, probes.sigmas, tags={"model": model_name}, **labels,
+                              **kw)
            + generalization_gap(optimal, probes.train, probes.val, probes.sigmas, tags={"model": "optimal"}, **kw))
     gap.to_csv(out / "gap.csv")
     stages.update()
@@ -177,7 +177,11 @@ def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None,
     stages.set_postfix_str("distance to the optimal denoiser")
     loc = Records()
     for split, pts, z in (("train", probes.train, probes.train_noise), ("val", probes.val, probes.val_noise)):
-        loc += localization(den, pts, probes.sigmas, noise=z, reference=optimal, batch_size=s.batch_size,
+        # a class-conditional model sees each probe's own class: the split goes through in one batch
+        split_labels = labels[f"{split}_labels"]
+        den = model if split_labels is None else model.with_labels(split_labels.to(device))
+        loc += localization(den, pts, probes.sigmas, noise=z, reference=optimal,
+                            batch_size=s.batch_size if split_labels is None else len(pts),
                             tags={"split": split}, progress=progress)
     for row in loc:
         row["rms_distance"] = row["reference_distance"] / math.sqrt(d)
@@ -237,7 +241,7 @@ def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None,
 
 
 def _callable(spec: str):
-    from neural.measure import resolve
+    from .inputs import resolve
 
     return resolve(spec, "features")
 
