@@ -19,7 +19,6 @@ part of the ``--train`` split.
 from __future__ import annotations
 
 import importlib
-
 import json
 from dataclasses import dataclass
 from pathlib import Path
