@@ -163,7 +163,9 @@ def _main(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="optimal vs error-prone denoiser on the 20-point circle",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="memgen-out", help="output folder (default: memgen-out)")
+    from memgen.cli import out_folder  # refuses a file as --out before any work (issue 11 §5)
+
+    p.add_argument("--out", type=out_folder, default="memgen-out", help="output folder (default: memgen-out)")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed of the sampling noise")
     p.add_argument("--samples", type=int, default=DEFAULTS["samples"], help="samples per model")
     p.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="Heun steps on the EDM grid")

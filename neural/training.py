@@ -30,18 +30,16 @@ import torch
 from tqdm.auto import tqdm
 
 import memgen.data
-from memgen.runs import METRICS_FILE, atomic_write_text, write_record
+from memgen.runs import METRICS_FILE, write_record
 from memgen.threads import cpu_threads
 
 from . import checkpoint as ckpt
-from .config import Config, as_config, dump_toml, load_config
-from .ddp import Context, mean_over_processes, setup, teardown
+from .config import as_config
+from .ddp import mean_over_processes, setup, teardown
 from .losses import DDPMLoss, EDMLoss
 from .measure import Measurement
 from .presets import count_parameters, model_from_config
-
-RESUMABLE = {("train", "steps"), ("train", "progress"), ("train", "device"), ("train", "compile"), ("train", "threads")}
-"""Settings that may change when a run is resumed (e.g. to train it for longer)."""
+from .rundir import open_run
 
 
 def derived_seed(*parts: int) -> int:
@@ -71,20 +69,6 @@ class DataOrder:
             parts.append(self.permutation(epoch)[off:off + take])
             pos += take
         return np.concatenate(parts)
-
-
-def _prepare_run(run_dir: Path, cfg: Config, ctx: Context) -> None:
-    """Write the config, or check it against the one of the run being resumed (settings in RESUMABLE may differ)."""
-    path = run_dir / "config.toml"
-    if path.exists():
-        old, new = load_config(path).to_dict(), cfg.to_dict()
-        diff = [f"{s}.{k}: {old[s][k]!r} -> {new[s][k]!r}" for s in new for k in new[s]
-                if (s, k) not in RESUMABLE and old[s][k] != new[s][k]]
-        if diff:
-            raise ValueError(f"run_dir: {run_dir} holds a run with another config ({'; '.join(diff)}); "
-                             "use a new folder")
-    if ctx.is_main:
-        atomic_write_text(path, dump_toml(cfg))
 
 
 def _optimizer(t, params):
@@ -125,10 +109,10 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
     run_dir = Path(run_dir)
     ctx = setup(t.device)
     try:
-        with cpu_threads(t.threads):
+        # run folder (neural/rundir.py): lock, orphan cleanup, resume checks, roll-back of a failed fresh start
+        with cpu_threads(t.threads), open_run(run_dir, cfg, main=ctx.is_main) as run:
             if t.batch_size % ctx.world_size:
                 raise ValueError(f"train.batch_size: {t.batch_size} is not divisible by the {ctx.world_size} processes")
-            _prepare_run(run_dir, cfg, ctx)
             data = memgen.data.load(cfg.data.name, **cfg.data.params)
             train_index = np.asarray(data.split.train)
             if cfg.data.subset:
@@ -140,6 +124,7 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
             device = ctx.device
             y_all = data.x[torch.as_tensor(train_index)].to(device)
             labels_all = data.labels[torch.as_tensor(train_index)].to(device) if num_classes else None
+            run.check_data(y_all, labels_all)  # run folder: refuses to resume on other training data
 
             torch.manual_seed(t.seed)
             model = model_from_config(cfg.model, data.shape, num_classes).to(device)
@@ -166,8 +151,8 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             loss_count = 0
             latest = run_dir / ckpt.LATEST
-            if latest.exists():
-                state = ckpt.load(latest, map_location=device)
+            if run.state is not None:  # run folder: the checked latest.pt
+                state = run.state
                 model.load_state_dict(state["model"])
                 ema.load_state_dict(state["ema"])
                 opt.load_state_dict(state["optimizer"])
@@ -195,7 +180,7 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
 
             def state_dict(full: bool) -> dict:
                 out = {"step": step, "config": cfg.to_dict(), "shape": list(data.shape), "num_classes": num_classes,
-                       "model": model.state_dict(), "ema": ema.state_dict()}
+                       "model": model.state_dict(), "ema": ema.state_dict(), "data_sha256": run.data_sha256}
                 if full:
                     out.update(optimizer=opt.state_dict(), images_seen=images_seen, elapsed=elapsed,
                                loss_sum=float(loss_sum), loss_count=loss_count)

@@ -29,7 +29,9 @@ def _common(p) -> None:
     p.add_argument("--sigma", type=_floats, default=(1.0,), help="eigenvalues of Sigma, e.g. 0.5,1.5 (default 1)")
     p.add_argument("--weights", type=_floats, default=None, help="their fractions (default equal)")
     p.add_argument("--seed", type=int, default=0, help="seed of W, the data and Omega (default 0)")
-    p.add_argument("--out", default="memgen-out/rf", help="output folder (default memgen-out/rf)")
+    from memgen.cli import out_folder  # refuses a file as --out before any work (issue 11 §5)
+
+    p.add_argument("--out", type=out_folder, default="memgen-out/rf", help="output folder (default memgen-out/rf)")
 
 
 def _csv(path, header: list, columns: list) -> None:
