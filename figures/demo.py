@@ -120,19 +120,27 @@ def run_demo(out="memgen-out", *, seed: int = DEFAULTS["seed"], samples: int = D
     from memgen import edm_sigmas, sample
     from memgen.data import circle
     from figures.circle_panels import gap_and_trajectory_panels
+    from memgen.progress import progress_bar
     from memgen.runs import atomic_write_json, atomic_write_text, write_record
 
     out = Path(out)
+    bar = progress_bar(total=3, desc="demo: flow fields", unit="stage")  # stages, on a terminal only
     data = circle()
     models = build_models(data.train, delta)
     flow_field_figure({k: v for k, v in models.items() if not k.startswith("gaussian")}, data, sigmas,
                       out / "flow_fields.png")
+    bar.update()
+    bar.set_description("demo: samples")
     noise = torch.randn(samples, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     grid = edm_sigmas(steps, sigma_min=0.002, sigma_max=80.0)
     drawn = {name: sample(m, noise, grid, method="heun") for name, m in models.items()}
     samples_figure(drawn, data, out / "samples.png")
     rows = [sample_summary(name, x, data.train, data.params["radius"]) for name, x in drawn.items()]
+    bar.update()
+    bar.set_description("demo: gap and trajectories")
     _, panels = gap_and_trajectory_panels(out, delta=delta, seed=seed)
+    bar.update()
+    bar.close()
     header = list(rows[0])
     atomic_write_text(out / "summary.csv", "\n".join([",".join(header)] + [
         ",".join(str(r[h]) for h in header) for r in rows]) + "\n")

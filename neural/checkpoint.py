@@ -5,6 +5,7 @@ A run folder holds::
     config.toml       the resolved config          record.json   seed, data split, versions, sizes
     metrics.jsonl     one JSON row per checkpoint  latest.pt     everything needed to resume
     checkpoints/step_000000100.pt ...              model and EMA weights at each grid step
+    .lock             held by the trainer writing the folder (:mod:`neural.rundir`)
 
 Every file is written atomically (:mod:`memgen.runs`), so a killed run leaves the previous version.
 """

@@ -78,6 +78,14 @@ def config_changes(old: dict, new: dict) -> list[str]:
             if k not in RESUMABLE and a.get(k, missing) != b.get(k, missing)]
 
 
+def _as_current(saved: dict) -> dict:
+    """A checkpoint's config with the settings added to memgen since it was written at their defaults."""
+    try:
+        return Config.from_dict(saved).to_dict()
+    except (ValueError, TypeError):   # a setting since removed or changed: compare as saved, naming it
+        return saved
+
+
 def data_fingerprint(x, labels=None) -> str:
     """SHA-256 of the training data exactly as trained on: dtype, shape and bytes of ``x`` (and of ``labels``)."""
     h = hashlib.sha256()
@@ -166,7 +174,7 @@ def open_run(run_dir, cfg: Config, *, main: bool = True):
         latest = path / ckpt.LATEST
         state = ckpt.load(latest, require=ckpt.RESUME_KEYS) if latest.exists() else None
         if state is not None:
-            changed = config_changes(state["config"], cfg.to_dict())
+            changed = config_changes(_as_current(state["config"]), cfg.to_dict())
             if changed:
                 raise ValueError(f"run_dir: {path} holds a run trained with other settings ({'; '.join(changed)}); "
                                  "resume it with its own settings (only "

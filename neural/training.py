@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 import memgen.data
+from memgen.progress import progress_bar
 from memgen.runs import METRICS_FILE, write_record
 from memgen.threads import cpu_threads
 
@@ -186,8 +187,8 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
                                loss_sum=float(loss_sum), loss_count=loss_count)
                 return out
 
-            bar = tqdm(total=t.steps, initial=step, desc=run_dir.name, unit="step", dynamic_ncols=True,
-                       disable=not (t.progress and ctx.is_main))
+            bar = progress_bar(total=t.steps, initial=step, desc=run_dir.name, unit="step", dynamic_ncols=True,
+                               enabled=t.progress and ctx.is_main)
             model.train()
             start = time.perf_counter() - elapsed
             while step < t.steps:

@@ -68,6 +68,11 @@ def test_allowed_changes_resume_exactly(tmp_path):
     train(_cfg("train.steps=7", "train.threads=2"), tmp_path / "extended")     # accepted (not bit-exact: threads)
     assert load(tmp_path / "extended" / LATEST)["step"] == 7
     assert "steps = 7" in (tmp_path / "extended" / "config.toml").read_text()
+    older = load(tmp_path / "extended" / LATEST)                                # written before grad_clip existed
+    del older["config"]["train"]["grad_clip"]
+    torch.save(older, tmp_path / "extended" / LATEST)
+    train(_cfg("train.steps=8"), tmp_path / "extended")
+    assert load(tmp_path / "extended" / LATEST)["step"] == 8
 
 
 def test_second_trainer_is_refused_naming_the_holder_until_it_exits(tmp_path):
