@@ -37,6 +37,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+
 from memgen.runs import METRICS_FILE, atomic_write_text
 
 from . import checkpoint as ckpt
@@ -93,7 +95,7 @@ def data_fingerprint(x, labels=None) -> str:
         if t is not None:
             t = t.detach().cpu().contiguous()
             h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.numpy().tobytes())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())   # the bytes in place, any dtype
     return h.hexdigest()
 
 

@@ -96,3 +96,20 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     assert list(progress_bar(range(5), desc="x", file=terminal)) == [0, 1, 2, 3, 4]
     assert "5/5" in terminal.getvalue()
     assert progress_bar(range(5), enabled=False).disable
+
+
+def test_interrupt_and_bugs(monkeypatch, capsys):
+    import neural.cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(neural.cli, "_presets", interrupted)
+    assert main(["presets"]) == 130 and capsys.readouterr().err == "memgen: interrupted\n"
+
+    def bug(args):
+        raise RuntimeError("internal")
+
+    monkeypatch.setattr(neural.cli, "_presets", bug)
+    with pytest.raises(RuntimeError, match="internal"):                # not a user error: the traceback stays
+        main(["presets"])
