@@ -98,7 +98,8 @@ def _sweep(args) -> int:
 
 
 def register(subparsers) -> None:
-    override = dict(nargs="*", default=[], metavar="section.key=value", help="config overrides")
+    override = dict(nargs="*", default=[], metavar="section.key=value",
+                    help="settings, anywhere on the line (memgen config lists them all)")
     p = subparsers.add_parser("train", help="train a neural denoiser into a run folder (or resume it)")
     p.add_argument("run_dir", help="the run folder")
     p.add_argument("-c", "--config", help="TOML config (default: the run's own config.toml, else the defaults)")

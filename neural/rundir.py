@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from memgen.runs import METRICS_FILE, atomic_write_text
+from memgen.runs import METRICS_FILE, atomic_write_bytes, atomic_write_text
 
 from . import checkpoint as ckpt
 from .config import Config, dump_toml
@@ -149,10 +149,14 @@ def _roll_back(path: Path, created_dir: bool, before: set, old_config: bytes | N
         shutil.rmtree(path, ignore_errors=True)
         return
     for p in path.iterdir():
-        if p.name not in before and p.name != LOCK_FILE:
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        if p.name in before or p.name == LOCK_FILE:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
     if old_config is not None:
-        atomic_write_text(path / CONFIG_FILE, old_config.decode())
+        atomic_write_bytes(path / CONFIG_FILE, old_config)
 
 
 @contextmanager
