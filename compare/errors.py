@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from memgen.checks import as_points, as_tensor, integer
 from memgen.contract import model_device
+from memgen.progress import progress_bar
 
 from .bootstrap import bootstrap, weighted_mean
 from .records import Records
@@ -111,7 +111,7 @@ def point_errors(model, points, sigmas, *, noise=None, n_draws: int = 1, seed: i
         raise ValueError(f"labels: expected one label per point ({n}), got {len(labels)}")
     flat_noise = z.reshape(k * n, *y.shape[1:])
     out = np.empty((len(sig), k * n))
-    for j, s in enumerate(tqdm(sig.tolist(), desc="denoising error", leave=False, disable=not progress)):
+    for j, s in enumerate(progress_bar(sig.tolist(), enabled=progress, desc="denoising error", leave=False)):
         for b0 in range(0, k * n, batch_size):                     # draw-major order: row r is point r % n
             rows = torch.arange(b0, min(b0 + batch_size, k * n))
             clean = y[rows % n]

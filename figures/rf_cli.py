@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from memgen.cli import out_folder
+
 SIGMA_NAME = "custom"
 """The name of the user's Sigma in the file names of ``rf-spectrum``."""
 
@@ -36,7 +38,7 @@ def _common(p) -> None:
     p.add_argument("--sigma", type=_floats, default=(1.0,), help="eigenvalues of Sigma, e.g. 0.5,1.5 (default 1)")
     p.add_argument("--weights", type=_floats, default=None, help="their fractions (default equal)")
     p.add_argument("--seed", type=int, default=0, help="seed of W, the data and Omega (default 0)")
-    p.add_argument("--out", default="memgen-out/rf", help="output folder (default memgen-out/rf)")
+    p.add_argument("--out", type=out_folder, default="memgen-out/rf", help="output folder (default memgen-out/rf)")
 
 
 def run_spectrum(args) -> int:

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
-from tqdm.auto import tqdm
 
 from compare.records import Records
 from compare.timescales import fit_tau_mem
 from figures.cli import figure_parser
+from memgen.progress import progress_bar
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
 from toymodels.rf import crossing_times, relaxation_times
 from toymodels.rf.problems import log_times, loss_curves, rf_problem
@@ -54,7 +54,7 @@ def compute(*, d: int = 50, t: float = 0.01, panels=PANELS, seed: int = 0) -> li
     out = []
     for panel in panels:
         rows = []
-        for psi_n in tqdm(panel["psi_ns"], desc=panel["name"], leave=False):
+        for psi_n in progress_bar(panel["psi_ns"], desc=panel["name"], leave=False):
             pred = relaxation_times(panel["psi_p"], psi_n, t)
             for s in panel["seeds"]:
                 prob = rf_problem(panel["psi_p"], psi_n, d, t, seed=seed + s, matrices=panel["matrices"])

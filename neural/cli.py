@@ -1,4 +1,4 @@
-"""``memgen train``, ``memgen measure`` and ``memgen sweep``.
+"""``memgen train``, ``memgen measure``, ``memgen sweep``, ``memgen presets`` and ``memgen config``.
 
     memgen train RUN_DIR [-c CONFIG.toml] [section.key=value ...]
         Train into RUN_DIR, or resume it (its config.toml is used when -c is not given).
@@ -11,8 +11,10 @@
                  --grid train.lr=[1e-4,4e-4] [--executor local|process|submitit] [--workers N]
                  [--cluster slurm] [--slurm key=value ...]
         One run per grid point, run one after another, in parallel processes or through submitit.
+    memgen config
+        Every setting (section.key) with its default and what it does.
 
-Overrides are positional: write them right after the folder, before the options.
+Settings ``section.key=value`` may stand anywhere on the line, before or after the options.
 """
 from __future__ import annotations
 
@@ -60,6 +62,28 @@ def _presets(args) -> int:
     return 0
 
 
+def settings_table() -> list[str]:
+    """One line per setting: ``section.key``, its default (as TOML/JSON) and its help text."""
+    import dataclasses
+    import json
+
+    from .config import Config
+
+    rows = []
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(section.default_factory()):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            value = "true" if default is True else "false" if default is False else json.dumps(default)
+            rows.append((f"{section.name}.{f.name}", value, f.metadata.get("help", "")))
+    width = max(len(k) for k, _, _ in rows), max(len(v) for _, v, _ in rows)
+    return [f"{k:<{width[0]}}  {v:<{width[1]}}  {h}".rstrip() for k, v, h in rows]
+
+
+def _config(args) -> int:
+    print("\n".join(settings_table()))
+    return 0
+
+
 def parse_axis(item: str) -> tuple[str, list]:
     """``'key=v1,v2'`` or ``'key=[v1, v2]'`` -> ``(key, [v1, v2])`` (each value read as a TOML value)."""
     from .config import parse_override, parse_value
@@ -84,7 +108,8 @@ def _sweep(args) -> int:
 
 
 def register(subparsers) -> None:
-    override = dict(nargs="*", default=[], metavar="section.key=value", help="config overrides")
+    override = dict(nargs="*", default=[], metavar="section.key=value",
+                    help="settings, anywhere on the line (memgen config lists them all)")
     p = subparsers.add_parser("train", help="train a neural denoiser into a run folder (or resume it)")
     p.add_argument("run_dir", help="the run folder")
     p.add_argument("-c", "--config", help="TOML config (default: the run's own config.toml, else the defaults)")
@@ -116,3 +141,6 @@ def register(subparsers) -> None:
                    help="submitit parameter, e.g. timeout_min=600 or slurm_partition=gpu (repeatable)")
     p.add_argument("overrides", **override)
     p.set_defaults(run=_sweep)
+
+    p = subparsers.add_parser("config", help="list every setting (section.key) with its default and meaning")
+    p.set_defaults(run=_config)

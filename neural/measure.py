@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 import memgen.data
 from memgen.checks import integer
 from memgen.noise import edm_sigmas, log_sigmas
+from memgen.progress import progress_bar
 from memgen.samplers import sample
 from memgen.threads import cpu_threads
 
@@ -233,7 +233,7 @@ def measure_run(run_dir, metrics: Mapping[str, Metric], *, overrides=(), steps=N
     trained = {r["step"]: r for r in ckpt.read_metrics(run_dir)}
     rows = []
     with cpu_threads(cfg.train.threads):                  # measure with the threads the run trained with
-        for step in tqdm(todo, desc="checkpoints", disable=not progress):
+        for step in progress_bar(todo, enabled=progress, desc="checkpoints"):
             model = ckpt.load_denoiser(saved[step], ema=cfg.measure.use_ema, device=device)
             keep = {k: trained[step][k] for k in ("step", "images_seen", "train_loss", "lr")
                     if k in trained.get(step, {})}

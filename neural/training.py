@@ -11,7 +11,7 @@ One step at step index ``k`` (0-based):
   gradient-norm clipping, then the EMA ``theta_ema <- d theta_ema + (1 - d) theta`` with
   ``d = min(ema_decay, (1 + k) / (10 + k))`` (short runs are not dominated by the initial weights).
 
-:func:`train` reads as its steps: :func:`open_run_dir`, :func:`load_training_data`, :func:`build_run`
+:func:`train` reads as its steps: the run folder (:func:`neural.rundir.open_run`), :func:`load_training_data`, :func:`build_run`
 and :func:`loss_step_function`, :func:`resume`, then the loop of :func:`optimizer_step` and :func:`save`.
 At each step of the log-spaced grid (:func:`neural.checkpoint.checkpoint_steps`) the weights are saved,
 the model is measured with the metrics the caller passed (:class:`neural.measure.Measurement`) and one
@@ -33,19 +33,19 @@ import torch
 from tqdm.auto import tqdm
 
 import memgen.data
-from memgen.runs import METRICS_FILE, atomic_write_text, write_record
+from memgen.progress import progress_bar
+from memgen.runs import METRICS_FILE, write_record
 from memgen.threads import cpu_threads
 
 from . import checkpoint as ckpt
-from .config import Config, as_config, dump_toml, load_config
+from .config import Config, as_config
 from .ddp import Context, mean_over_processes, setup, teardown
 from .losses import LOSSES
 from .measure import Measurement
 from .optim import OPTIMIZERS
 from .presets import count_parameters, model_from_config
+from .rundir import open_run
 
-RESUMABLE = {("train", "steps"), ("train", "progress"), ("train", "device"), ("train", "compile"), ("train", "threads")}
-"""Settings that may change when a run is resumed (e.g. to train it for longer)."""
 
 
 def derived_seed(*parts: int) -> int:
@@ -75,21 +75,6 @@ class DataOrder:
             parts.append(self.permutation(epoch)[off:off + take])
             pos += take
         return np.concatenate(parts)
-
-
-def open_run_dir(run_dir: Path, cfg: Config, ctx: Context) -> None:
-    """Open the run folder: write the config, or check it against the one of the run being resumed
-    (settings in RESUMABLE may differ)."""
-    path = run_dir / "config.toml"
-    if path.exists():
-        old, new = load_config(path).to_dict(), cfg.to_dict()
-        diff = [f"{s}.{k}: {old[s][k]!r} -> {new[s][k]!r}" for s in new for k in new[s]
-                if (s, k) not in RESUMABLE and old[s][k] != new[s][k]]
-        if diff:
-            raise ValueError(f"run_dir: {run_dir} holds a run with another config ({'; '.join(diff)}); "
-                             "use a new folder")
-    if ctx.is_main:
-        atomic_write_text(path, dump_toml(cfg))
 
 
 @dataclass
@@ -134,11 +119,12 @@ class Run:
     step: int = 0
     images_seen: int = 0
     elapsed: float = 0.0                     # seconds of training before this process started
+    data_sha256: str | None = None           # fingerprint of the training data (neural.rundir), kept in latest.pt
 
     def state_dict(self, cfg: Config, shape, num_classes, *, full: bool) -> dict:
         """What a checkpoint holds: weights and EMA (grid checkpoints), plus what resuming needs (``full``)."""
         out = {"step": self.step, "config": cfg.to_dict(), "shape": list(shape), "num_classes": num_classes,
-               "model": self.model.state_dict(), "ema": self.ema.state_dict()}
+               "model": self.model.state_dict(), "ema": self.ema.state_dict(), "data_sha256": self.data_sha256}
         if full:
             out.update(optimizer=self.opt.state_dict(), images_seen=self.images_seen, elapsed=self.elapsed,
                        loss_sum=float(self.loss_sum), loss_count=self.loss_count)
@@ -182,12 +168,12 @@ def loss_step_function(cfg: Config, model, ctx: Context):
     return loss_fn, step_fn
 
 
-def resume(run: Run, run_dir: Path, ctx: Context) -> bool:
-    """Load ``latest.pt`` if the folder holds one, and drop the metric rows measured after it (lost work)."""
-    latest = run_dir / ckpt.LATEST
-    if not latest.exists():
+def resume(run: Run, state: dict | None, run_dir: Path, ctx: Context) -> bool:
+    """Load the checked ``latest.pt`` (``state``, None for a fresh run) and drop the metric rows measured
+    after it (lost work of a killed run)."""
+    if state is None:
         return False
-    run.load_state_dict(ckpt.load(latest, map_location=ctx.device))
+    run.load_state_dict(state)
     if ctx.is_main:
         rows = ckpt.read_metrics(run_dir)
         if any(r["step"] > run.step for r in rows):
@@ -223,18 +209,20 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
     run_dir = Path(run_dir)
     ctx = setup(t.device)
     try:
-        with cpu_threads(t.threads):
-            if t.batch_size % ctx.world_size:
-                raise ValueError(f"train.batch_size: {t.batch_size} is not divisible by the {ctx.world_size} processes")
-            # 1. Open the run folder (a new run writes its config; a resumed one must match it).
-            open_run_dir(run_dir, cfg, ctx)
-
-            # 2. Data, network, EMA, optimizer and loss; then the state of a killed run, if any.
+        if t.batch_size % ctx.world_size:
+            raise ValueError(f"train.batch_size: {t.batch_size} is not divisible by the {ctx.world_size} processes")
+        # 1. Open the run folder (neural/rundir.py): lock it, remove orphan temporaries, check that a resumed
+        #    run goes on with its own settings; a fresh start that fails leaves nothing behind.
+        with cpu_threads(t.threads), open_run(run_dir, cfg, main=ctx.is_main) as folder:
+            # 2. Data (a resumed run must train on the same data), network, EMA, optimizer and loss; then the
+            #    state of a killed run, if any.
             device = ctx.device
             td = load_training_data(cfg, device)
+            folder.check_data(td.y, td.labels)
             run = build_run(cfg, td, device)
+            run.data_sha256 = folder.data_sha256
             loss_fn, step_fn = loss_step_function(cfg, run.model, ctx)
-            if not resume(run, run_dir, ctx) and ctx.is_main:
+            if not resume(run, folder.state, run_dir, ctx) and ctx.is_main:
                 _announce(run_dir, cfg, td, run.model, ctx)
 
             # 3. The measurement at grid checkpoints (process 0 only) and the checkpoint grid.
@@ -246,8 +234,8 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
 
             # 4. The loop: one optimizer step, then save (and measure) where the grid or save_every says.
             order = DataOrder(len(td.train_index), t.batch_size, t.seed)
-            bar = tqdm(total=t.steps, initial=run.step, desc=run_dir.name, unit="step", dynamic_ncols=True,
-                       disable=not (t.progress and ctx.is_main))
+            bar = progress_bar(total=t.steps, initial=run.step, desc=run_dir.name, unit="step", dynamic_ncols=True,
+                               enabled=t.progress and ctx.is_main)
             run.model.train()
             start = time.perf_counter() - run.elapsed
             while run.step < t.steps:

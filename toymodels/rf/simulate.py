@@ -23,10 +23,10 @@ import math
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from memgen.checks import as_points, as_tensor, non_negative, positive
 from memgen.noise import ou_delta
+from memgen.progress import progress_bar
 from memgen.threads import cpu_threads
 
 from .activations import get_activation
@@ -100,7 +100,7 @@ def simulate(X, W, t: float, *, tau, activation="tanh", optimizer: str = "gd", d
     m = torch.zeros_like(A)
     v = torch.zeros_like(A)
     records = []
-    bar = tqdm(total=int(steps[-1]), disable=not progress, desc=f"RF {optimizer}", mininterval=1.0)
+    bar = progress_bar(total=int(steps[-1]), enabled=progress, desc=f"RF {optimizer}", mininterval=1.0)
     with cpu_threads(threads or 0), bar:
         k = 0
         for target in steps:
