@@ -26,7 +26,7 @@ One module, one job:
 ``cli``         ``memgen train``, ``measure``, ``presets`` and ``sweep``
 ==============  =========================================================================================
 
-Names are imported on first use, so that ``memgen --help`` (which imports :mod:`neural.cli`) stays fast.
+Names are imported on first use, so that ``memgen --help`` (which imports the command modules) stays fast.
 """
 import importlib
 

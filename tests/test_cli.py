@@ -99,17 +99,17 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
 
 
 def test_interrupt_and_bugs(monkeypatch, capsys):
-    import neural.cli
+    import figures.train_cli
 
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(neural.cli, "_presets", interrupted)
+    monkeypatch.setattr(figures.train_cli, "_presets", interrupted)
     assert main(["presets"]) == 130 and capsys.readouterr().err == "memgen: interrupted\n"
 
     def bug(args):
         raise RuntimeError("internal")
 
-    monkeypatch.setattr(neural.cli, "_presets", bug)
+    monkeypatch.setattr(figures.train_cli, "_presets", bug)
     with pytest.raises(RuntimeError, match="internal"):                # not a user error: the traceback stays
         main(["presets"])

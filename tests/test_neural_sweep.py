@@ -10,7 +10,7 @@ from neural import load_config
 from neural.checkpoint import LATEST, load
 from memgen.cli import main
 from neural import dump_toml
-from neural.cli import parse_axis
+from figures.train_cli import parse_axis
 from neural.sweep import grid, run_name, run_sweep
 
 BASE = ["data.params={n = 64, d = 2}", "model.params={width = 16, depth = 1}", "train.steps=6", "train.batch_size=8",

@@ -22,8 +22,8 @@ from pathlib import Path
 
 
 def _train(args) -> int:
-    from .config import load_config
-    from .training import train
+    from neural.config import load_config
+    from neural.training import train
 
     path = args.config
     if path is None and (Path(args.run_dir) / "config.toml").exists():
@@ -33,15 +33,15 @@ def _train(args) -> int:
 
 
 def _metrics() -> dict:
-    """The registry of the metrics a run's ``measure.metrics`` names: the command line is the caller that
-    chooses them (figures.run_metrics; imported here, when a command runs, never by the library)."""
+    """The registry of the metrics a run's ``measure.metrics`` names (:data:`figures.run_metrics.METRICS`):
+    the command line is the caller that chooses a run's metrics; neural/ itself knows none."""
     from figures.run_metrics import METRICS
 
     return METRICS
 
 
 def _measure(args) -> int:
-    from .measure import measure_run
+    from neural.measure import measure_run
 
     print(measure_run(args.run_dir, _metrics(), overrides=args.overrides, steps=args.steps, out=args.out,
                       device=args.device))
@@ -49,7 +49,7 @@ def _measure(args) -> int:
 
 
 def _presets(args) -> int:
-    from .presets import PRESETS, STATED_PARAMETERS, preset_parameters
+    from neural.presets import PRESETS, STATED_PARAMETERS, preset_parameters
 
     shape = tuple(args.shape)
     print(f"{'preset':16s} {'parameters':>14s} {'stated':>10s}   (data shape {shape}, {args.classes or 'no'} classes)")
@@ -67,7 +67,7 @@ def settings_table() -> list[str]:
     import dataclasses
     import json
 
-    from .config import Config
+    from neural.config import Config
 
     rows = []
     for section in dataclasses.fields(Config):
@@ -86,7 +86,7 @@ def _config(args) -> int:
 
 def parse_axis(item: str) -> tuple[str, list]:
     """``'key=v1,v2'`` or ``'key=[v1, v2]'`` -> ``(key, [v1, v2])`` (each value read as a TOML value)."""
-    from .config import parse_override, parse_value
+    from neural.config import parse_override, parse_value
 
     key, value = parse_override(item)
     if isinstance(value, list):
@@ -95,8 +95,8 @@ def parse_axis(item: str) -> tuple[str, list]:
 
 
 def _sweep(args) -> int:
-    from .config import load_config, parse_override
-    from .sweep import run_sweep
+    from neural.config import load_config, parse_override
+    from neural.sweep import run_sweep
 
     axes = dict(parse_axis(g) for g in args.grid)
     slurm = dict(parse_override(s) for s in args.slurm)
