@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("figures.demo", "neural.cli", "toymodels.rf_cli")
+COMMAND_MODULES = ("figures.demo", "neural.cli", "toymodels.rf_cli", "figures.claims.report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,66 @@
+"""What a claim is: its statement, the paper's number, a criterion fixed before the run, and its runs per scale.
+
+A :class:`Claim` declares, for each scale (``quick``: CI, seconds; ``cpu``: a 2-core machine; ``paper``:
+a GPU), the settings of its experiment, and a ``run(settings, out_dir, seeds, progress)`` function that
+runs it, measures, plots, and returns an :class:`Outcome` whose verdict is computed by
+:mod:`figures.claims.verdicts` from the criterion in the claim's docstring. Numbers over several seeds
+are reported as the mean over seeds with the envelope of the per-seed intervals (the lowest lower
+bound to the highest upper bound), so the interval covers both the spread over seeds and, where a
+per-seed interval comes from a bootstrap over samples or points, the spread over those.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+SCALES = ("quick", "cpu", "paper")
+
+
+@dataclass
+class Outcome:
+    """``our_value`` and ``interval`` as short text for the table, the ``verdict`` word, the ``figure`` file
+    (relative to the claim's folder, or None), and every number behind them in ``numbers``."""
+
+    our_value: str
+    interval: str
+    verdict: str
+    figure: str | None = None
+    numbers: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    number: int
+    paper: str
+    statement: str
+    paper_value: str
+    scales: dict
+    run: Callable[[dict, Path, list, bool], Outcome]
+    criterion: str = ""
+
+    def settings(self, scale: str) -> dict:
+        if scale not in SCALES:
+            raise ValueError(f"scale: expected one of {SCALES}, got {scale!r}")
+        return dict(self.scales[scale])
+
+
+def envelope(values, los, his) -> tuple[float, float, float]:
+    """``(mean of values, min of los, max of his)`` over seeds, NaN entries ignored (all NaN: NaN)."""
+    v, lo, hi = (np.asarray(a, dtype=np.float64) for a in (values, los, his))
+    with np.errstate(all="ignore"):
+        if np.isnan(v).all():
+            return float("nan"), float("nan"), float("nan")
+        return float(np.nanmean(v)), float(np.nanmin(lo)), float(np.nanmax(hi))
+
+
+def fmt(x: float) -> str:
+    """A number for the table: 3 significant digits, ``n/a`` for NaN, ``inf`` kept."""
+    x = float(x)
+    return "n/a" if np.isnan(x) else f"{x:.3g}"
+
+
+def fmt_interval(lo: float, hi: float) -> str:
+    return f"[{fmt(lo)}, {fmt(hi)}]"

@@ -1,0 +1,127 @@
+"""Marion & Wu's claims 11-12: memorization onset against batch size and model size; train- vs test-referenced fidelity.
+
+Claim 11. Criterion (fixed before the run): with tau_mem = the first checkpoint where the replicate
+fraction reaches 0.1 (:func:`compare.timescales.tau_mem`), over all seeds, (a) the 95% interval of the
+log-log slope of tau_mem against the batch size overlaps [-1.2, -0.8] (onset ∝ 1/B); (b) that against
+the network width lies entirely below 0 (larger models memorize sooner; straddling 0: partial).
+
+Claim 12. Criterion: the relative difference of the sliced Wasserstein distances of the samples to the
+training set and to held-out data, ``(SW_val - SW_train) / SW_val``, at the last checkpoint has its
+interval over seeds overlapping [-0.1, 0.1] (train- and test-referenced fidelity nearly identical).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from compare.records import Records
+from compare.timescales import fit_tau_mem, timescales
+from memgen.runs import atomic_save_figure
+from neural import read_metrics
+
+from .base import Claim, Outcome, fmt, fmt_interval
+from .networks import inline, trained
+from .verdicts import interval_check, verdict
+
+PAPER = "Marion & Wu"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _overrides(s: dict, batch: int, width: int) -> list:
+    return [f"data.name={s['data']}", f"data.params={inline(s['data_params'])}", f"model.preset={s['preset']}",
+            f"model.params={{{s['width_key']} = {width}}}", f"train.steps={s['steps']}", f"train.batch_size={batch}",
+            f"train.lr={s['lr']}", "train.first_checkpoint=10", "train.checkpoints_per_decade=8",
+            f"train.save_every={s['steps']}", "measure.error=", f"measure.samples={s['samples']}",
+            f"measure.batch_size={s['samples']}", "measure.fidelity=compare.fidelity:sliced_wasserstein"]
+
+
+def _fit(x, tau, seed):
+    try:
+        return fit_tau_mem(x, tau, seed=seed)
+    except ValueError as e:
+        return {"error": str(e), "slope": float("nan"), "slope_boot_lo": float("nan"), "slope_boot_hi": float("nan")}
+
+
+def onset(s: dict, out: Path, seeds, progress: bool) -> Outcome:
+    rows = Records()
+    for seed in seeds:
+        for kind, values in (("batch", s["batches"]), ("width", s["widths"])):
+            for v in values:
+                b, w = (v, s["width"]) if kind == "batch" else (s["batch"], v)
+                run = trained(out.parent / "runs", _overrides(s, b, w), seed)
+                ts = timescales(run, memorization="replicate_fraction", threshold=0.1)
+                rows.append({"seed": seed, "sweep": kind, "batch": b, "width": w, "tau_mem": ts["tau_mem"]})
+    fb = _fit(rows.where(sweep="batch").column("batch").astype(float),
+              rows.where(sweep="batch").column("tau_mem").astype(float), seeds[0])
+    fw = _fit(rows.where(sweep="width").column("width").astype(float),
+              rows.where(sweep="width").column("tau_mem").astype(float), seeds[0])
+    scores = [interval_check(fb["slope_boot_lo"], fb["slope_boot_hi"], low=-1.2, high=-0.8),
+              interval_check(fw["slope_boot_lo"], fw["slope_boot_hi"], high=0.0, strict=True)]
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
+    for ax, kind in zip(axes, ("batch", "width")):
+        sub = rows.where(sweep=kind)
+        ax.plot(sub.column(kind).astype(float), sub.column("tau_mem").astype(float), "o")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(kind)
+        ax.set_ylabel("tau_mem (steps)")
+    atomic_save_figure(fig, out / "claim.png", dpi=100)
+    plt.close(fig)
+    rows.to_csv(out / "onsets.csv")
+    return Outcome(f"slope of log tau_mem: {fmt(fb['slope'])} vs log B, {fmt(fw['slope'])} vs log width",
+                   f"{fmt_interval(fb['slope_boot_lo'], fb['slope_boot_hi'])}; "
+                   f"{fmt_interval(fw['slope_boot_lo'], fw['slope_boot_hi'])}", verdict(scores), "claim.png",
+                   {"fit_batch": fb, "fit_width": fw, "runs": list(rows), "scores": scores})
+
+
+def fidelity_gap(s: dict, out: Path, seeds, progress: bool) -> Outcome:
+    curves = []
+    for seed in seeds:
+        rows = read_metrics(trained(out.parent / "runs", _overrides(s, s["batch"], s["width"]), seed))
+        curves.append([(r["step"], r["sliced_wasserstein_train"], r["sliced_wasserstein_val"],
+                        r["replicate_fraction"]) for r in rows])
+    rel = [(c[-1][2] - c[-1][1]) / c[-1][2] for c in curves]
+    scores = [interval_check(min(rel), max(rel), low=-0.1, high=0.1)]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    c = np.asarray(curves[0])
+    ax.plot(c[:, 0], c[:, 1], label="SW to training set")
+    ax.plot(c[:, 0], c[:, 2], "--", label="SW to held-out data")
+    ax.set_xscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("sliced Wasserstein distance")
+    ax2 = ax.twinx()
+    ax2.plot(c[:, 0], c[:, 3], ":", color="k", label="replicate fraction")
+    ax2.set_ylabel("replicate fraction (dotted)")
+    ax.legend(fontsize=7)
+    atomic_save_figure(fig, out / "claim.png", dpi=100)
+    plt.close(fig)
+    return Outcome(f"(SW_val - SW_train) / SW_val = {fmt(np.mean(rel))} at the last checkpoint "
+                   f"(replicates {fmt(np.mean([c[-1][3] for c in curves]))})", fmt_interval(min(rel), max(rel)),
+                   verdict(scores), "claim.png", {"relative_difference": rel, "curves": curves, "scores": scores})
+
+
+_QUICK = dict(data="gmm", data_params=dict(n=528, d=4, n_train=16), preset="mlp-small", width_key="width", width=128,
+              batch=8, batches=(4, 8, 16), widths=(32, 128, 512), steps=300, lr=2e-3, samples=128)
+_CPU = dict(data="digits", data_params=dict(n_train=64), preset="mlp-small", width_key="width", width=128, batch=16,
+            batches=(8, 16, 32), widths=(64, 128, 256), steps=4000, lr=1e-3, samples=256)
+_PAPER = dict(data="cifar10", data_params=dict(n_train=2048), preset="marion-93m", width_key="base_channels",
+              width=128, batch=128, batches=(16, 32, 64, 128), widths=(32, 64, 128, 192), steps=400000, lr=1e-4,
+              samples=5120)
+
+CLAIMS = [
+    Claim(11, PAPER, "memorization starts sooner with smaller batches (onset ∝ 1/B) and larger models",
+          "onset ∝ 1/B; larger models memorize sooner", {"quick": _QUICK, "cpu": _CPU, "paper": _PAPER}, onset),
+    Claim(12, PAPER, "train- and test-referenced fidelity are nearly identical through training (that gap says "
+          "nothing about novelty)", "nearly identical curves", {"quick": _QUICK, "cpu": _CPU, "paper": _PAPER},
+          fidelity_gap),
+]
