@@ -12,7 +12,8 @@ densest data's peak gap lies below the sparsest's and (d) its peak sigma too (in
 Claim 3. Criterion: for a trained network, (a) the fitted peak gap at the last checkpoint lies above
 that at the last checkpoint whose samples are still mostly novel (replicate fraction's upper bound
 < 0.5; intervals disjoint); (b) the last checkpoint's peak sigma lies inside the grid, one step from
-each end; (c) at the novel checkpoint the gap is already positive (lower bound > 0).
+each end; (c) at the novel checkpoint the gap is already positive (lower bound > 0). The novel
+checkpoint is the last one before the final whose samples are mostly novel (else the first one).
 
 Claim 4. Criterion: at the novel checkpoint of claim 3's network, at the sampling noise level nearest
 the fitted gap peak, (a) the trajectories' states part from the noisy training data (one-sample KS of
@@ -101,7 +102,7 @@ def errorprone(s: dict, out: Path, seeds, progress: bool) -> Outcome:
         peaks[key] = {q: envelope([p[q] for p in per], [p[f"{q}_lo"] for p in per], [p[f"{q}_hi"] for p in per])
                       for q in ("sigma_peak", "gap_peak")}
         peaks[key]["curve"] = per[0]["curve"]
-    step = float(np.exp(np.log(sig[1] / sig[0])))
+    step = float(sig[1] / sig[0])
     inner = [interval_check(*p["sigma_peak"][1:], low=float(sig.min()) * step, high=float(sig.max()) / step,
                             strict=True) for p in peaks.values()]
     d_hi, d_lo = (20, max(s["deltas"])), (20, min(s["deltas"]))
@@ -137,9 +138,10 @@ def network_overrides(s: dict) -> list:
 
 
 def _novel_and_last(run) -> tuple[int, int]:
-    """Steps of the last checkpoint whose replicate fraction's upper bound is < 0.5 (else the first), and the last."""
+    """Steps of the last checkpoint before the final one whose replicate fraction's upper bound is < 0.5
+    (else the first checkpoint), and of the final one."""
     rows = read_metrics(run)
-    novel = [r["step"] for r in rows if r["replicate_fraction_hi"] < 0.5]
+    novel = [r["step"] for r in rows[:-1] if r["replicate_fraction_hi"] < 0.5]
     return (novel[-1] if novel else rows[0]["step"]), rows[-1]["step"]
 
 
@@ -164,7 +166,7 @@ def trained_gap(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     q = {f"{w}_{k}": envelope([p[f"p_{w}"][k] for p in per], [p[f"p_{w}"][f"{k}_lo"] for p in per],
                               [p[f"p_{w}"][f"{k}_hi"] for p in per])
          for w in ("novel", "last") for k in ("gap_peak", "sigma_peak")}
-    step = float(np.exp(np.log(sig[1] / sig[0])))
+    step = float(sig[1] / sig[0])
     scores = [below(q["novel_gap_peak"][2], q["last_gap_peak"][1]),
               interval_check(*q["last_sigma_peak"][1:], low=float(sig.min()) * step, high=float(sig.max()) / step,
                              strict=True),
@@ -232,8 +234,8 @@ def trajectories(s: dict, out: Path, seeds, progress: bool) -> Outcome:
                    {"seeds": [{k: v for k, v in p.items() if k != "control"} for p in per], "scores": scores})
 
 
-_NET_QUICK = dict(data="gmm", data_params=dict(n=528, d=4, n_train=16), preset="mlp-small", steps=400,
-                  batch_size=16, lr=2e-3, samples=128, gap_points=16, n_sigmas=17, sample_steps=18, n_traj=64)
+_NET_QUICK = dict(data="gmm", data_params=dict(n=524, d=4, n_train=12), preset="mlp-small", steps=300,
+                  batch_size=12, lr=2e-3, samples=64, gap_points=12, n_sigmas=13, sample_steps=18, n_traj=64)
 _NET_CPU = dict(data="digits", data_params=dict(n=1064, n_train=64, seed=0), preset="mlp-medium", steps=6000,
                 batch_size=64, lr=1e-3, samples=256, gap_points=64, n_sigmas=25, sample_steps=18, n_traj=128)
 _NET_PAPER = dict(data="mondrian", data_params=dict(n=4000, size=32, n_train=2000), preset="yoon-unet-128",
