@@ -47,6 +47,35 @@ class Claim:
         return dict(self.scales[scale])
 
 
+def new_figure(ncols: int = 1, figsize=(5.5, 4)):
+    """``(fig, ax)`` (``axes`` when ``ncols > 1``) on the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt.subplots(1, ncols, figsize=figsize, constrained_layout=True)
+
+
+def save_figure(fig, out: Path, *, xlabel: str | None = None, ylabel: str | None = None, log_x: bool = True) -> str:
+    """Label the (first) axes, save ``out/claim.png`` atomically, close the figure; returns the file name."""
+    import matplotlib.pyplot as plt
+
+    from memgen.runs import atomic_save_figure
+
+    ax = fig.axes[0]
+    if log_x:
+        ax.set_xscale("log")
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    atomic_save_figure(fig, Path(out) / "claim.png", dpi=100)
+    plt.close(fig)
+    return "claim.png"
+
+
 def envelope(values, los, his) -> tuple[float, float, float]:
     """``(mean of values, min of los, max of his)`` over seeds, NaN entries ignored (all NaN: NaN)."""
     v, lo, hi = (np.asarray(a, dtype=np.float64) for a in (values, los, his))

@@ -24,21 +24,13 @@ from compare.records import Records
 from compare.timescales import fit_tau_mem, timescales
 from figures import rf_spectrum, rf_timescales
 from figures.training_timescales import digits_setup, mlp_setup, run_config
-from memgen.runs import atomic_save_figure
 
-from .base import Claim, Outcome, fmt, fmt_interval
+from .base import Claim, Outcome, new_figure, save_figure, fmt, fmt_interval
 from .networks import run_folder
 from .verdicts import interval_check, verdict
 
 PAPER = "Bonnaire et al."
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _setup(s: dict) -> dict:
@@ -72,18 +64,14 @@ def timescale_window(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     scores = [interval_check(mem["slope_boot_lo"], mem["slope_boot_hi"], low=0.8, high=1.2),
               interval_check(gen["slope_boot_lo"], gen["slope_boot_hi"], low=0.0, high=0.0),
               None if np.isnan(window) else (1.0 if window == 1 else 0.0 if window == 0 else 0.5)]
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    fig, ax = new_figure(figsize=(5.5, 4))
     for key, mk in (("tau_mem", "o"), ("tau_gen", "s")):
         ax.plot(rows.column("n").astype(float), rows.column(key).astype(float), mk, label=key)
-    ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training points n")
     ax.set_ylabel("training steps")
     ax.set_title(setup["name"], fontsize=9)
-    ax.legend(fontsize=7)
-    atomic_save_figure(fig, out / "claim.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out)
     rows.to_csv(out / "timescales.csv")
     return Outcome(f"slope tau_mem {fmt(mem['slope'])}, tau_gen {fmt(gen['slope'])}; tau_gen < tau_mem in "
                    f"{fmt(100 * window)}% of memorizing runs",

@@ -37,22 +37,14 @@ from figures.errorprone_toy import effective_number
 from memgen import edm_sigmas, sample
 from memgen.data import circle, load
 from memgen.noise import log_sigmas
-from memgen.runs import atomic_save_figure
 from toymodels import SmoothedDenoiser
 
-from .base import Claim, Outcome, envelope, fmt, fmt_interval
+from .base import Claim, Outcome, new_figure, save_figure, envelope, fmt, fmt_interval
 from .networks import checkpoint_models, gap_peak_of, inline, read_metrics, trained
 from .verdicts import below, interval_check, verdict
 
 PAPER = "Kaiser & Kollmann"
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def localizes(s: dict, out: Path, seeds, progress: bool) -> Outcome:
@@ -70,12 +62,10 @@ def localizes(s: dict, out: Path, seeds, progress: bool) -> Outcome:
             for k in per_seed[0]}
     scores = [interval_check(*nums[f"{p}_small"][1:], low=1, high=1.5, strict=True) for p in ("train", "validation")]
     scores += [interval_check(*nums[f"{p}_large"][1:], low=9, high=10) for p in ("train", "validation")]
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.5), constrained_layout=True)
+    fig, ax = new_figure(figsize=(5, 3.5))
     from figures.errorprone_toy import plot_effective_number
     plot_effective_number(ax, effective_number(sig, n_points=20, n_draws=s["n_draws"], seed=seeds[0]), 10)
-    atomic_save_figure(fig, out / "claim.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out)
     m = nums["train_small"], nums["train_large"]
     return Outcome(f"exp(H) {fmt(m[0][0])} at sigma 0.01, {fmt(m[1][0])} at sigma 100 (n = 10)",
                    f"{fmt_interval(*m[0][1:])}; {fmt_interval(*m[1][1:])}", verdict(scores), "claim.png",
@@ -110,16 +100,12 @@ def errorprone(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     scores = [min(inner), below(peaks[d_hi]["gap_peak"][2], peaks[d_lo]["gap_peak"][1]),
               below(peaks[dense]["gap_peak"][2], peaks[sparse]["gap_peak"][1]),
               below(peaks[dense]["sigma_peak"][2], peaks[sparse]["sigma_peak"][1])]
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    fig, ax = new_figure(figsize=(6, 4))
     for (n, d), p in peaks.items():
         ax.plot(sig.numpy(), p["curve"], label=f"n = {n}, delta = {d:g}; peak at {p['sigma_peak'][0]:.3g}")
-    ax.set_xscale("log")
     ax.set_xlabel("sigma")
     ax.set_ylabel("gap (E_val - E_train) / E_train")
-    ax.legend(fontsize=6)
-    atomic_save_figure(fig, out / "claim.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out)
     sp, dn = peaks[sparse]["sigma_peak"], peaks[dense]["sigma_peak"]
     return Outcome(f"peak sigma {fmt(sp[0])} (n={sparse[0]}) -> {fmt(dn[0])} (n={dense[0]}); peak gap "
                    f"{fmt(peaks[d_lo]['gap_peak'][0])} (delta {d_lo[1]:g}) -> {fmt(peaks[d_hi]['gap_peak'][0])} "
@@ -171,18 +157,14 @@ def trained_gap(s: dict, out: Path, seeds, progress: bool) -> Outcome:
               interval_check(*q["last_sigma_peak"][1:], low=float(sig.min()) * step, high=float(sig.max()) / step,
                              strict=True),
               interval_check(*q["novel_gap_peak"][1:], low=1e-12, strict=True)]
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    fig, ax = new_figure(figsize=(6, 4))
     for w, ls in (("novel", "--"), ("last", "-")):
         ax.plot(sig.numpy(), per[0][f"p_{w}"]["curve"], ls=ls,
                 label=f"step {per[0][w]} (replicates {per[0]['rf_' + w]:.2f})")
-    ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=0.1)
     ax.set_xlabel("sigma")
     ax.set_ylabel("gap (E_val - E_train) / E_train")
-    ax.legend(fontsize=7)
-    atomic_save_figure(fig, out / "claim.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out)
     nums = {k: list(v) for k, v in q.items()} | {"seeds": [{k: v for k, v in p.items() if not k.startswith("p_")}
                                                           for p in per], "scores": scores}
     return Outcome(f"peak gap {fmt(q['novel_gap_peak'][0])} at the novel checkpoint -> {fmt(q['last_gap_peak'][0])}"
@@ -214,18 +196,14 @@ def trajectories(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     like_val = [1.0 if p["ks_val_pvalue"] > 0.01 else 0.0 for p in per]
     scores = [float(np.mean(parted)) if np.mean(parted) in (0, 1) else 0.5,
               float(np.mean(like_val)) if np.mean(like_val) in (0, 1) else 0.5]
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    fig, ax = new_figure(figsize=(6, 4))
     c = per[0]["control"]
     ax.plot([r["sigma"] for r in c], [r["ks_reference"] for r in c], label="states vs noisy training data (KS)")
     ax.plot([r["sigma"] for r in c], [r["val_ks_reference"] for r in c], "--", label="noisy validation vs noisy training")
     ax.plot([r["sigma"] for r in c], [r["ks_val"] for r in c], ":", label="states vs noisy validation (KS)")
     ax.axvline(per[0]["sigma_peak"], color="0.5", lw=0.8)
-    ax.set_xscale("log")
     ax.set_xlabel("sigma (gap peak: grey line)")
-    ax.legend(fontsize=7)
-    atomic_save_figure(fig, out / "claim.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out)
     ks_r = [p["ks_reference"] for p in per]
     ks_v = [p["ks_val"] for p in per]
     return Outcome(f"at sigma {fmt(per[0]['sigma'])}: KS to noisy training {fmt(np.mean(ks_r))}, to noisy validation"

@@ -17,22 +17,14 @@ import numpy as np
 
 from compare.records import Records
 from compare.timescales import fit_tau_mem, timescales
-from memgen.runs import atomic_save_figure
 from neural import read_metrics
 
-from .base import Claim, Outcome, fmt, fmt_interval
+from .base import Claim, Outcome, new_figure, save_figure, fmt, fmt_interval
 from .networks import inline, trained
 from .verdicts import interval_check, verdict
 
 PAPER = "Marion & Wu"
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _overrides(s: dict, batch: int, width: int) -> list:
@@ -65,8 +57,7 @@ def onset(s: dict, out: Path, seeds, progress: bool) -> Outcome:
               rows.where(sweep="width").column("tau_mem").astype(float), seeds[0])
     scores = [interval_check(fb["slope_boot_lo"], fb["slope_boot_hi"], low=-1.2, high=-0.8),
               interval_check(fw["slope_boot_lo"], fw["slope_boot_hi"], high=0.0, strict=True)]
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
+    fig, axes = new_figure(2, figsize=(9, 3.5))
     for ax, kind in zip(axes, ("batch", "width")):
         sub = [r for r in rows.where(sweep=kind) if np.isfinite(r["tau_mem"])]      # never memorized: not drawn
         ax.plot([r[kind] for r in sub], [r["tau_mem"] for r in sub], "o")
@@ -74,8 +65,7 @@ def onset(s: dict, out: Path, seeds, progress: bool) -> Outcome:
         ax.set_yscale("log" if sub else "linear")
         ax.set_xlabel(kind)
         ax.set_ylabel("tau_mem (steps)")
-    atomic_save_figure(fig, out / "claim.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out)
     rows.to_csv(out / "onsets.csv")
     return Outcome(f"slope of log tau_mem: {fmt(fb['slope'])} vs log B, {fmt(fw['slope'])} vs log width",
                    f"{fmt_interval(fb['slope_boot_lo'], fb['slope_boot_hi'])}; "
@@ -91,20 +81,16 @@ def fidelity_gap(s: dict, out: Path, seeds, progress: bool) -> Outcome:
                         r["replicate_fraction"]) for r in rows])
     rel = [(c[-1][2] - c[-1][1]) / c[-1][2] for c in curves]
     scores = [interval_check(min(rel), max(rel), low=-0.1, high=0.1)]
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    fig, ax = new_figure(figsize=(5.5, 4))
     c = np.asarray(curves[0])
     ax.plot(c[:, 0], c[:, 1], label="SW to training set")
     ax.plot(c[:, 0], c[:, 2], "--", label="SW to held-out data")
-    ax.set_xscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("sliced Wasserstein distance")
     ax2 = ax.twinx()
     ax2.plot(c[:, 0], c[:, 3], ":", color="k", label="replicate fraction")
     ax2.set_ylabel("replicate fraction (dotted)")
-    ax.legend(fontsize=7)
-    atomic_save_figure(fig, out / "claim.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out)
     return Outcome(f"(SW_val - SW_train) / SW_val = {fmt(np.mean(rel))} at the last checkpoint "
                    f"(replicates {fmt(np.mean([c[-1][3] for c in curves]))})", fmt_interval(min(rel), max(rel)),
                    verdict(scores), "claim.png", {"relative_difference": rel, "curves": curves, "scores": scores})

@@ -26,21 +26,13 @@ from compare.replicates import replicates
 from figures.yoon_replication import MONDRIAN, mondrian_samples, mondrian_scores
 from memgen import edm_sigmas, sample
 from memgen.data import load
-from memgen.runs import atomic_save_figure
 
-from .base import Claim, Outcome, envelope, fmt, fmt_interval
+from .base import Claim, Outcome, new_figure, save_figure, envelope, fmt, fmt_interval
 from .networks import checkpoint_models, final_row, inline, trained
 from .verdicts import below, interval_check, verdict
 
 PAPER = "Yoon et al."
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _base(s: dict, steps: int) -> list:
@@ -64,8 +56,7 @@ def capacity(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     narrow, wide = min(s["widths"]), max(s["widths"])
     means = [np.mean(cap[w]) for w in sorted(s["widths"])]
     scores = [below(max(cap[narrow]), min(cap[wide])), 1.0 if all(np.diff(means) >= 0) else 0.0]
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    fig, ax = new_figure(figsize=(5.5, 4))
     for w in s["widths"]:
         sub = rows.where(width=w, seed=seeds[0])
         ax.errorbar(sub.column("n").astype(float), sub.column("replicate_fraction").astype(float),
@@ -73,12 +64,9 @@ def capacity(s: dict, out: Path, seeds, progress: bool) -> Outcome:
                           sub.column("hi").astype(float) - sub.column("replicate_fraction").astype(float)],
                     marker="o", label=f"width {w}")
     ax.axhline(0.5, color="0.5", lw=0.7)
-    ax.set_xscale("log")
     ax.set_xlabel("training-set size")
     ax.set_ylabel("replicate fraction")
-    ax.legend(fontsize=7)
-    atomic_save_figure(fig, out / "claim.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out)
     rows.to_csv(out / "replicates.csv")
     return Outcome("capacity " + ", ".join(f"{fmt(np.mean(cap[w]))} (width {w})" for w in sorted(s["widths"])),
                    "; ".join(fmt_interval(min(cap[w]), max(cap[w])) for w in sorted(s["widths"])),
@@ -112,17 +100,14 @@ def dummies(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     scores = [interval_check(*q["alone_replicate_fraction"][1:], low=0.5, high=1.0),
               interval_check(*q["dummies_replicate_fraction"][1:], low=0.0, high=0.1),
               interval_check(*q["dummies_validity"][1:], low=va - 0.1, high=va + 0.1)]
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    fig, ax = new_figure(figsize=(5.5, 4))
     for j, key in enumerate(("replicate_fraction", "validity")):
         for i, name in enumerate(("alone", "dummies")):
             v, lo, hi = q[f"{name}_{key}"]
             ax.bar(2 * j + i * 0.8, v, 0.7, yerr=[[v - lo], [hi - v]], color=["tab:red", "tab:blue"][i],
                    label=name if j == 0 else None)
     ax.set_xticks([0.4, 2.4], ["replicate fraction", "Mondrian validity"])
-    ax.legend(fontsize=7)
-    atomic_save_figure(fig, out / "claim.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out, log_x=False)
     return Outcome(f"replicates {fmt(q['alone_replicate_fraction'][0])} alone, {fmt(q['dummies_replicate_fraction'][0])}"
                    f" with dummies; validity {fmt(va)} / {fmt(q['dummies_validity'][0])}",
                    f"{fmt_interval(*q['alone_replicate_fraction'][1:])}; {fmt_interval(*q['dummies_replicate_fraction'][1:])}"
@@ -147,14 +132,12 @@ def minority(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     major, minor = q[MONDRIAN], q[1]
     scores = [interval_check(*minor[1:], low=0.5, high=1.0), interval_check(*major[1:], low=0.0, high=0.5),
               below(major[2], minor[1])]
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.5, 3.5), constrained_layout=True)
+    fig, ax = new_figure(figsize=(4.5, 3.5))
     for i, (name, v) in enumerate((("Mondrian (majority)", major), ("Random Ink (minority)", minor))):
         ax.bar(i, v[0], 0.6, yerr=[[v[0] - v[1]], [v[2] - v[0]]])
     ax.set_xticks([0, 1], ["Mondrian (majority)", "Random Ink (minority)"])
     ax.set_ylabel("replicate fraction")
-    atomic_save_figure(fig, out / "claim.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out, log_x=False)
     return Outcome(f"replicates: minority {fmt(minor[0])}, majority {fmt(major[0])}",
                    f"{fmt_interval(*minor[1:])}; {fmt_interval(*major[1:])}", verdict(scores), "claim.png",
                    {"majority": list(major), "minority": list(minor), "scores": scores,
