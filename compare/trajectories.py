@@ -166,28 +166,35 @@ def trajectory_distances(trajectory, train, *, val=None, n_val: int | None = Non
 def typicality_control(rows) -> Records:
     """Per sigma: the states and the validation control against the noisy-training reference and each other.
 
-    ``rows``: the output of :func:`trajectory_distances` for ONE model, with ``val`` given. Returns one row
-    per sigma (largest first) with ``typicality_median``, ``ks_reference`` (one-sample KS statistic of the
-    states' percentiles against U(0, 1); 0 for states distributed like noisy training data) and its
-    p-value, the same for the validation control (``val_*``), and ``ks_val``, the two-sample KS statistic
-    between the log-densities of the states and of the validation control, with its p-value.
+    ``rows``: the output of :func:`trajectory_distances` for ONE model. Returns one row per sigma (largest
+    first) with ``typicality_median``, ``ks_reference`` (one-sample KS statistic of the states' percentiles
+    against U(0, 1); 0 for states distributed like noisy training data) and its p-value; with a
+    validation control (``val`` given), the same for it (``val_*``) and ``ks_val``, the two-sample KS
+    statistic between the log-densities of the states and of the validation control, with its p-value
+    (these are None without one).
     """
     from scipy import stats
 
     rows = Records(rows)
-    if "source" not in rows.columns() or not rows.where(source="validation"):
-        raise ValueError("rows: no validation control; call trajectory_distances(..., val=...)")
+    if not rows:
+        raise ValueError("rows: empty; expected the output of trajectory_distances")
     out = Records()
     for s in sorted({float(r["sigma"]) for r in rows}, reverse=True):
-        traj, ctrl = rows.where(sigma=s, source="trajectory"), rows.where(sigma=s, source="validation")
-        tp, vp = traj.column("typicality").astype(float) / 100, ctrl.column("typicality").astype(float) / 100
-        kt, kv = stats.kstest(tp, "uniform"), stats.kstest(vp, "uniform")
-        kx = stats.ks_2samp(traj.column("log_density").astype(float), ctrl.column("log_density").astype(float))
-        out.append({"sigma": s, "n": len(traj), "typicality_median": float(np.median(tp) * 100),
-                    "ks_reference": float(kt.statistic), "ks_reference_pvalue": float(kt.pvalue),
-                    "n_val": len(ctrl), "val_typicality_median": float(np.median(vp) * 100),
-                    "val_ks_reference": float(kv.statistic), "val_ks_reference_pvalue": float(kv.pvalue),
-                    "ks_val": float(kx.statistic), "ks_val_pvalue": float(kx.pvalue)})
+        traj = Records(r for r in rows if r["sigma"] == s and r.get("source", "trajectory") == "trajectory")
+        ctrl = rows.where(sigma=s, source="validation")
+        tp = traj.column("typicality").astype(float) / 100
+        kt = stats.kstest(tp, "uniform")
+        row = dict.fromkeys(CONTROL_COLUMNS)
+        row.update({"sigma": s, "n": len(traj), "typicality_median": float(np.median(tp) * 100),
+                    "ks_reference": float(kt.statistic), "ks_reference_pvalue": float(kt.pvalue), "n_val": len(ctrl)})
+        if ctrl:
+            vp = ctrl.column("typicality").astype(float) / 100
+            kv = stats.kstest(vp, "uniform")
+            kx = stats.ks_2samp(traj.column("log_density").astype(float), ctrl.column("log_density").astype(float))
+            row.update({"val_typicality_median": float(np.median(vp) * 100), "val_ks_reference": float(kv.statistic),
+                        "val_ks_reference_pvalue": float(kv.pvalue), "ks_val": float(kx.statistic),
+                        "ks_val_pvalue": float(kx.pvalue)})
+        out.append(row)
     return out
 
 
@@ -199,5 +206,7 @@ def parting_sigma(control, *, source: str = "trajectory", alpha: float = 0.01) -
     if not 0 < float(alpha) < 1:
         raise ValueError(f"alpha: expected a level in (0, 1), got {alpha!r}")
     key = "ks_reference_pvalue" if source == "trajectory" else "val_ks_reference_pvalue"
+    if any(r[key] is None for r in control):
+        raise ValueError(f"control: no {source} rows; call trajectory_distances(..., val=...)")
     parted = [float(r["sigma"]) for r in control if r[key] < float(alpha)]
     return max(parted) if parted else None

@@ -129,8 +129,12 @@ def test_validation_control_bad_input():
     tr = _traj(torch.randn(2, 4, 3, dtype=torch.float64), [1.0, 0.0])
     with pytest.raises(ValueError, match="val"):
         trajectory_distances(tr, y, val=torch.randn(5, 4), progress=False)
+    bare = typicality_control(trajectory_distances(tr, y, progress=False))      # no control: val columns None
+    assert bare[0]["n_val"] == 0 and bare[0]["ks_val"] is None
+    with pytest.raises(ValueError, match="control"):
+        parting_sigma(bare, source="validation")
     with pytest.raises(ValueError, match="rows"):
-        typicality_control(trajectory_distances(tr, y, progress=False))
+        typicality_control([])
     ctrl = typicality_control(trajectory_distances(tr, y, val=y, n_val=7, progress=False))
     assert ctrl[0]["n_val"] == 7
     with pytest.raises(ValueError, match="source"):
