@@ -47,6 +47,13 @@ class Claim:
         return dict(self.scales[scale])
 
 
+def progress_bar(items, claim: int, progress: bool):
+    """``items`` under a progress bar (with rate and ETA) named after the claim; silent when not a TTY."""
+    from tqdm.auto import tqdm
+
+    return tqdm(list(items), desc=f"claim {claim}", leave=False, disable=None if progress else True)
+
+
 def new_figure(ncols: int = 1, figsize=(5.5, 4)):
     """``(fig, ax)`` (``axes`` when ``ncols > 1``) on the Agg backend."""
     import matplotlib

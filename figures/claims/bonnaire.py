@@ -25,7 +25,7 @@ from compare.timescales import fit_tau_mem, timescales
 from figures import rf_spectrum, rf_timescales
 from figures.training_timescales import digits_setup, mlp_setup, run_config
 
-from .base import Claim, Outcome, new_figure, save_figure, fmt, fmt_interval
+from .base import Claim, Outcome, new_figure, progress_bar, save_figure, fmt, fmt_interval
 from .networks import run_folder
 from .verdicts import interval_check, verdict
 
@@ -45,12 +45,11 @@ def timescale_window(s: dict, out: Path, seeds, progress: bool) -> Outcome:
 
     setup = _setup(s)
     rows = Records()
-    for seed in seeds:
-        for n in setup["sizes"]:
-            cfg = run_config(setup, n, seed=seed, threads=1, device="cpu")
-            run = train(cfg, run_folder(out.parent / "runs", [setup["name"], str(n)], seed))
-            ts = timescales(run, quality=setup["quality"], memorization="replicate_fraction", threshold=0.1)
-            rows.append({"seed": seed, "n": n, "tau_mem": ts["tau_mem"], "tau_gen": ts["tau_gen"], "run": str(run)})
+    for seed, n in progress_bar([(sd, n) for sd in seeds for n in setup["sizes"]], 5, progress):
+        cfg = run_config(setup, n, seed=seed, threads=1, device="auto")
+        run = train(cfg, run_folder(out.parent / "runs", [setup["name"], str(n)], seed))
+        ts = timescales(run, quality=setup["quality"], memorization="replicate_fraction", threshold=0.1)
+        rows.append({"seed": seed, "n": n, "tau_mem": ts["tau_mem"], "tau_gen": ts["tau_gen"], "run": str(run)})
     fits = {}
     for key in ("tau_mem", "tau_gen"):
         try:
@@ -83,7 +82,7 @@ def timescale_window(s: dict, out: Path, seeds, progress: bool) -> Outcome:
 
 def spectrum(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     ks = []
-    for k, seed in enumerate(seeds):
+    for k, seed in enumerate(progress_bar(seeds, 6, progress)):
         target = out if k == 0 else out / f"seed{seed}"
         summary = rf_spectrum.make(target, psi_p=s["psi_p"], psi_n=s["psi_n"], d_ge=s["d_ge"], d_true=s["d_true"],
                                    seed=seed)

@@ -39,7 +39,7 @@ from memgen.data import circle, load
 from memgen.noise import log_sigmas
 from toymodels import SmoothedDenoiser
 
-from .base import Claim, Outcome, new_figure, save_figure, envelope, fmt, fmt_interval
+from .base import Claim, Outcome, new_figure, progress_bar, save_figure, envelope, fmt, fmt_interval
 from .networks import checkpoint_models, gap_peak_of, inline, read_metrics, trained
 from .verdicts import below, interval_check, verdict
 
@@ -50,7 +50,7 @@ PAPER = "Kaiser & Kollmann"
 def localizes(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     sig = log_sigmas(s["n_sigmas"], 0.01, 100.0)
     per_seed = []
-    for seed in seeds:
+    for seed in progress_bar(seeds, 1, progress):
         rows = effective_number(sig, n_points=20, n_draws=s["n_draws"], seed=seed)
         res = {}
         for pts in ("train", "validation"):
@@ -87,7 +87,7 @@ def errorprone(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     sig = log_sigmas(s["n_sigmas"], 0.05, 50.0)
     settings = [(20, d) for d in s["deltas"]] + [(n, 1.6) for n in s["densities"]]
     peaks = {}
-    for key in dict.fromkeys(settings):
+    for key in progress_bar(dict.fromkeys(settings), 2, progress):
         per = [_toy_peak(key[0], key[1], sig, s["n_draws"], seed) for seed in seeds]
         peaks[key] = {q: envelope([p[q] for p in per], [p[f"{q}_lo"] for p in per], [p[f"{q}_hi"] for p in per])
                       for q in ("sigma_peak", "gap_peak")}
@@ -140,7 +140,7 @@ def trained_gap(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     sig = log_sigmas(s["n_sigmas"], 0.01, 20.0)
     train_pts, val_pts = _split(s)
     per = []
-    for seed in seeds:
+    for seed in progress_bar(seeds, 3, progress):
         run = trained(out.parent / "runs", network_overrides(s), seed)
         novel, last = _novel_and_last(run)
         models = dict(checkpoint_models(run))
@@ -178,7 +178,7 @@ def trajectories(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     train_pts, val_pts = _split(s)
     sigmas = edm_sigmas(s["sample_steps"])
     per = []
-    for seed in seeds:
+    for seed in progress_bar(seeds, 4, progress):
         run = trained(out.parent / "runs", network_overrides(s), seed)
         novel, _ = _novel_and_last(run)
         model = dict(checkpoint_models(run))[novel]

@@ -19,7 +19,7 @@ from compare.records import Records
 from compare.timescales import fit_tau_mem, timescales
 from neural import read_metrics
 
-from .base import Claim, Outcome, new_figure, save_figure, fmt, fmt_interval
+from .base import Claim, Outcome, new_figure, progress_bar, save_figure, fmt, fmt_interval
 from .networks import inline, trained
 from .verdicts import interval_check, verdict
 
@@ -44,7 +44,7 @@ def _fit(x, tau, seed):
 
 def onset(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     rows = Records()
-    for seed in seeds:
+    for seed in progress_bar(seeds, 11, progress):
         for kind, values in (("batch", s["batches"]), ("width", s["widths"])):
             for v in values:
                 b, w = (v, s["width"]) if kind == "batch" else (s["batch"], v)
@@ -75,7 +75,7 @@ def onset(s: dict, out: Path, seeds, progress: bool) -> Outcome:
 
 def fidelity_gap(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     curves = []
-    for seed in seeds:
+    for seed in progress_bar(seeds, 12, progress):
         rows = read_metrics(trained(out.parent / "runs", _overrides(s, s["batch"], s["width"]), seed))
         curves.append([(r["step"], r["sliced_wasserstein_train"], r["sliced_wasserstein_val"],
                         r["replicate_fraction"]) for r in rows])

@@ -37,8 +37,7 @@ def run_folder(runs_dir, overrides, seed: int) -> Path:
 def trained(runs_dir, overrides, seed: int) -> Path:
     """Train (or resume, or reuse) the run of ``overrides`` with ``seed`` on one thread; its folder."""
     cfg = load_config(None, [*overrides, f"train.seed={seed}", f"measure.seed={seed}", "train.threads=1",
-                             "train.progress=false", "train.device=cpu" if not torch.cuda.is_available() else
-                             "train.device=auto"])
+                             "train.progress=false", "train.device=auto"])
     return train(cfg, run_folder(runs_dir, overrides, seed))
 
 

@@ -27,7 +27,7 @@ from figures.yoon_replication import MONDRIAN, mondrian_samples, mondrian_scores
 from memgen import edm_sigmas, sample
 from memgen.data import load
 
-from .base import Claim, Outcome, new_figure, save_figure, envelope, fmt, fmt_interval
+from .base import Claim, Outcome, new_figure, progress_bar, save_figure, envelope, fmt, fmt_interval
 from .networks import checkpoint_models, final_row, inline, trained
 from .verdicts import below, interval_check, verdict
 
@@ -42,15 +42,14 @@ def _base(s: dict, steps: int) -> list:
 
 def capacity(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     rows = Records()
-    for seed in seeds:
-        for w in s["widths"]:
-            for n in s["sizes"]:
-                ov = [f"data.name={s['data']}", f"data.params={inline({**s['data_params'], 'n_train': n})}",
-                      *_base(s, s["steps"]), f"model.params={{{s['width_key']} = {w}}}", "measure.error=",
-                      f"measure.samples={s['samples']}", f"measure.batch_size={s['samples']}", "measure.fidelity="]
-                r = final_row(trained(out.parent / "runs", ov, seed))
-                rows.append({"seed": seed, "width": w, "n": n, "replicate_fraction": r["replicate_fraction"],
-                             "lo": r["replicate_fraction_lo"], "hi": r["replicate_fraction_hi"]})
+    for seed, w, n in progress_bar([(sd, w, n) for sd in seeds for w in s["widths"] for n in s["sizes"]], 8,
+                                   progress):
+        ov = [f"data.name={s['data']}", f"data.params={inline({**s['data_params'], 'n_train': n})}",
+              *_base(s, s["steps"]), f"model.params={{{s['width_key']} = {w}}}", "measure.error=",
+              f"measure.samples={s['samples']}", f"measure.batch_size={s['samples']}", "measure.fidelity="]
+        r = final_row(trained(out.parent / "runs", ov, seed))
+        rows.append({"seed": seed, "width": w, "n": n, "replicate_fraction": r["replicate_fraction"],
+                     "lo": r["replicate_fraction_lo"], "hi": r["replicate_fraction_hi"]})
     cap = {w: [max([r["n"] for r in rows.where(seed=sd, width=w) if r["replicate_fraction"] >= 0.5], default=0)
                for sd in seeds] for w in s["widths"]}
     narrow, wide = min(s["widths"]), max(s["widths"])
@@ -75,7 +74,7 @@ def capacity(s: dict, out: Path, seeds, progress: bool) -> Outcome:
 
 def dummies(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     res = {"alone": [], "dummies": []}
-    for seed in seeds:
+    for seed in progress_bar(seeds, 9, progress):
         n_m, k = s["n_mondrian"], s["dummies_per_mondrian"]
         for name, parts, cond, steps in (("alone", {"mondrian": n_m}, False, s["steps"]),
                                          ("dummies", {"mondrian": n_m, "gm_dummies": k * n_m}, True,
@@ -117,7 +116,7 @@ def dummies(s: dict, out: Path, seeds, progress: bool) -> Outcome:
 
 def minority(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     per = []
-    for seed in seeds:
+    for seed in progress_bar(seeds, 10, progress):
         params = {"parts": {"mondrian": s["n_major"], "random_ink": s["n_minor"]}, "size": s["size"], "seed": seed}
         ov = ["data.name=mixture", f"data.params={inline(params)}", *_base(s, s["steps"]), "measure.enabled=false"]
         model = checkpoint_models(trained(out.parent / "runs", ov, seed))[-1][1]
