@@ -91,7 +91,7 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
 
     from compare.records import Records
 
-    from . import CLAIMS
+    from .registry import CLAIMS
     from .base import SCALES
 
     if scale not in SCALES:
