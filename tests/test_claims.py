@@ -61,6 +61,7 @@ def test_report_of_the_analytic_claims_is_written_and_reused(tmp_path):
     assert all(r["verdict"] in VERDICTS and r["error"] is None for r in rows)
     assert rows[0]["verdict"] == "reproduced"          # exp(H) of the optimal denoiser: 1 -> n, exactly known
     text = (tmp_path / "report.md").read_text()
+    assert "Claim 1. Criterion (fixed before the run)" in text                # the stated criterion is quoted
     assert "(claim01/claim.png)" in text and (tmp_path / "claim01" / "claim.png").is_file()
     assert json.loads((tmp_path / "record.json").read_text())["scale"] == "quick"
     before = (tmp_path / "claim01" / "outcome.json").stat().st_mtime_ns
