@@ -74,8 +74,8 @@ def test_report_of_the_analytic_claims_is_written_and_reused(tmp_path):
         run_report(tmp_path, scale="huge", progress=False)
 
 
-@pytest.mark.slow
 def test_quick_report_of_all_twelve_claims(tmp_path):
+    """The CI check of the whole claims layer: every claim runs at quick scale (about 100 s on 2 cores)."""
     rows = run_report(tmp_path, scale="quick", progress=False)
     table = read_csv(tmp_path / "claims.csv")
     assert [r["claim"] for r in table] == list(range(1, 13))
