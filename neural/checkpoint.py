@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from memgen.checks import integer
 from memgen.runs import atomic_torch_save, atomic_write_text, metrics_path, read_jsonl
 
 from .config import Config
@@ -31,6 +32,7 @@ def checkpoint_steps(steps: int, *, per_decade: int = 8, first: int = 10) -> lis
 
     The grid does not depend on ``steps`` below it, so a run extended to more steps keeps its checkpoints.
     """
+    steps, per_decade, first = integer(steps, "steps"), integer(per_decade, "per_decade"), integer(first, "first")
     out, k = set(), 0
     while True:
         s = int(round(first * 10 ** (k / per_decade)))
