@@ -179,6 +179,9 @@ def generalization_gap(model, train, val, sigmas, *, train_noise=None, val_noise
     tags = check_tags(tags, reserved)
     check_bootstrap(n_boot, level, boot_seed, "boot_seed")
     seed = integer(seed, "seed", 0)
+    train, val = as_points(train, "train", dtype=dtype), as_points(val, "val", dtype=dtype)
+    if train.shape[1:] != val.shape[1:]:
+        raise ValueError(f"train, val: points of different shapes {tuple(train.shape[1:])} and {tuple(val.shape[1:])}")
     kw = dict(n_draws=n_draws, squared=squared, batch_size=batch_size, dtype=dtype, progress=progress)
     et = point_errors(model, train, sigmas, noise=train_noise, seed=seed, names=("train", "train_noise"), **kw)
     ev = point_errors(model, val, sigmas, noise=val_noise, seed=seed + 1, names=("val", "val_noise"), **kw)

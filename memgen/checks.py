@@ -5,6 +5,9 @@ argument and what was expected, before any tensor arithmetic can fail deep insid
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -12,7 +15,8 @@ _INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int6
 
 
 def as_tensor(x, name: str, *, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
-    """Convert ``x`` (tensor, numpy array, nested list) to a floating tensor; reject NaN/inf."""
+    """Convert ``x`` (tensor, numpy array, nested list) to a floating tensor; reject NaN/inf, booleans,
+    complex numbers, strings and ragged lists."""
     if isinstance(x, torch.Tensor):
         t = x
     elif isinstance(x, (np.ndarray, list, tuple, float, int, np.number)):
@@ -103,6 +107,13 @@ def integer(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def path(value, name: str) -> Path:
+    """A file-system path given as a ``str`` or ``os.PathLike`` (not a number, not None)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a path (str or pathlib.Path), got {type(value).__name__}")
+    return Path(value)
+
+
 def function(value, name: str, what: str = "a callable"):
     """A callable argument (a model ``D(x, sigma)``, a feature map, a statistic); returned as it is."""
     if not callable(value):
@@ -145,23 +156,24 @@ def _interval(lo, hi, closed: str) -> str:
     return ("[" if closed in ("both", "left") else "(") + f"{lo:g}, {hi:g}" + ("]" if closed in ("both", "right") else ")")
 
 
+def _inside(v, lo, hi, closed: str):
+    """``lo <= v <= hi`` with each end included as ``closed`` says, for a float or elementwise for a tensor."""
+    return (v >= lo if closed in ("both", "left") else v > lo) & (v <= hi if closed in ("both", "right") else v < hi)
+
+
 def in_interval(value, name: str, lo: float, hi: float, *, closed: str = "both") -> float:
     """A finite float in the interval from ``lo`` to ``hi``; ``closed`` is ``both``, ``left``, ``right`` or ``neither``."""
     v = _real(value, name)
-    inside = ((v >= lo if closed in ("both", "left") else v > lo)
-              and (v <= hi if closed in ("both", "right") else v < hi))
-    if not (np.isfinite(v) and inside):
+    if not (np.isfinite(v) and _inside(v, lo, hi, closed)):
         raise ValueError(f"{name}: must lie in {_interval(lo, hi, closed)}, got {value!r}")
     return v
 
 
 def as_values(x, name: str, *, lo: float = -np.inf, hi: float = np.inf, closed: str = "both") -> torch.Tensor:
     """A float64 tensor of any shape (a scalar or an array) whose entries are finite and lie between ``lo`` and
-    ``hi`` (``closed`` as in :func:`in_interval`): the argument of a schedule conversion."""
+    ``hi`` (``closed`` as in :func:`in_interval`): the argument of a schedule conversion, a series of values."""
     t = as_tensor(x, name, dtype=torch.float64)
-    low = (t >= lo) if closed in ("both", "left") else (t > lo)
-    high = (t <= hi) if closed in ("both", "right") else (t < hi)
-    if not bool((low & high).all()):
-        bad = t[~(low & high)].reshape(-1)[0]
-        raise ValueError(f"{name}: must lie in {_interval(lo, hi, closed)}, got {float(bad):g}")
+    ok = _inside(t, lo, hi, closed)
+    if not bool(ok.all()):
+        raise ValueError(f"{name}: must lie in {_interval(lo, hi, closed)}, got {float(t[~ok].reshape(-1)[0]):g}")
     return t

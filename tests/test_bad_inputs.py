@@ -8,7 +8,11 @@ a ``ValueError``/``TypeError`` whose message starts with the argument's name.
 """
 from __future__ import annotations
 
+import atexit
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +20,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 import compare
 import memgen
@@ -105,6 +110,8 @@ KINDS = {
     "array": st.one_of(_arrays_with(NAN), _arrays_with(INF), st.sampled_from(
         [torch.empty(0, D), torch.randn(D), np.array([["a"] * D] * 2), "abc", None, 3.0, True,
          torch.ones(2, D, dtype=torch.bool), torch.ones(2, D, dtype=torch.complex64)])),
+    "opt_seed": st.one_of(st.integers(max_value=-1), _fractions(0, 1e6), st.sampled_from([NAN, INF, "1", True])),
+    "root": st.sampled_from([3, 2.5, None, [1], True]),
     "data": st.one_of(_arrays_with(NAN), _arrays_with(INF), st.sampled_from(
         [np.empty((0, D)), np.zeros(D), np.array([["a"] * D] * 4), None, 3.0, np.ones((4, D), dtype=bool)])),
     "sizes": st.sampled_from([[10, 20, 0, 80], [10, -20, 40, 80], [10, 20, NAN, 80], "abc", None, [[]]]),
@@ -131,8 +138,30 @@ def _call(fn, **kw):
     return fn(**kw)
 
 
-POINTS = {"points": TRAIN}
 GMM_MEANS = TRAIN[:2]
+_ROOT = []
+
+
+def tmp_root() -> str:
+    """A folder, written once and removed at exit, holding a binary CIFAR-10 copy of one image per batch
+    (labels 0..5) and, in ``images/``, three 4x4 PNG images."""
+    if not _ROOT:
+        root = tempfile.mkdtemp(prefix="memgen-bad-inputs-")
+        atexit.register(shutil.rmtree, root, True)
+        os.mkdir(f"{root}/cifar-10-batches-bin")
+        for k, stem in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+            with open(f"{root}/cifar-10-batches-bin/{stem}.bin", "wb") as f:
+                f.write(bytes([k]) + bytes(3072))
+        os.mkdir(f"{root}/images")
+        for k in range(3):
+            Image.fromarray(np.full((4, 4, 3), 60 * k, np.uint8)).save(f"{root}/images/{k}.png")
+        _ROOT.append(root)
+    return _ROOT[0]
+
+
+def _at_tmp(loader, arg: str, sub: str = ""):
+    """``loader`` with its folder argument ``arg`` of value ``'<tmp>'`` replaced by the folder of :func:`tmp_root`."""
+    return lambda **kw: loader(**{**kw, arg: tmp_root() + sub if kw[arg] == "<tmp>" else kw[arg]})
 
 CASES = [
     # memgen: schedules and conversions
@@ -177,12 +206,17 @@ CASES = [
          dict(size="count", seed="seed", n_train="opt_count")),
     Case("from_array", mdata.from_array, dict(path_or_array=np.zeros((4, 2)), labels=np.arange(4), n_train=2, seed=0),
          dict(path_or_array="data", labels="labels", n_train="opt_count", seed="seed")),
+    Case("image_folder", _at_tmp(mdata.image_folder, "path", "/images"), dict(path="<tmp>", size=2, n_train=2, seed=0),
+         dict(path="root", size="opt_count", n_train="opt_count", seed="seed")),
     Case("random_split", mdata.random_split, dict(n=6, n_train=3, seed=0),
          dict(n="count", n_train="opt_count", seed="seed")),
     Case("seeded_split", mdata.seeded_split, dict(n=6, n_train=3, seed=0),
          dict(n="count", n_train="opt_count", seed="seed")),
     Case("first_split", mdata.first_split, dict(n=6, n_train=3), dict(n="count", n_train="opt_count")),
     Case("alternating_split", mdata.alternating_split, dict(n=6), dict(n="count")),
+    Case("cifar10", _at_tmp(mdata.cifar10, "root"),
+         dict(root="<tmp>", train=True, classes=None, n=3, subset_seed=1, n_train=2, seed=0),
+         dict(root="root", train="flag", n="opt_count", subset_seed="opt_seed", n_train="opt_count", seed="seed")),
     Case("load", mdata.load, dict(name="circle"), dict(name="choice")),
     # toymodels: constructors, calls and extra methods
     Case("EmpiricalDenoiser", EmpiricalDenoiser, dict(train=TRAIN, budget=2 ** 20, kernel="torch"),
@@ -337,3 +371,9 @@ def test_gaussian_denoisers_at_huge_inputs_are_right_or_refused():
     huge = torch.tensor([[1e200, 0.0, 0.0]], dtype=torch.float64)
     with pytest.raises(ValueError, match="^x: too far"):
         GMMDenoiser([1, 1], means, [1.0, 1.0], dtype=torch.float64)(huge, 1.0)
+
+
+def test_train_and_val_of_different_shapes_are_refused_even_for_shapeless_models():
+    identity = lambda x, sigma: x                                       # noqa: E731  (a model without event_shape)
+    with pytest.raises(ValueError, match=r"^train, val: points of different shapes \(3,\) and \(4,\)"):
+        compare.generalization_gap(identity, TRAIN, torch.randn(5, 4), [1.0], n_boot=10, progress=False)

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memgen.checks import flag, integer, path
+
 from .dataset import Dataset
 from .files import from_uint8
 from .split import seeded_split
@@ -259,7 +261,9 @@ def cifar10(root, *, train: bool = True, classes=None, n: int | None = None, sub
     ``n`` keeps the first ``n`` images (in file order) or, with ``subset_seed``, a seeded random subset of
     ``n`` (kept in file order). ``n_train``/``seed`` split them (None: all train).
     """
-    src = _Source(root)
+    train = flag(train, "train")
+    subset_seed = None if subset_seed is None else integer(subset_seed, "subset_seed", 0)
+    src = _Source(path(root, "root"))
     _, archive, suffix, meta = FORMATS[src.format]
     stems = TRAIN_BATCHES if train else TEST_BATCHES
     files = src.read([s + suffix for s in stems] + [meta])
@@ -279,7 +283,7 @@ def cifar10(root, *, train: bool = True, classes=None, n: int | None = None, sub
     y = remap[y]
     keep = np.flatnonzero(y >= 0)
     if n is not None:
-        if isinstance(n, bool) or int(n) != n or not 1 <= n <= len(keep):
+        if integer(n, "n") > len(keep):
             raise ValueError(f"n: expected an integer in [1, {len(keep)}] (images available), got {n!r}")
         pick = (np.arange(int(n)) if subset_seed is None
                 else np.sort(np.random.default_rng(subset_seed).choice(len(keep), int(n), replace=False)))

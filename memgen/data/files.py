@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memgen import checks
 from memgen.checks import integer
 
 from .dataset import Dataset
@@ -169,7 +170,7 @@ def image_folder(path, *, size: int | None = None, n_train: int | None = None, s
         from PIL import Image
     except ImportError as e:
         raise ImportError("image_folder needs Pillow: pip install pillow") from e
-    root = Path(path)
+    root = checks.path(path, "path")
     if not root.is_dir():
         raise FileNotFoundError(f"path: no folder {root}")
     size = None if size is None else integer(size, "size")
