@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from memgen.checks import as_points, as_tensor, flag, function, in_interval, integer
 from memgen.contract import model_device
+from memgen.progress import progress_bar
 
 from .bootstrap import bootstrap, check_bootstrap, weighted_mean
 from .records import Records
@@ -95,12 +95,14 @@ def _draw_count(noise, points, n_draws: int) -> int:
 
 
 def point_errors(model, points, sigmas, *, noise=None, n_draws: int = 1, seed: int = 0, squared: bool = True,
-                 batch_size: int = 1024, dtype: torch.dtype = torch.float32, progress: bool = True,
-                 names: tuple[str, str] = ("points", "noise")) -> np.ndarray:
+                 batch_size: int = 1024, dtype: torch.dtype = torch.float32, labels=None,
+                 progress: bool = True, names: tuple[str, str] = ("points", "noise")) -> np.ndarray:
     """Per-point errors ``e_i(sigma)`` as a float64 array ``[N, len(sigmas)]`` (formula in the module doc).
 
-    ``noise`` (``[N, *shape]`` or ``[K, N, *shape]``) overrides the draws made from ``seed``. ``names`` are
-    the argument names that errors about ``points`` and ``noise`` cite.
+    ``noise`` (``[N, *shape]`` or ``[K, N, *shape]``) overrides the draws made from ``seed``. ``labels``
+    (``[N]``): the class of each point, for a class-conditional model, which is then called as
+    ``model.with_labels(labels of the batch)(x, sigma)``. ``names`` are the argument names that errors
+    about ``points`` and ``noise`` cite.
     """
     y = as_points(points, names[0], dtype=dtype)
     shape = getattr(model, "event_shape", None)
@@ -110,13 +112,16 @@ def point_errors(model, points, sigmas, *, noise=None, n_draws: int = 1, seed: i
     batch_size, squared = integer(batch_size, "batch_size"), flag(squared, "squared")
     z = _noise_for(y, noise, integer(n_draws, "n_draws"), integer(seed, "seed", 0), names[1])
     k, n = z.shape[0], y.shape[0]
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels: expected one label per point ({n}), got {len(labels)}")
     flat_noise = z.reshape(k * n, *y.shape[1:])
     out = np.empty((len(sig), k * n))
-    for j, s in enumerate(tqdm(sig.tolist(), desc="denoising error", leave=False, disable=not progress)):
+    for j, s in enumerate(progress_bar(sig.tolist(), enabled=progress, desc="denoising error", leave=False)):
         for b0 in range(0, k * n, batch_size):                     # draw-major order: row r is point r % n
             rows = torch.arange(b0, min(b0 + batch_size, k * n))
             clean = y[rows % n]
-            den = denoise(model, clean + s * flat_noise[rows], s, batch_size)
+            fixed = model if labels is None else model.with_labels(labels[rows % n])
+            den = denoise(fixed, clean + s * flat_noise[rows], s, batch_size)
             diff = den.reshape(len(rows), -1).double() - clean.reshape(len(rows), -1).double()
             e = diff.pow(2).mean(1) if squared else diff.norm(dim=1)
             if not bool(torch.isfinite(e).all()):
@@ -163,12 +168,14 @@ GAP_COLUMNS = ("e_train", "e_val", "gap", "abs_gap")
 def generalization_gap(model, train, val, sigmas, *, train_noise=None, val_noise=None, n_draws: int = 1,
                        seed: int = 0, squared: bool = True, n_boot: int = 1000, level: float = 0.95,
                        boot_seed: int = 0, batch_size: int = 1024, dtype: torch.dtype = torch.float32,
-                       tags: dict | None = None, progress: bool = True) -> Records:
+                       tags: dict | None = None, train_labels=None, val_labels=None,
+                       progress: bool = True) -> Records:
     """Training and validation error and the gap ``G = (E_val - E_train) / E_train`` at each sigma.
 
     Common random numbers: the training points' draws come from ``seed`` and the validation points'
     from ``seed + 1`` (so :func:`denoising_error` with the same seed reproduces ``e_train``), unless
-    ``train_noise``/``val_noise`` are given. The interval of each column resamples training and
+    ``train_noise``/``val_noise`` are given (``train_labels``/``val_labels``: the points' classes, for a
+    class-conditional model, see :func:`point_errors`). The interval of each column resamples training and
     validation points independently (one resampling for all columns).
 
     Returns one row per sigma with ``sigma``, ``e_train``, ``e_val``, ``gap`` (relative), ``abs_gap``
@@ -183,8 +190,10 @@ def generalization_gap(model, train, val, sigmas, *, train_noise=None, val_noise
     if train.shape[1:] != val.shape[1:]:
         raise ValueError(f"train, val: points of different shapes {tuple(train.shape[1:])} and {tuple(val.shape[1:])}")
     kw = dict(n_draws=n_draws, squared=squared, batch_size=batch_size, dtype=dtype, progress=progress)
-    et = point_errors(model, train, sigmas, noise=train_noise, seed=seed, names=("train", "train_noise"), **kw)
-    ev = point_errors(model, val, sigmas, noise=val_noise, seed=seed + 1, names=("val", "val_noise"), **kw)
+    et = point_errors(model, train, sigmas, noise=train_noise, seed=seed, labels=train_labels,
+                      names=("train", "train_noise"), **kw)
+    ev = point_errors(model, val, sigmas, noise=val_noise, seed=seed + 1, labels=val_labels,
+                      names=("val", "val_noise"), **kw)
 
     def statistic(wt, wv):
         mt, mv = weighted_mean(wt, et), weighted_mean(wv, ev)

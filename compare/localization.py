@@ -17,10 +17,10 @@ same draws at every sigma), or the states of a sampling trajectory at their own 
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
 from memgen.checks import as_batch, as_tensor, integer
 from memgen.contract import supports_posterior
+from memgen.progress import progress_bar
 
 from .errors import check_tags, denoise, sigma_grid
 from .records import Records
@@ -70,8 +70,8 @@ def localization(model, x, sigmas=None, *, noise=None, reference=None, batch_siz
     batch_size = integer(batch_size, "batch_size")
     has_posterior = supports_posterior(model)
     rows = Records()
-    for step, s, states in tqdm(_states(x, sigmas, noise, dtype), desc="localization", leave=False,
-                                disable=not progress):
+    for step, s, states in progress_bar(_states(x, sigmas, noise, dtype), enabled=progress,
+                                        desc="localization", leave=False):
         flat = states.reshape(states.shape[0], -1).double()
         den = denoise(model, states, s, batch_size).reshape(states.shape[0], -1).double()
         disp = (den - flat).norm(dim=1)

@@ -15,10 +15,10 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from memgen.checks import as_batch, as_points, integer
 from memgen.pairwise import DEFAULT_BUDGET, squared_norms, sq_distance_chunks
+from memgen.progress import progress_bar
 
 
 class Neighbours(NamedTuple):
@@ -77,7 +77,7 @@ def nearest_two(queries, train, *, feature_map=None, budget: int = DEFAULT_BUDGE
     f = fy.shape[1]
     block = int(max(1, min(q.shape[0], budget // (16 * f))))    # bounds the [block, f] temporaries of the recomputation
     dist, idx = [], []
-    for b0 in tqdm(range(0, q.shape[0], block), desc="nearest two", leave=False, disable=not progress):
+    for b0 in progress_bar(range(0, q.shape[0], block), enabled=progress, desc="nearest two", leave=False):
         fq = features(q[b0:b0 + block], feature_map, block, dtype)
         if fq.shape[1] != f:
             raise ValueError(f"queries: {fq.shape[1]} features per query, {f} per training point")

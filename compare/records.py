@@ -1,9 +1,15 @@
 """Tidy records: every metric returns a table with one row per observation (a list of dicts).
 
 A :class:`Records` is a plain ``list`` of ``dict`` rows (one column per key), so it can be filtered,
-concatenated and iterated like any list, saved with :meth:`Records.to_csv` (atomically) and read back
-with :func:`read_csv`. :func:`summarize` groups rows and reports mean, median and quartiles of chosen
-columns (what a figure plots).
+concatenated and iterated like any list, saved with :meth:`Records.to_csv` (atomically; the one CSV
+writer of the project) and read back with :func:`read_csv`. :func:`summarize` groups rows and reports
+mean, median and quartiles of chosen columns (what a figure plots). :meth:`Records.to_pandas` gives the
+same table as a :class:`pandas.DataFrame` for joins, pivots and plotting.
+
+Why a list of dicts and not DataFrames: the metrics and the package core stay free of a pandas
+dependency (pandas is the optional extra ``memgen[pandas]``), rows may carry nested values (per-sigma
+lists, per-class tables) that a JSON line holds as they are, and a list converts to a DataFrame in
+one call where a researcher wants one.
 
 CSV cells round-trip as: ``None`` <-> empty cell, ``True``/``False``, ``int``, ``float`` (written with
 ``repr``, so floats are exact), anything else as text.
@@ -42,6 +48,18 @@ class Records(list):
     def where(self, **equal) -> "Records":
         """Rows whose columns equal the given values, e.g. ``records.where(model='optimal', delta=1.6)``."""
         return Records(row for row in self if all(row.get(k) == v for k, v in equal.items()))
+
+    def to_pandas(self):
+        """The table as a :class:`pandas.DataFrame` (columns in first-seen order; a missing cell is ``None``/NaN).
+
+        pandas is an optional dependency (``pip install pandas`` or ``pip install memgen[pandas]``),
+        imported only here.
+        """
+        try:
+            import pandas as pd
+        except ImportError as e:
+            raise ImportError("Records.to_pandas needs pandas: pip install pandas (or memgen[pandas])") from e
+        return pd.DataFrame.from_records(list(self), columns=self.columns())
 
     def to_csv(self, path) -> Path:
         """Write the table to ``path`` as CSV (atomically, header first); returns the path."""

@@ -36,8 +36,12 @@ HIGHER_IS_BETTER = ("mondrian_valid_fraction", "log_likelihood")
 """Quality columns where larger is better (every other quality column: smaller is better)."""
 
 
-def read_metrics(run) -> list[dict]:
-    """Rows of a run's metrics: a run folder (its ``metrics.jsonl``), a JSONL file, or a list of rows."""
+def metric_rows(run) -> list[dict]:
+    """Rows of a run's metrics: a run folder (its ``metrics.jsonl``), a JSONL file, or a list of rows.
+
+    A missing file raises (a time scale of a run that was never measured is an error), unlike
+    ``neural.read_metrics``, which reads a run folder during training and returns ``[]`` before the first row.
+    """
     if isinstance(run, (list, tuple)):
         return list(run)
     path = metrics_path(run)
@@ -120,7 +124,7 @@ def timescales(run, *, quality: str | None = None, memorization: str = "replicat
         threshold: the crossing level of tau_mem; tol: the plateau tolerance of tau_gen.
         higher_is_better: direction of ``quality`` (default: True for the columns in HIGHER_IS_BETTER).
     """
-    rows = read_metrics(run)
+    rows = metric_rows(run)
     out = {"memorization": memorization, "threshold": float(threshold)}
     t, m = series(rows, memorization, sigma=sigma)
     out["tau_mem"] = tau_mem(t, m, threshold=threshold)

@@ -23,10 +23,10 @@ import math
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from memgen.checks import as_points, as_tensor, integer
 from memgen.pairwise import DEFAULT_BUDGET, squared_norms, sq_distance_chunks
+from memgen.progress import progress_bar
 
 from .errors import check_tags
 from .records import Records
@@ -111,7 +111,7 @@ def trajectory_distances(trajectory, train, *, n_reference: int = 1000, seed: in
     ref_idx = torch.randint(0, flat.shape[0], (n_reference,), generator=g)
     ref_noise = torch.randn(n_reference, d, generator=g, dtype=dtype)
     rows = Records()
-    for t in tqdm(range(len(sig)), desc="trajectory distances", leave=False, disable=not progress):
+    for t in progress_bar(range(len(sig)), enabled=progress, desc="trajectory distances", leave=False):
         s = float(sig[t])
         if s <= 0:
             continue

@@ -120,22 +120,29 @@ def run_demo(out="memgen-out", *, seed: int = DEFAULTS["seed"], samples: int = D
     from memgen import edm_sigmas, sample
     from memgen.data import circle
     from figures.circle_panels import gap_and_trajectory_panels
-    from memgen.runs import atomic_write_json, atomic_write_text, write_record
+    from compare.records import Records
+    from memgen.progress import progress_bar
+    from memgen.runs import atomic_write_json, write_record
 
     out = Path(out)
+    bar = progress_bar(total=3, desc="demo: flow fields", unit="stage")  # stages, on a terminal only
     data = circle()
     models = build_models(data.train, delta)
     flow_field_figure({k: v for k, v in models.items() if not k.startswith("gaussian")}, data, sigmas,
                       out / "flow_fields.png")
+    bar.update()
+    bar.set_description("demo: samples")
     noise = torch.randn(samples, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     grid = edm_sigmas(steps, sigma_min=0.002, sigma_max=80.0)
     drawn = {name: sample(m, noise, grid, method="heun") for name, m in models.items()}
     samples_figure(drawn, data, out / "samples.png")
     rows = [sample_summary(name, x, data.train, data.params["radius"]) for name, x in drawn.items()]
+    bar.update()
+    bar.set_description("demo: gap and trajectories")
     _, panels = gap_and_trajectory_panels(out, delta=delta, seed=seed)
-    header = list(rows[0])
-    atomic_write_text(out / "summary.csv", "\n".join([",".join(header)] + [
-        ",".join(str(r[h]) for h in header) for r in rows]) + "\n")
+    bar.update()
+    bar.close()
+    Records(rows).to_csv(out / "summary.csv")
     atomic_write_json(out / "summary.json", {"samples": rows, **panels})
     write_record(out, command="memgen demo", seed=seed, config={"samples": samples, "steps": steps, "delta": delta,
                  "sigmas": list(sigmas), "sampler": "heun", "sigma_max": 80.0, "sigma_min": 0.002},
@@ -163,7 +170,9 @@ def _main(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="optimal vs error-prone denoiser on the 20-point circle",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="memgen-out", help="output folder (default: memgen-out)")
+    from memgen.cli import out_folder  # refuses a file as --out before any work (issue 11 §5)
+
+    p.add_argument("--out", type=out_folder, default="memgen-out", help="output folder (default: memgen-out)")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed of the sampling noise")
     p.add_argument("--samples", type=int, default=DEFAULTS["samples"], help="samples per model")
     p.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="Heun steps on the EDM grid")

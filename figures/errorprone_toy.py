@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from compare.errors import common_noise, generalization_gap
 from compare.localization import localization
@@ -29,6 +28,7 @@ from compare.records import Records, summarize
 from figures.cli import figure_parser
 from memgen.data import circle
 from memgen.noise import log_sigmas
+from memgen.progress import progress_bar
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
 from toymodels import EmpiricalDenoiser, SmoothedDenoiser
 
@@ -40,7 +40,7 @@ def gap_sweep(settings, sigmas, *, n_draws: int = 500, seed: int = 0, n_boot: in
               progress: bool = False) -> Records:
     """Gap records of the smoothed denoiser for each ``(n_points, delta)`` in ``settings`` (unsquared L2)."""
     rows = Records()
-    for n_points, delta in tqdm(list(settings), desc="gap sweep", leave=False, disable=not progress):
+    for n_points, delta in progress_bar(list(settings), enabled=progress, desc="gap sweep", leave=False):
         ds = circle(n_points, radius)
         model = SmoothedDenoiser(ds.train, delta, dtype=torch.float64)
         rows += generalization_gap(model, ds.train, ds.val, sigmas, n_draws=n_draws, seed=seed, squared=False,

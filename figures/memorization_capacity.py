@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from compare.records import Records
 from compare.replicates import replicates
 from figures.cli import figure_parser
 from memgen import edm_sigmas, sample
 from memgen.data import mondrian
+from memgen.progress import progress_bar
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
 from toymodels import SmoothedDenoiser
 
@@ -47,7 +47,7 @@ def capacity_records(*, deltas=DELTAS, sizes=SIZES, n_samples: int = 200, steps:
     """Replicate summaries (group 'all') per (n, delta), and ``{(n, delta): (samples, train, result)}``."""
     rows = Records()
     kept = {}
-    bar = tqdm(total=len(sizes) * len(deltas), desc="memorization capacity", disable=not progress)
+    bar = progress_bar(total=len(sizes) * len(deltas), enabled=progress, desc="memorization capacity")
     for n in sizes:
         train = mondrian(n, seed=seed).train
         for delta in deltas:

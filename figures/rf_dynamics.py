@@ -11,7 +11,9 @@ to dtau); the generalization dip (tau_gen) does not move with psi_n, the rise of
 (memorization) comes later for larger psi_n.
 
 Run: ``python -m figures.rf_dynamics --out DIR`` (writes ``rf_dynamics.png``, ``curves.csv``,
-``simulation.csv``, ``summary.json``, ``record.json``).
+``simulation.csv``, ``summary.json``, ``record.json``). ``memgen rf-dynamics`` runs the same code with
+the activation, Sigma, matrices (true U or its Gaussian equivalent), ridge and simulation of the user's
+choice.
 """
 from __future__ import annotations
 
@@ -22,35 +24,41 @@ import numpy as np
 from compare.records import Records
 from figures.cli import figure_parser
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
-from toymodels.rf import measure_timescales, simulate, timescales
+from toymodels.rf import crossing_times, relaxation_times, simulate
 from toymodels.rf.problems import log_times, loss_curves, rf_problem
 
 KEYS = ("train", "test", "score_error")
 
 
 def compute(*, psi_p: float = 2.0, psi_ns=(0.5, 1.0, 2.0, 4.0), d: int = 50, t: float = 0.01,
-            tau_max: float = 1e7, sim_tau_max: float = 2e4, adam_psi_n: float | None = 1.0, adam_lr: float = 1e-3,
-            seed: int = 0) -> dict:
-    """Closed-form curves, simulations and time scales for each psi_n."""
-    tau = np.append(log_times(tau_max, 400), np.inf)
+            tau_max: float = 1e7, num: int = 400, sim_tau_max: float = 2e4, adam_psi_n: float | None = 1.0,
+            adam_lr: float = 1e-3, activation: str = "tanh", sigma=(1.0,), weights=None, matrices: str = "exact",
+            ridge: float = 0.0, simulate_gd: bool = True, dtau: float | None = None, seed: int = 0) -> dict:
+    """Closed-form curves at ``num`` times up to ``tau_max`` (and infinity), simulations (gradient descent
+    when ``simulate_gd``, Adam at ``adam_psi_n``) and time scales for each psi_n."""
+    tau = np.append(log_times(tau_max, num), np.inf)
     sim_tau = np.geomspace(1.0, sim_tau_max, 40)
+    kw = dict(activation=activation, sigma=sigma, weights=weights)
     out = {}
     for psi_n in psi_ns:
-        prob = rf_problem(psi_p, psi_n, d, t, seed=seed)
-        curves = loss_curves(prob, tau)
-        gd = simulate(prob["X"], prob["W"], t, tau=sim_tau, seed=seed, evaluate=prob["losses"], progress=False)
-        at_sim = loss_curves(prob, gd["tau"])
-        r = {"problem": prob, "curves": curves, "gd": gd, "measured": measure_timescales(curves),
-             "predicted": timescales(psi_p, psi_n, t),
-             "gd_minus_closed": {k: float(np.max(np.abs(gd[k] - at_sim[k]))) for k in KEYS}}
+        prob = rf_problem(psi_p, psi_n, d, t, seed=seed, matrices=matrices, **kw)
+        curves = loss_curves(prob, tau, ridge=ridge)
+        r = {"problem": prob, "curves": curves, "measured": crossing_times(curves),
+             "predicted": relaxation_times(psi_p, psi_n, t, **kw)}
+        if simulate_gd:
+            gd = simulate(prob["X"], prob["W"], t, tau=sim_tau, activation=activation, dtau=dtau, ridge=ridge,
+                          seed=seed, evaluate=prob["losses"], progress=False)
+            at_sim = loss_curves(prob, gd["tau"], ridge=ridge)
+            r.update(gd=gd, gd_minus_closed={k: float(np.max(np.abs(gd[k] - at_sim[k]))) for k in KEYS})
         if adam_psi_n is not None and psi_n == adam_psi_n:
-            r["adam"] = simulate(prob["X"], prob["W"], t, tau=sim_tau, optimizer="adam", adam_lr=adam_lr, seed=seed,
-                                 evaluate=prob["losses"], progress=False)
+            r["adam"] = simulate(prob["X"], prob["W"], t, tau=sim_tau, activation=activation, optimizer="adam",
+                                 adam_lr=adam_lr, ridge=ridge, seed=seed, evaluate=prob["losses"], progress=False)
         out[psi_n] = r
     return out
 
 
-def plot(results: dict, path, *, psi_p, d, t, adam_lr) -> None:
+def plot(results: dict, path, *, psi_p, d, t, adam_lr, activation: str = "tanh", sigma=(1.0,),
+         matrices: str = "exact") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,11 +66,12 @@ def plot(results: dict, path, *, psi_p, d, t, adam_lr) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     for i, (psi_n, r) in enumerate(results.items()):
-        c, gd = r["curves"], r["gd"]
+        c, gd = r["curves"], r.get("gd")
         for ax, key in zip(axes, KEYS):
             ax.plot(c["tau"][1:-1], c[key][1:-1], color=f"C{i}", lw=1.5, label=f"psi_n = {psi_n:g}: closed form")
-            ax.plot(gd["tau"], gd[key], "o", ms=3.5, color=f"C{i}", mfc="none",
-                    label=f"psi_n = {psi_n:g}: GD, dtau = {gd['dtau']:.3g}")
+            if gd is not None:
+                ax.plot(gd["tau"], gd[key], "o", ms=3.5, color=f"C{i}", mfc="none",
+                        label=f"psi_n = {psi_n:g}: GD, dtau = {gd['dtau']:.3g}")
             if "adam" in r:
                 ax.plot(r["adam"]["tau"], r["adam"][key], ":", color=f"C{i}", lw=2,
                         label=f"psi_n = {psi_n:g}: Adam, lr {adam_lr:g} (tau = steps x dtau)")
@@ -75,7 +84,8 @@ def plot(results: dict, path, *, psi_p, d, t, adam_lr) -> None:
         ax.set_ylabel(titles[key])
         ax.set_title(titles[key], fontsize=10)
     axes[0].legend(fontsize=6.5, loc="lower left")
-    fig.suptitle(f"RF score, exact dynamics vs simulation: psi_p = {psi_p:g}, d = {d}, t = {t:g}, tanh, Sigma = I"
+    fig.suptitle(f"RF score, exact dynamics ({matrices} U) vs simulation: psi_p = {psi_p:g}, d = {d}, t = {t:g}, "
+                 f"{activation}, Sigma eigenvalues {list(sigma)}"
                  " (dashed: measured tau_mem, half of the final test-train gap)", fontsize=10)
     fig.tight_layout()
     atomic_save_figure(fig, path, dpi=120)
@@ -83,25 +93,29 @@ def plot(results: dict, path, *, psi_p, d, t, adam_lr) -> None:
 
 
 def make(out, *, psi_p: float = 2.0, psi_ns=(0.5, 1.0, 2.0, 4.0), d: int = 50, t: float = 0.01,
-         sim_tau_max: float = 2e4, adam_lr: float = 1e-3, seed: int = 0) -> dict:
-    """Compute, plot and write everything into ``out``; returns the summary."""
+         sim_tau_max: float = 2e4, adam_lr: float = 1e-3, seed: int = 0, command: str = "python -m figures.rf_dynamics",
+         **options) -> dict:
+    """Compute (``options``: the other arguments of :func:`compute`), plot and write everything into ``out``;
+    returns the summary."""
     out = Path(out)
-    results = compute(psi_p=psi_p, psi_ns=psi_ns, d=d, t=t, sim_tau_max=sim_tau_max, adam_lr=adam_lr, seed=seed)
-    plot(results, out / "rf_dynamics.png", psi_p=psi_p, d=d, t=t, adam_lr=adam_lr)
+    results = compute(psi_p=psi_p, psi_ns=psi_ns, d=d, t=t, sim_tau_max=sim_tau_max, adam_lr=adam_lr, seed=seed,
+                      **options)
+    plot(results, out / "rf_dynamics.png", psi_p=psi_p, d=d, t=t, adam_lr=adam_lr,
+         **{k: options[k] for k in ("activation", "sigma", "matrices") if k in options})
     Records({"psi_n": psi_n, "tau": tau, **{k: r["curves"][k][j] for k in KEYS}}
             for psi_n, r in results.items() for j, tau in enumerate(r["curves"]["tau"])).to_csv(out / "curves.csv")
     Records({"psi_n": psi_n, "optimizer": name, "tau": tau, **{k: r[name][k][j] for k in KEYS}}
             for psi_n, r in results.items() for name in ("gd", "adam") if name in r
             for j, tau in enumerate(r[name]["tau"])).to_csv(out / "simulation.csv")
     summary = {f"{psi_n:g}": {"p": r["problem"]["p"], "n": r["problem"]["n"], "measured": r["measured"],
-                              "predicted": r["predicted"], "gd_dtau": r["gd"]["dtau"],
-                              "gd_minus_closed_max": r["gd_minus_closed"],
-                              "final": {k: float(r["curves"][k][-1]) for k in KEYS}}
+                              "predicted": r["predicted"], "final": {k: float(r["curves"][k][-1]) for k in KEYS},
+                              **({"gd_dtau": r["gd"]["dtau"], "gd_minus_closed_max": r["gd_minus_closed"]}
+                                 if "gd" in r else {})}
                for psi_n, r in results.items()}
     atomic_write_json(out / "summary.json", summary)
-    write_record(out, command="python -m figures.rf_dynamics", seed=seed,
+    write_record(out, command=command, seed=seed,
                  config={"psi_p": psi_p, "psi_ns": list(psi_ns), "d": d, "t": t, "sim_tau_max": sim_tau_max,
-                         "adam_lr": adam_lr, "activation": "tanh", "sigma": [1.0]})
+                         "adam_lr": adam_lr, "activation": "tanh", "sigma": [1.0], **options})
     return summary
 
 
@@ -113,14 +127,19 @@ def main(argv=None) -> int:
     p.add_argument("--t", type=float, default=0.01)
     p.add_argument("--sim-tau-max", type=float, default=2e4)
     a = p.parse_args(argv)
-    summary = make(a.out, psi_p=a.psi_p, psi_ns=a.psi_n, d=a.d, t=a.t, sim_tau_max=a.sim_tau_max, seed=a.seed)
+    report(make(a.out, psi_p=a.psi_p, psi_ns=a.psi_n, d=a.d, t=a.t, sim_tau_max=a.sim_tau_max, seed=a.seed), a.out)
+    return 0
+
+
+def report(summary: dict, out) -> None:
+    """One line per psi_n: measured and predicted time scales (and the simulation's distance to the closed form)."""
     for psi_n, s in summary.items():
         m, pr = s["measured"], s["predicted"]
+        gd = s.get("gd_minus_closed_max")
         print(f"psi_n = {psi_n}: measured tau_gen {m['tau_gen']:.3g}, tau_mem {m['tau_mem']:.4g};"
-              f" spectrum tau_gen {pr['tau_gen']:.3g}, tau_mem {pr['tau_mem']:.4g};"
-              f" max |GD - closed form|: " + ", ".join(f"{k} {v:.3g}" for k, v in s["gd_minus_closed_max"].items()))
-    print(f"wrote {a.out}/")
-    return 0
+              f" spectrum tau_gen {pr['tau_gen']:.3g}, tau_mem {pr['tau_mem']:.4g}"
+              + ("" if gd is None else "; max |GD - closed form|: " + ", ".join(f"{k} {v:.3g}" for k, v in gd.items())))
+    print(f"wrote {out}/")
 
 
 if __name__ == "__main__":

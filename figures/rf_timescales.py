@@ -3,8 +3,8 @@
 Measured from the exact loss curves (:class:`toymodels.rf.ClosedForm`, one eigendecomposition per
 problem): ``tau_gen``, the time at which the score error has made half its drop to its minimum, and
 ``tau_mem``, the time at which the test-train gap reaches half its final value
-(:func:`toymodels.rf.measure_timescales`). Predicted from the spectrum alone
-(:func:`toymodels.rf.timescales`): ``tau = psi_p / (2 Delta_t <lambda>)`` with the mean eigenvalue
+(:func:`toymodels.rf.crossing_times`). Predicted from the spectrum alone
+(:func:`toymodels.rf.relaxation_times`): ``tau = psi_p / (2 Delta_t <lambda>)`` with the mean eigenvalue
 of the highest ``min(n, d)/p`` (gen) and of the lowest ``d/p`` (mem) of the continuous spectrum, the
 two groups of modes that carry V (a relaxation time; the half-way times measured are the same up to
 an O(1) factor: about ln(2)/2 for the score error, about 1 for the gap).
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
-from tqdm.auto import tqdm
 
 from compare.records import Records
 from compare.timescales import fit_tau_mem
 from figures.cli import figure_parser
+from memgen.progress import progress_bar
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
-from toymodels.rf import measure_timescales, timescales
+from toymodels.rf import crossing_times, relaxation_times
 from toymodels.rf.problems import log_times, loss_curves, rf_problem
 
 PANELS = (
@@ -54,11 +54,11 @@ def compute(*, d: int = 50, t: float = 0.01, panels=PANELS, seed: int = 0) -> li
     out = []
     for panel in panels:
         rows = []
-        for psi_n in tqdm(panel["psi_ns"], desc=panel["name"], leave=False):
-            pred = timescales(panel["psi_p"], psi_n, t)
+        for psi_n in progress_bar(panel["psi_ns"], desc=panel["name"], leave=False):
+            pred = relaxation_times(panel["psi_p"], psi_n, t)
             for s in panel["seeds"]:
                 prob = rf_problem(panel["psi_p"], psi_n, d, t, seed=seed + s, matrices=panel["matrices"])
-                m = measure_timescales(loss_curves(prob, tau))
+                m = crossing_times(loss_curves(prob, tau))
                 rows.append({"psi_n": psi_n, "seed": seed + s, **m, "pred_tau_gen": pred["tau_gen"],
                              "pred_tau_mem": pred["tau_mem"], "tau_delta": pred["tau_delta"]})
         x = np.array([r["psi_n"] for r in rows])

@@ -39,6 +39,7 @@ from memgen import edm_sigmas, sample
 from memgen.data import mondrian
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
 from memgen.threads import cpu_threads
+from figures.run_metrics import METRICS
 from neural import Config, apply_overrides, load_denoiser, read_metrics, train
 from toymodels import EmpiricalDenoiser
 
@@ -150,7 +151,7 @@ def training_gap(out_dir, *, scale: str = "cpu", seed: int = 0, overrides=(), pr
     out = Path(out_dir)
     s = settings(scale, **changes)
     cfg = run_config(s, seed=seed, overrides=overrides, progress=progress)
-    run_dir = train(cfg, out / "run")
+    run_dir = train(cfg, out / "run", metrics=METRICS)
     with cpu_threads(cfg.train.threads):
         return _measure_and_plot(out, run_dir, cfg, s, scale=scale, seed=seed, overrides=overrides,
                                  progress=progress)

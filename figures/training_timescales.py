@@ -46,9 +46,10 @@ from pathlib import Path
 import numpy as np
 
 from compare.records import Records
-from compare.timescales import HIGHER_IS_BETTER, fit_tau_mem, read_metrics, timescales
+from compare.timescales import HIGHER_IS_BETTER, fit_tau_mem, metric_rows, timescales
 from figures.cli import figure_parser
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
+from figures.run_metrics import METRICS
 from neural import load_config, train
 
 MEMORIZATION = "replicate_fraction"
@@ -64,7 +65,7 @@ def mlp_setup(d: int, sizes, *, steps_per_n: int = 200, batch_max: int = 512, sa
                            "model.preset=mlp-small", f"train.lr={lr}", "train.first_checkpoint=5",
                            "train.checkpoints_per_decade=8", "measure.probes=64", "measure.sigmas=16",
                            f"measure.samples={samples}", "measure.batch_size=1000",
-                           "measure.fidelity=compare.fidelity:sliced_wasserstein"])
+                           'measure.metrics=["gap", "replicates", "sliced_wasserstein"]'])
 
 
 def unet_setup(preset: str, size: int, sizes, *, steps_per_n: int = 120, batch_max: int = 512, samples: int = 200,
@@ -78,7 +79,7 @@ def unet_setup(preset: str, size: int, sizes, *, steps_per_n: int = 120, batch_m
                            f"model.preset={preset}", f"train.lr={lr}", "train.first_checkpoint=10",
                            "train.checkpoints_per_decade=6", "measure.probes=32", "measure.sigmas=8",
                            f"measure.samples={samples}", f"measure.batch_size={samples}",
-                           "measure.fidelity=compare.fidelity:sliced_wasserstein"])
+                           'measure.metrics=["gap", "replicates", "sliced_wasserstein"]'])
 
 
 def setups(scale: str, *, batch_max: int | None = None) -> list[dict]:
@@ -114,7 +115,8 @@ def run_dir(runs_dir, setup: dict, n: int) -> Path:
 
 def run_setup(setup: dict, runs_dir, *, seed: int = 0, threads: int = 1, device: str = "auto") -> dict:
     """Train (or resume) every run of a set-up one after another; ``{n: run folder}``."""
-    return {n: train(run_config(setup, n, seed=seed, threads=threads, device=device), run_dir(runs_dir, setup, n))
+    return {n: train(run_config(setup, n, seed=seed, threads=threads, device=device), run_dir(runs_dir, setup, n),
+                     metrics=METRICS)
             for n in setup["sizes"]}
 
 
@@ -122,7 +124,7 @@ def curve_records(setup: dict, runs: dict) -> Records:
     """One row per (n, checkpoint): step, memorized fraction with its interval, quality, training loss."""
     rows = Records()
     for n, run in runs.items():
-        for r in read_metrics(run):
+        for r in metric_rows(run):
             rows.append({"setup": setup["name"], "n": n, "step": r["step"], "train_loss": r["train_loss"],
                          MEMORIZATION: r[MEMORIZATION], f"{MEMORIZATION}_lo": r[f"{MEMORIZATION}_lo"],
                          f"{MEMORIZATION}_hi": r[f"{MEMORIZATION}_hi"], "quality": setup["quality"],

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from compare.records import Records, summarize
 from compare.trajectories import trajectory_distances
 from figures.cli import figure_parser
 from memgen import Trajectory, edm_sigmas, sample
 from memgen.data import circle, mondrian
+from memgen.progress import progress_bar
 from memgen.runs import atomic_save_figure, atomic_write_json, write_record
 from toymodels import EmpiricalDenoiser, SmoothedDenoiser
 
@@ -54,7 +54,7 @@ def distance_records(models: dict, train: torch.Tensor, *, n_samples: int = 64, 
     sigmas = edm_sigmas(steps, sigma_min, sigma_max)
     noise = torch.randn(n_samples, *train.shape[1:], generator=torch.Generator().manual_seed(seed))
     rows = Records()
-    for name, model in tqdm(list(models.items()), desc=f"trajectories {data}", leave=False, disable=not progress):
+    for name, model in progress_bar(list(models.items()), enabled=progress, desc=f"trajectories {data}", leave=False):
         _, traj = sample(model, noise.to(train.dtype), sigmas, method="heun", return_trajectory=True)
         rows += trajectory_distances(traj, train, n_reference=n_reference, seed=seed + 1, progress=False,
                                      tags={"data": data, "model": name})

@@ -136,8 +136,8 @@ class MondrianMetric:
         return mondrian_scores(samples, self.train, self.train_labels, tol=self.s["tol"], n_boot=self.s["n_boot"],
                                seed=self.seed)
 
-    def __call__(self, model) -> dict:
-        return self.score(self.samples(model))[0]
+    def __call__(self, snap) -> dict:
+        return self.score(self.samples(snap.model))[0]
 
 
 def training_set(config: Config):
@@ -156,9 +156,10 @@ def run_replication(out_dir, s: dict, *, seed: int = 0, overrides=(), progress: 
         x, labels = training_set(cfg)
         metric = MondrianMetric(x, labels, s, seed=seed)
         run_dir = Path(out_dir) / "runs" / name.replace(" + ", "_plus_").replace(" ", "_")
-        train(cfg, run_dir, metrics=False)
+        train(cfg, run_dir)
         with cpu_threads(cfg.train.threads):
-            scores = measure_run(run_dir, metrics=metric, out=SCORES, progress=progress,
+            scores = measure_run(run_dir, {"mondrian": metric}, overrides=['measure.metrics=["mondrian"]'], out=SCORES,
+                                 progress=progress,
                                  device="cuda" if torch.cuda.is_available() else "cpu")
             samples = metric.samples(load_denoiser(run_dir, list_checkpoints(run_dir)[-1][0]))
             finals[name] = {"samples": samples, "train": x, "labels": labels, "result": metric.score(samples)[1]}

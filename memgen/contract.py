@@ -78,15 +78,16 @@ def supports_posterior(model) -> bool:
     return callable(getattr(model, "posterior", None))
 
 
-def _bcast(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return sigma.reshape(-1, *([1] * (x.dim() - 1)))
+def batchwise(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A per-sample ``v`` ``[B]`` shaped ``[B, 1, ..., 1]`` to broadcast against ``x`` ``[B, *shape]``."""
+    return v.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 def _view(model, x, sigma):
     """Validated ``(x, D(x, sigma), sigma broadcast to x)`` for the views below (``x`` as a tensor)."""
     x = as_batch(x, "x", dtype=x.dtype if isinstance(x, torch.Tensor) and x.is_floating_point() else None)
     s = as_sigma(sigma, x.shape[0], dtype=x.dtype, device=x.device)
-    return x, torch.as_tensor(model(x, s)).to(x.dtype), _bcast(s, x)
+    return x, torch.as_tensor(model(x, s)).to(x.dtype), batchwise(s, x)
 
 
 def _like(x, out: torch.Tensor):

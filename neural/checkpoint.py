@@ -5,6 +5,7 @@ A run folder holds::
     config.toml       the resolved config          record.json   seed, data split, versions, sizes
     metrics.jsonl     one JSON row per checkpoint  latest.pt     everything needed to resume
     checkpoints/step_000000100.pt ...              model and EMA weights at each grid step
+    .lock             held by the trainer writing the folder (:mod:`neural.rundir`)
 
 Every file is written atomically (:mod:`memgen.runs`), so a killed run leaves the previous version.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import re
 from pathlib import Path
 
@@ -25,6 +27,14 @@ from .presets import model_from_config
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.pt"
+MODEL_KEYS = ("step", "config", "shape", "num_classes", "model", "ema")
+"""Keys of every checkpoint (grid checkpoints hold the weights only)."""
+RESUME_KEYS = MODEL_KEYS + ("optimizer", "images_seen", "elapsed", "loss_sum", "loss_count")
+"""Keys of ``latest.pt``: also everything needed to resume (optimizer state, counters)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: truncated, corrupt, not a memgen checkpoint, or holding code."""
 
 
 def checkpoint_steps(steps: int, *, per_decade: int = 8, first: int = 10) -> list[int]:
@@ -53,9 +63,32 @@ def save(path, state: dict) -> Path:
     return atomic_torch_save(state, path)
 
 
-def load(path, map_location="cpu") -> dict:
-    """Read a checkpoint (tensors, numbers, strings and containers only: ``weights_only`` loading)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+def load(path, map_location="cpu", *, require=MODEL_KEYS) -> dict:
+    """Read a checkpoint: tensors, numbers, strings and containers only (``weights_only`` loading).
+
+    Raises :class:`CheckpointError` naming the file when it is truncated or corrupt, lacks one of the
+    keys ``require``, or holds pickled code (a reference to a function or class that unpickling would
+    call); such a file is refused unread, never loaded with code execution.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise CheckpointError(f"{path}: corrupt checkpoint ({str(e).splitlines()[0]})") from None
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        what = f"a reference to {found.group(1)}" if found else "pickled Python objects"
+        raise CheckpointError(f"{path}: holds code ({what}, run when unpickled), not only tensors and "
+                              "plain data; it was not loaded. Use only checkpoints that memgen wrote") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as e:
+        if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            raise
+        reason = re.split(r"\.\s", str(e))[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({reason})") from e
+    missing = [k for k in require if k not in state] if isinstance(state, dict) else list(require)
+    if missing:
+        raise CheckpointError(f"{path}: not a memgen checkpoint (no {', '.join(missing)})")
+    return state
 
 
 def list_checkpoints(run_dir) -> list[tuple[int, Path]]:

@@ -15,12 +15,17 @@ A config file is TOML with one table per section, e.g.::
 
 Command-line overrides are ``section.key=value`` (``value`` read as a TOML value, or as a plain
 string when it is not one), e.g. ``train.lr=4e-4``, ``model.params.base_channels=32``,
-``model.params.channel_mult=[1,2]``. Every value is checked by :func:`validate`; a bad one raises a
-ValueError whose message starts with its key (``train.lr: must be > 0, got -1``).
+``model.params.channel_mult=[1,2]``. Each field is declared once, with its default, its one-line help
+and its rule (:func:`setting`; ``memgen config`` lists them); :func:`validate` checks every value
+against its rule and a bad one raises a ValueError whose message starts with its key
+(``train.lr: must be > 0, got -1``; ``train.stpes: unknown setting; did you mean train.steps?``).
+A choice among named things (data sets, presets, preconditioners, losses, optimizers, samplers) is
+checked against the registry that the code dispatches on, so an option is added in one place.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import json
 import math
@@ -34,92 +39,137 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 
+def setting(default, help: str, *, choices=None, ge=None, gt=None, lt=None, pattern: str | None = None):
+    """A config field: its default, its one-line ``help`` and the rule :func:`validate` checks.
+
+    ``choices``: the allowed values, or a function returning a registry whose keys are allowed (read
+    when validating, so that the registry is the one place an option is added); ``ge``/``gt``/``lt``:
+    bounds of a number (every float must also be finite); ``pattern``: a regular expression a string
+    must match in full.
+    """
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "lt": lt, "pattern": pattern}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _loaders():
+    from memgen.data import LOADERS
+    return LOADERS
+
+
+def _samplers():
+    from memgen.samplers import SAMPLERS
+    return SAMPLERS
+
+
+def _presets():
+    from .presets import PRESETS
+    return PRESETS
+
+
+def _preconds():
+    from .precond import PRECONDS
+    return PRECONDS
+
+
+def _schedules():
+    from .precond import SCHEDULES
+    return SCHEDULES
+
+
+def _losses():
+    from .losses import LOSSES
+    return LOSSES
+
+
+def _optimizers():
+    from .optim import OPTIMIZERS
+    return OPTIMIZERS
+
+
 @dataclass
 class DataConfig:
-    """``name``: a data set of :data:`memgen.data.LOADERS`; ``params``: its loader's keyword arguments;
-    ``subset``: train on ``subset`` points of the split's training set (0: all of it), the first ones of
-    a permutation seeded by ``subset_seed``, so that smaller subsets are nested in larger ones."""
+    """The data set and the part of its training split a run trains on."""
 
-    name: str = "gmm"
-    params: dict = field(default_factory=dict)
-    subset: int = 0
-    subset_seed: int = 0
+    name: str = setting("gmm", "data set (a loader of memgen.data.LOADERS)", choices=_loaders)
+    params: dict = setting({}, "keyword arguments of the data set's loader, e.g. {n = 2000, d = 8}")
+    subset: int = setting(0, "train on the first `subset` points of a seeded permutation of the training split "
+                             "(0: all; smaller subsets are nested in larger ones)", ge=0)
+    subset_seed: int = setting(0, "seed of the permutation that picks the subset", ge=0)
 
 
 @dataclass
 class ModelConfig:
-    """``preset`` of :data:`neural.presets.PRESETS` with ``params`` overriding its arguments;
-    ``precond`` ``'edm'`` (with ``sigma_data``) or ``'vp'`` (eps-prediction on ``schedule`` with
-    ``timesteps`` steps, 0: the schedule's default); ``class_conditional`` embeds the data's labels."""
+    """The network (a preset with overrides) and its preconditioning into a denoiser."""
 
-    preset: str = "mlp-small"
-    params: dict = field(default_factory=dict)
-    precond: str = "edm"
-    sigma_data: float = 0.5
-    schedule: str = "linear"
-    timesteps: int = 0
-    class_conditional: bool = False
+    preset: str = setting("mlp-small", "network preset (neural.presets.PRESETS; `memgen presets` lists them)",
+                          choices=_presets)
+    params: dict = setting({}, "arguments of the preset's network to override, e.g. {base_channels = 32}")
+    precond: str = setting("edm", "preconditioning: 'edm' (x0 with sigma_data) or 'vp' (eps on a VP schedule)",
+                           choices=_preconds)
+    sigma_data: float = setting(0.5, "data standard deviation of the EDM preconditioning", gt=0)
+    schedule: str = setting("linear", "VP schedule of precond = 'vp'", choices=_schedules)
+    timesteps: int = setting(0, "VP timesteps (0: the schedule's default)", ge=0)
+    class_conditional: bool = setting(False, "embed the data's class labels")
 
 
 @dataclass
 class TrainConfig:
-    """Optimization (``optimizer`` 'adam' or 'sgd' with ``momentum``; linear ``warmup_steps``; gradient
-    norm clipping at ``grad_clip``, 0: off; EMA of the weights with ``ema_decay`` per step), the loss
-    (``'edm'`` with log-normal sigma ``p_mean, p_std``, or ``'ddpm'`` with uniform t), the checkpoint
-    grid (``checkpoints_per_decade`` log-spaced steps from ``first_checkpoint`` to ``steps``; the
-    resumable ``latest`` every ``save_every`` steps) and the speed options (``precision`` 'auto' =
-    bf16 autocast on CUDA, fp32 elsewhere; ``channels_last`` 'auto' = on for CUDA images; ``compile``
-    'off', 'default' or a torch.compile backend name; ``threads``: CPU threads of the run, 0 = torch's
-    default, e.g. cores / workers for parallel runs on one machine)."""
+    """Optimization, loss, checkpoint grid and speed options of a run.
 
-    steps: int = 10000
-    batch_size: int = 128
-    loss: str = "edm"
-    p_mean: float = -1.2
-    p_std: float = 1.2
-    optimizer: str = "adam"
-    lr: float = 1e-4
-    betas: list = field(default_factory=lambda: [0.9, 0.999])
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    grad_clip: float = 0.0
-    ema_decay: float = 0.999
-    seed: int = 0
-    checkpoints_per_decade: int = 8
-    first_checkpoint: int = 10
-    save_every: int = 500
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: str = "auto"
-    compile: str = "off"
-    threads: int = 0
-    progress: bool = True
+    ``threads`` is 1 unless asked: on 2 cores shared with other jobs (load ~6), ``mlp-small`` at batch
+    128 took 53-64 ms per step on 1 thread and 507-692 ms on torch's default of 2 (measured twice
+    each); parallel runs of a sweep would oversubscribe a machine the same way. A dedicated CPU
+    machine can set ``train.threads=0`` (all cores) or a number; on a GPU the setting hardly matters.
+    """
+
+    steps: int = setting(10000, "optimizer steps", ge=1)
+    batch_size: int = setting(128, "global batch (split over DDP processes)", ge=1)
+    loss: str = setting("edm", "loss: 'edm' (log-normal sigma) or 'ddpm' (uniform t, needs model.precond = 'vp')",
+                        choices=_losses)
+    p_mean: float = setting(-1.2, "mean of ln sigma of the EDM loss")
+    p_std: float = setting(1.2, "standard deviation of ln sigma of the EDM loss", gt=0)
+    optimizer: str = setting("adam", "optimizer", choices=_optimizers)
+    lr: float = setting(1e-4, "learning rate", gt=0)
+    betas: list = setting([0.9, 0.999], "Adam's two betas, each in [0, 1)")
+    momentum: float = setting(0.9, "SGD momentum", ge=0, lt=1)
+    weight_decay: float = setting(0.0, "weight decay", ge=0)
+    warmup_steps: int = setting(0, "linear learning-rate warm-up steps (0: none)", ge=0)
+    grad_clip: float = setting(0.0, "gradient-norm clipping (0: off)", ge=0)
+    ema_decay: float = setting(0.999, "EMA decay of the weights per step", ge=0, lt=1)
+    seed: int = setting(0, "seed of the weights, data order, noise and dropout", ge=0)
+    checkpoints_per_decade: int = setting(8, "log-spaced grid checkpoints per decade of steps", ge=1)
+    first_checkpoint: int = setting(10, "first step of the checkpoint grid", ge=1)
+    save_every: int = setting(500, "steps between rewrites of the resumable latest.pt", ge=1)
+    device: str = setting("auto", "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", pattern=r"auto|cpu|cuda(:\d+)?|mps")
+    precision: str = setting("auto", "'auto' (bf16 autocast on CUDA, else fp32), 'fp32' or 'bf16'",
+                             choices=("auto", "fp32", "bf16"))
+    channels_last: str = setting("auto", "channels-last memory format: 'auto' (CUDA images), 'on' or 'off'",
+                                 choices=("auto", "on", "off"))
+    compile: str = setting("off", "torch.compile: 'off', 'default' or a backend name", pattern=r".+")
+    threads: int = setting(1, "CPU threads of the run (0: torch's default, all cores); 1 by default: a shared "
+                              "machine is not oversubscribed and results do not depend on its core count", ge=0)
+    progress: bool = setting(True, "show a progress bar")
 
 
 @dataclass
 class MeasureConfig:
-    """Measurement at every grid checkpoint: per-sigma denoising error of ``probes`` fixed training and
-    validation points with fixed noise at ``sigmas`` log-spaced levels in [sigma_min, sigma_max]
-    (``error``), and ``samples`` fresh samples (``sampler`` with ``sample_steps`` EDM steps, fixed
-    seed) scored by ``replicates`` and ``fidelity``. Metric functions are named ``'module:function'``
-    ('' disables one; ``fidelity = 'auto'`` picks Mondrian validity, mixture likelihood or sliced
-    Wasserstein by data set). ``use_ema`` measures the EMA weights."""
+    """What is measured at every grid checkpoint: fixed probes and fixed sampling noise, and which metrics."""
 
-    enabled: bool = True
-    probes: int = 64
-    sigmas: int = 16
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    samples: int = 256
-    sample_steps: int = 18
-    sampler: str = "heun"
-    batch_size: int = 256
-    seed: int = 0
-    use_ema: bool = True
-    error: str = "compare.errors:generalization_gap"
-    replicates: str = "compare.replicates:replicates"
-    fidelity: str = "auto"
+    enabled: bool = setting(True, "measure at every grid checkpoint")
+    metrics: list = setting(["gap", "replicates", "fidelity"],
+                            "names of the metrics measured (figures.run_metrics.METRICS)")
+    probes: int = setting(64, "training and validation probe points (each with one fixed noise draw)", ge=1)
+    sigmas: int = setting(16, "log-spaced noise levels of the probe errors", ge=1)
+    sigma_min: float = setting(0.002, "smallest noise level (probes and sampler)", gt=0)
+    sigma_max: float = setting(80.0, "largest noise level (probes and sampler)", gt=0)
+    samples: int = setting(256, "samples drawn from fixed noise for sample metrics (0: none)", ge=0)
+    sample_steps: int = setting(18, "EDM sampler steps", ge=1)
+    sampler: str = setting("heun", "sampler (memgen.samplers.SAMPLERS)", choices=_samplers)
+    batch_size: int = setting(256, "samples drawn per batch", ge=1)
+    seed: int = setting(0, "seed of the probes, their noise and the sampling noise", ge=0)
+    use_ema: bool = setting(True, "measure the EMA weights (else the raw weights)")
 
 
 @dataclass
@@ -139,22 +189,56 @@ class Config:
             raise TypeError(f"config: expected a mapping of sections, got {type(d).__name__}")
         sections = {f.name: f.type for f in dataclasses.fields(cls)}
         out = cls()
-        for name, values in d.items():
+        for name, values in _upgrade(d).items():
             if name not in sections:
-                raise ValueError(f"{name}: unknown config section; expected one of {sorted(sections)}")
+                raise ValueError(f"{name}: unknown config section" + _suggest(name, sections))
             if not isinstance(values, dict):
                 raise ValueError(f"{name}: expected a table of settings, got {values!r}")
             section = getattr(out, name)
             known = {f.name: f for f in dataclasses.fields(section)}
             for key, value in values.items():
                 if key not in known:
-                    raise ValueError(f"{name}.{key}: unknown setting; expected one of {sorted(known)}")
+                    raise ValueError(f"{name}.{key}: unknown setting" + _suggest(key, known, name + "."))
                 setattr(section, key, _typed(f"{name}.{key}", value, getattr(section, key)))
         validate(out)
         return out
 
 
 SECTIONS = ("data", "model", "train", "measure")
+
+_OLD_METRICS = {"error": {"generalization_gap": "gap"}, "replicates": {"replicates": "replicates"},
+                "fidelity": {"auto": "fidelity", "mondrian_valid_fraction": "mondrian_validity",
+                             "log_likelihood": "log_likelihood", "sliced_wasserstein": "sliced_wasserstein"}}
+"""Configs written before ``measure.metrics`` named metric functions in ``measure.error``, ``.replicates``
+and ``.fidelity`` (``'module:function'``, ``''``: off); their registry names."""
+
+
+def _upgrade(d: dict) -> dict:
+    """``d`` with the old ``measure.error/replicates/fidelity`` keys turned into ``measure.metrics`` (so that
+    the runs and checkpoints saved before it still load, and resume with the same measurement)."""
+    measure = d.get("measure")
+    if not isinstance(measure, dict) or not set(_OLD_METRICS) & set(measure):
+        return d
+    measure, names = dict(measure), []
+    defaults = {"error": "compare.errors:generalization_gap", "replicates": "compare.replicates:replicates",
+                "fidelity": "auto"}
+    for key, known in _OLD_METRICS.items():
+        spec = measure.pop(key, defaults[key])
+        if spec:
+            function = str(spec).split(":")[-1].split(".")[-1]
+            if function not in known:
+                raise ValueError(f"measure.{key}: {spec!r} is no longer a setting; name a registered metric in "
+                                 "measure.metrics instead")
+            names.append(known[function])
+    if "metrics" in measure:
+        raise ValueError("measure.metrics: cannot be given with the old measure.error/replicates/fidelity keys")
+    return {**d, "measure": {**measure, "metrics": names}}
+
+
+def _suggest(name: str, known, prefix: str = "") -> str:
+    """``'; did you mean <closest>?'`` (difflib), else ``'; expected one of [...]'``."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
+    return f"; did you mean {prefix}{close[0]}?" if close else f"; expected one of {sorted(known)}"
 
 
 def _typed(key: str, value, default):
@@ -181,68 +265,44 @@ def _need(ok: bool, key: str, what: str, value):
         raise ValueError(f"{key}: {what}, got {value!r}")
 
 
+def _check_field(key: str, value, meta: dict) -> None:
+    """The rule of one field (see :func:`setting`)."""
+    if isinstance(value, float):
+        _need(math.isfinite(value), key, "must be a finite number", value)
+    for bound, ok, what in (("ge", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
+                            ("lt", lambda v, b: v < b, "<")):
+        if meta.get(bound) is not None:
+            _need(ok(value, meta[bound]), key, f"must be {what} {meta[bound]}", value)
+    choices = meta.get("choices")
+    if choices is not None:
+        allowed = choices() if callable(choices) else choices
+        if value not in allowed:
+            raise ValueError(f"{key}: unknown value {value!r}" + _suggest(value, allowed))
+    if meta.get("pattern") is not None:
+        _need(re.fullmatch(meta["pattern"], value) is not None, key, f"expected {meta['help']}", value)
+
+
 def validate(config: Config) -> Config:
-    """Check every setting's range and the combinations; raise a ValueError naming the key."""
-    from memgen.data import LOADERS
-    from memgen.samplers import SAMPLERS
-
+    """Check every setting against the rule of its field, then the combinations; raise a ValueError naming the key."""
     from .presets import ARCHS, PRESETS
-    from .precond import SCHEDULES
 
-    d, m, t, s = config.data, config.model, config.train, config.measure
-    _need(d.name in LOADERS, "data.name", f"unknown data set; expected one of {sorted(LOADERS)}", d.name)
-    _need(d.subset >= 0, "data.subset", "must be >= 0 (0: the whole training split)", d.subset)
-    _need(d.subset_seed >= 0, "data.subset_seed", "must be >= 0", d.subset_seed)
-    _need(m.preset in PRESETS, "model.preset", f"unknown preset; expected one of {sorted(PRESETS)}", m.preset)
-    if m.preset in PRESETS:
-        accepted = set(inspect.signature(ARCHS[PRESETS[m.preset]["arch"]]).parameters)
-        for key in m.params:
-            _need(key in accepted, f"model.params.{key}", f"not an argument of the network; expected one of "
-                  f"{sorted(accepted)}", m.params[key])
-    _need(m.precond in ("edm", "vp"), "model.precond", "expected 'edm' or 'vp'", m.precond)
-    _need(m.sigma_data > 0 and math.isfinite(m.sigma_data), "model.sigma_data", "must be > 0", m.sigma_data)
-    _need(m.schedule in SCHEDULES, "model.schedule", f"expected one of {sorted(SCHEDULES)}", m.schedule)
-    _need(m.timesteps >= 0, "model.timesteps", "must be >= 0 (0: the schedule's default)", m.timesteps)
+    for section in SECTIONS:
+        values = getattr(config, section)
+        for f in dataclasses.fields(values):
+            _check_field(f"{section}.{f.name}", getattr(values, f.name), f.metadata)
 
-    _need(t.steps >= 1, "train.steps", "must be >= 1", t.steps)
-    _need(t.batch_size >= 1, "train.batch_size", "must be >= 1", t.batch_size)
-    _need(t.loss in ("edm", "ddpm"), "train.loss", "expected 'edm' or 'ddpm'", t.loss)
-    _need(t.loss != "ddpm" or m.precond == "vp", "train.loss",
-          "'ddpm' trains an eps-prediction network and needs model.precond = 'vp'", t.loss)
-    _need(t.p_std > 0, "train.p_std", "must be > 0", t.p_std)
-    _need(t.optimizer in ("adam", "sgd"), "train.optimizer", "expected 'adam' or 'sgd'", t.optimizer)
-    _need(t.lr > 0 and math.isfinite(t.lr), "train.lr", "must be > 0", t.lr)
-    _need(len(t.betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in t.betas), "train.betas",
-          "expected two numbers in [0, 1)", t.betas)
-    _need(0 <= t.momentum < 1, "train.momentum", "must lie in [0, 1)", t.momentum)
-    _need(t.weight_decay >= 0, "train.weight_decay", "must be >= 0", t.weight_decay)
-    _need(t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0", t.warmup_steps)
-    _need(t.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0: no clipping)", t.grad_clip)
-    _need(0 <= t.ema_decay < 1, "train.ema_decay", "must lie in [0, 1)", t.ema_decay)
-    _need(t.seed >= 0, "train.seed", "must be >= 0", t.seed)
-    _need(t.checkpoints_per_decade >= 1, "train.checkpoints_per_decade", "must be >= 1", t.checkpoints_per_decade)
-    _need(t.first_checkpoint >= 1, "train.first_checkpoint", "must be >= 1", t.first_checkpoint)
-    _need(t.save_every >= 1, "train.save_every", "must be >= 1", t.save_every)
-    _need(re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", t.device) is not None, "train.device",
-          "expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", t.device)
-    _need(t.precision in ("auto", "fp32", "bf16"), "train.precision", "expected 'auto', 'fp32' or 'bf16'", t.precision)
-    _need(t.channels_last in ("auto", "on", "off"), "train.channels_last", "expected 'auto', 'on' or 'off'",
-          t.channels_last)
-    _need(t.threads >= 0, "train.threads", "must be >= 0 (0: torch's default)", t.threads)
-    _need(bool(t.compile), "train.compile", "expected 'off', 'default' or a torch.compile backend", t.compile)
-
-    for key in ("probes", "sigmas", "sample_steps", "batch_size"):
-        _need(getattr(s, key) >= 1, f"measure.{key}", "must be >= 1", getattr(s, key))
-    _need(s.samples >= 0, "measure.samples", "must be >= 0 (0: no sampling metrics)", s.samples)
-    _need(0 < s.sigma_min <= s.sigma_max and math.isfinite(s.sigma_max), "measure.sigma_min",
-          f"must satisfy 0 < sigma_min <= sigma_max = {s.sigma_max}", s.sigma_min)
-    _need(s.sampler in SAMPLERS, "measure.sampler", f"expected one of {sorted(SAMPLERS)}", s.sampler)
-    _need(s.seed >= 0, "measure.seed", "must be >= 0", s.seed)
-    for key in ("error", "replicates", "fidelity"):
-        spec = getattr(s, key)
-        _need(spec == "" or (key == "fidelity" and spec == "auto") or re.fullmatch(r"[\w.]+:\w+", spec) is not None,
-              f"measure.{key}", "expected 'module:function' or '' (off)" + (" or 'auto'" if key == "fidelity" else ""),
-              spec)
+    m, t, s = config.model, config.train, config.measure
+    accepted = set(inspect.signature(ARCHS[PRESETS[m.preset]["arch"]]).parameters)
+    for key in m.params:
+        if key not in accepted:
+            raise ValueError(f"model.params.{key}: not an argument of the network" + _suggest(key, accepted))
+    required = getattr(_losses()[t.loss], "precond", None)
+    _need(required in (None, m.precond), "train.loss", f"{t.loss!r} needs model.precond = {required!r}", t.loss)
+    _need(len(t.betas) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                                    for b in t.betas), "train.betas", "expected two numbers in [0, 1)", t.betas)
+    _need(s.sigma_min <= s.sigma_max, "measure.sigma_min", f"must be <= sigma_max = {s.sigma_max}", s.sigma_min)
+    _need(all(isinstance(name, str) and name for name in s.metrics) and len(set(s.metrics)) == len(s.metrics),
+          "measure.metrics", "expected a list of distinct metric names", s.metrics)
     return config
 
 
@@ -269,8 +329,12 @@ def with_values(config: Config | dict, values: dict) -> Config:
     d = config.to_dict() if isinstance(config, Config) else json.loads(json.dumps(config))
     for key, value in values.items():
         parts = key.split(".")
-        if len(parts) < 2 or parts[0] not in SECTIONS:
+        if len(parts) < 2:
             raise ValueError(f"{key}: expected section.key with section one of {list(SECTIONS)}")
+        if parts[0] not in SECTIONS:
+            close = difflib.get_close_matches(parts[0], SECTIONS, n=1)
+            hint = f"did you mean {'.'.join([close[0], *parts[1:]])}?" if close else f"expected one of {list(SECTIONS)}"
+            raise ValueError(f"{key}: unknown config section; {hint}")
         if len(parts) > 2 and parts[1] != "params":
             raise ValueError(f"{key}: only the 'params' tables take nested keys")
         node = d.setdefault(parts[0], {})

@@ -18,11 +18,16 @@ from torch import nn
 
 from memgen.checks import positive
 
-from .precond import EDMPrecond, VPPrecond, _bcast
+from memgen.contract import batchwise
+
+from .precond import EDMPrecond, VPPrecond
 
 
 class EDMLoss(nn.Module):
     """EDM's objective for any preconditioned denoiser (``model.denoise(x, sigma, labels)``)."""
+
+    precond = None
+    """The preconditioning the loss needs (None: any)."""
 
     def __init__(self, model: EDMPrecond | VPPrecond, *, p_mean: float = -1.2, p_std: float = 1.2,
                  sigma_data: float = 0.5):
@@ -30,6 +35,11 @@ class EDMLoss(nn.Module):
         self.model = model
         self.p_mean, self.p_std = float(p_mean), positive(p_std, "p_std")
         self.sigma_data = getattr(model, "sigma_data", positive(sigma_data, "sigma_data"))
+
+    @classmethod
+    def from_config(cls, model, config) -> "EDMLoss":
+        """The loss of a :class:`neural.config.Config` (``train.p_mean``, ``train.p_std``, ``model.sigma_data``)."""
+        return cls(model, p_mean=config.train.p_mean, p_std=config.train.p_std, sigma_data=config.model.sigma_data)
 
     def draw(self, batch: int, shape: tuple, generator: torch.Generator, device) -> dict:
         """``sigma`` ``[batch]`` and standard normal ``noise`` ``[batch, *shape]``."""
@@ -39,18 +49,24 @@ class EDMLoss(nn.Module):
     def forward(self, y: torch.Tensor, labels, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         sd2 = self.sigma_data ** 2
         weight = (sigma ** 2 + sd2) / (sigma ** 2 * sd2)
-        den = self.model.denoise(y + _bcast(sigma, y) * noise, sigma, labels)
+        den = self.model.denoise(y + batchwise(sigma, y) * noise, sigma, labels)
         return weight * (den - y).pow(2).flatten(1).mean(1)
 
 
 class DDPMLoss(nn.Module):
     """DDPM's simple objective for an eps-prediction network wrapped in :class:`VPPrecond`."""
 
+    precond = "vp"
+
     def __init__(self, model: VPPrecond):
         super().__init__()
         if not isinstance(model, VPPrecond):
             raise TypeError("model: the DDPM loss needs an eps-prediction network wrapped in VPPrecond")
         self.model = model
+
+    @classmethod
+    def from_config(cls, model, config) -> "DDPMLoss":
+        return cls(model)
 
     def draw(self, batch: int, shape: tuple, generator: torch.Generator, device) -> dict:
         """Integer timesteps ``t`` ``[batch]`` and standard normal ``noise`` ``[batch, *shape]``."""
@@ -59,8 +75,10 @@ class DDPMLoss(nn.Module):
 
     def forward(self, y: torch.Tensor, labels, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         ab = self.model.alpha_bar.to(y.device)[t].to(y.dtype)
-        x_vp = _bcast(ab.sqrt(), y) * y + _bcast((1 - ab).sqrt(), y) * noise
+        x_vp = batchwise(ab.sqrt(), y) * y + batchwise((1 - ab).sqrt(), y) * noise
         return (self.model.eps(x_vp, t, labels) - noise).pow(2).flatten(1).mean(1)
 
 
 LOSSES = {"edm": EDMLoss, "ddpm": DDPMLoss}
+"""The losses by the name ``train.loss`` gives: validation reads the names (and ``precond``), training
+builds ``LOSSES[name].from_config(model, config)``."""

@@ -20,15 +20,11 @@ import torch
 from torch import nn
 
 from memgen.checks import positive
-from memgen.contract import Denoiser
+from memgen.contract import Denoiser, batchwise
 from memgen.noise import ddpm_linear_alpha_bar, iddpm_cosine_alpha_bar, sigma_to_timestep
 
 SCHEDULES = {"linear": (ddpm_linear_alpha_bar, 1000), "cosine": (iddpm_cosine_alpha_bar, 4000)}
 """VP schedules by name: ``(alpha_bar function of T, default T)``."""
-
-
-def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return v.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 class Precond(Denoiser):
@@ -50,7 +46,10 @@ class Precond(Denoiser):
         if labels is None:
             raise ValueError(f"labels: the network is class-conditional ({self.num_classes} classes); pass labels "
                              "or bind them with .with_labels(k)")
-        lab = torch.as_tensor(labels, device=device).long().reshape(-1)
+        lab = torch.as_tensor(labels, device=device).reshape(-1)
+        if lab.is_floating_point() and not bool((lab == lab.round()).all()):
+            raise ValueError(f"labels: expected integer class labels, got {lab.tolist()[:8]}")
+        lab = lab.long()
         if lab.numel() == 1:
             lab = lab.expand(batch)
         if lab.shape[0] != batch:
@@ -84,6 +83,11 @@ class EDMPrecond(Precond):
         super().__init__(net, event_shape)
         self.sigma_data = positive(sigma_data, "sigma_data")
 
+    @classmethod
+    def from_config(cls, net: nn.Module, model, shape: tuple) -> "EDMPrecond":
+        """``net`` preconditioned as a :class:`neural.config.ModelConfig` says (``sigma_data``)."""
+        return cls(net, sigma_data=model.sigma_data, event_shape=shape)
+
     def coefficients(self, sigma: torch.Tensor):
         """``(c_skip, c_out, c_in, c_noise)`` for noise levels ``sigma`` ``[B]``."""
         sd2 = self.sigma_data ** 2
@@ -93,8 +97,8 @@ class EDMPrecond(Precond):
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, labels=None) -> torch.Tensor:
         """Unvalidated ``D(x, sigma)`` for ``x`` ``[B, *shape]``, sigma ``[B]`` (training path)."""
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
-        f = self._net(_bcast(c_in, x) * x, c_noise, labels)
-        return _bcast(c_skip, x) * x + _bcast(c_out, x) * f
+        f = self._net(batchwise(c_in, x) * x, c_noise, labels)
+        return batchwise(c_skip, x) * x + batchwise(c_out, x) * f
 
 
 class VPPrecond(Precond):
@@ -118,6 +122,11 @@ class VPPrecond(Precond):
             alpha_bar = torch.as_tensor(schedule, dtype=torch.float64)
         self.register_buffer("alpha_bar", alpha_bar.to(torch.float64), persistent=False)
 
+    @classmethod
+    def from_config(cls, net: nn.Module, model, shape: tuple) -> "VPPrecond":
+        """``net`` preconditioned as a :class:`neural.config.ModelConfig` says (``schedule``, ``timesteps``)."""
+        return cls(net, schedule=model.schedule, timesteps=model.timesteps or None, event_shape=shape)
+
     @property
     def timesteps(self) -> int:
         return self.alpha_bar.shape[0]
@@ -129,8 +138,8 @@ class VPPrecond(Precond):
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, labels=None) -> torch.Tensor:
         """Unvalidated ``D(x, sigma) = x - sigma eps_hat(x / sqrt(1 + sigma^2), t(sigma))``."""
         t = sigma_to_timestep(sigma.to(self.alpha_bar.device), self.alpha_bar).to(x.device)
-        eps_hat = self.eps(x / _bcast((1 + sigma ** 2).sqrt(), x), t, labels)
-        return x - _bcast(sigma, x) * eps_hat
+        eps_hat = self.eps(x / batchwise((1 + sigma ** 2).sqrt(), x), t, labels)
+        return x - batchwise(sigma, x) * eps_hat
 
 
 class Conditioned(Denoiser):
@@ -144,3 +153,8 @@ class Conditioned(Denoiser):
 
     def forward(self, x, sigma):
         return self.model(x, sigma, self.labels)
+
+
+PRECONDS = {"edm": EDMPrecond, "vp": VPPrecond}
+"""The preconditionings by the name ``model.precond`` gives (validation reads the names, models are built
+with ``PRECONDS[name].from_config(net, model_config, shape)``)."""

@@ -29,10 +29,11 @@ import math
 import torch
 
 from .mlp import ResidualMLP
-from .precond import EDMPrecond, VPPrecond
+from .precond import PRECONDS
 from .unet import UNet
 
 ARCHS = {"unet": UNet, "mlp": ResidualMLP}
+"""The network classes by the ``arch`` of a preset."""
 
 _YOON = dict(arch="unet", channel_mult=(1, 2, 2, 2), num_res_blocks=3, attn_levels=(1, 2), dropout=0.3,
              num_heads=4, scale_shift=True)
@@ -101,16 +102,6 @@ def build_network(name: str, shape: tuple, num_classes: int | None = None, **ove
     return ARCHS[arch](**kw)
 
 
-def build_denoiser(net: torch.nn.Module, shape: tuple, *, precond: str = "edm", sigma_data: float = 0.5,
-                   schedule: str = "linear", timesteps: int | None = None):
-    """Wrap ``net`` into a Denoiser: ``precond='edm'`` (:class:`EDMPrecond`) or ``'vp'`` (:class:`VPPrecond`)."""
-    if precond == "edm":
-        return EDMPrecond(net, sigma_data=sigma_data, event_shape=shape)
-    if precond == "vp":
-        return VPPrecond(net, schedule=schedule, timesteps=timesteps, event_shape=shape)
-    raise ValueError(f"precond: expected 'edm' or 'vp', got {precond!r}")
-
-
 def count_parameters(module: torch.nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -132,5 +123,4 @@ def model_from_config(model, shape: tuple, num_classes: int | None = None):
                             **model.params)
     except ValueError as e:
         raise ValueError(f"model.params.{e}") from e
-    return build_denoiser(net, tuple(shape), precond=model.precond, sigma_data=model.sigma_data,
-                          schedule=model.schedule, timesteps=model.timesteps or None)
+    return PRECONDS[model.precond].from_config(net, model, tuple(shape))

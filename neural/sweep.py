@@ -53,18 +53,20 @@ def plan(config, axes: dict, sweep_dir) -> list[dict]:
     return runs
 
 
-def run_one(config: dict, run_dir: str) -> str:
+def run_one(config: dict, run_dir: str, metrics=None) -> str:
     """Train one run of a sweep (a top-level function, so that executors can pickle it)."""
     from .training import train
 
-    return str(train(Config.from_dict(config), run_dir))
+    return str(train(Config.from_dict(config), run_dir, metrics=metrics))
 
 
-def run_sweep(config, axes: dict, sweep_dir, *, executor: str = "local", workers: int = 2,
+def run_sweep(config, axes: dict, sweep_dir, *, metrics=None, executor: str = "local", workers: int = 2,
               cluster: str | None = None, slurm: dict | None = None) -> list[Path]:
     """Run the grid ``axes`` over the base ``config`` into ``sweep_dir``; returns the run folders.
 
     Args:
+        metrics: the registry of metrics each run measures from (see :func:`neural.train`); it must pickle
+            (module-level functions do) for the ``'process'`` and ``'submitit'`` executors.
         executor: ``'local'`` (sequential), ``'process'`` (``workers`` parallel processes) or
             ``'submitit'`` (one job per run via ``submitit.AutoExecutor``).
         cluster: submitit's cluster (``None``: SLURM when available, else local; ``'local'``, ``'slurm'``, ``'debug'``).
@@ -76,16 +78,16 @@ def run_sweep(config, axes: dict, sweep_dir, *, executor: str = "local", workers
     runs = plan(config, axes, sweep_dir)
     configs, dirs = [r["config"] for r in runs], [r["dir"] for r in runs]
     if executor == "local":
-        return [Path(run_one(c, d)) for c, d in zip(configs, dirs)]
+        return [Path(run_one(c, d, metrics)) for c, d in zip(configs, dirs)]
     if executor == "process":
         if int(workers) < 1:
             raise ValueError(f"workers: expected a positive integer, got {workers!r}")
         with ProcessPoolExecutor(int(workers), mp_context=multiprocessing.get_context("spawn")) as pool:
-            return [Path(p) for p in pool.map(run_one, configs, dirs)]
+            return [Path(p) for p in pool.map(run_one, configs, dirs, [metrics] * len(runs))]
     import submitit
 
     ex = submitit.AutoExecutor(folder=Path(sweep_dir) / "submitit", cluster=cluster)
     if slurm:
         ex.update_parameters(**slurm)
-    jobs = ex.map_array(run_one, configs, dirs)
+    jobs = ex.map_array(run_one, configs, dirs, [metrics] * len(runs))
     return [Path(job.result()) for job in jobs]

@@ -11,9 +11,11 @@ One step at step index ``k`` (0-based):
   gradient-norm clipping, then the EMA ``theta_ema <- d theta_ema + (1 - d) theta`` with
   ``d = min(ema_decay, (1 + k) / (10 + k))`` (short runs are not dominated by the initial weights).
 
+:func:`train` reads as its steps: the run folder (:func:`neural.rundir.open_run`), :func:`load_training_data`, :func:`build_run`
+and :func:`loss_step_function`, :func:`resume`, then the loop of :func:`optimizer_step` and :func:`save`.
 At each step of the log-spaced grid (:func:`neural.checkpoint.checkpoint_steps`) the weights are saved,
-the model is measured (:class:`neural.measure.Measurement`) and one row is appended to
-``metrics.jsonl``; ``latest.pt`` (weights, EMA, optimizer, step, loss accumulators) is rewritten there
+the model is measured with the metrics the caller passed (:class:`neural.measure.Measurement`) and one
+row is appended to ``metrics.jsonl``; ``latest.pt`` (weights, EMA, optimizer, step, loss accumulators) is rewritten there
 and every ``save_every`` steps. A run folder that holds ``latest.pt`` resumes from it; rows measured
 after it (lost work of a killed run) are dropped and measured again.
 """
@@ -23,6 +25,7 @@ import copy
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +33,19 @@ import torch
 from tqdm.auto import tqdm
 
 import memgen.data
-from memgen.runs import METRICS_FILE, atomic_write_text, write_record
+from memgen.progress import progress_bar
+from memgen.runs import METRICS_FILE, write_record
 from memgen.threads import cpu_threads
 
 from . import checkpoint as ckpt
-from .config import Config, as_config, dump_toml, load_config
+from .config import Config, as_config
 from .ddp import Context, mean_over_processes, setup, teardown
-from .losses import DDPMLoss, EDMLoss
+from .losses import LOSSES
 from .measure import Measurement
+from .optim import OPTIMIZERS
 from .presets import count_parameters, model_from_config
+from .rundir import open_run
 
-RESUMABLE = {("train", "steps"), ("train", "progress"), ("train", "device"), ("train", "compile"), ("train", "threads")}
-"""Settings that may change when a run is resumed (e.g. to train it for longer)."""
 
 
 def derived_seed(*parts: int) -> int:
@@ -73,38 +77,117 @@ class DataOrder:
         return np.concatenate(parts)
 
 
-def _prepare_run(run_dir: Path, cfg: Config, ctx: Context) -> None:
-    """Write the config, or check it against the one of the run being resumed (settings in RESUMABLE may differ)."""
-    path = run_dir / "config.toml"
-    if path.exists():
-        old, new = load_config(path).to_dict(), cfg.to_dict()
-        diff = [f"{s}.{k}: {old[s][k]!r} -> {new[s][k]!r}" for s in new for k in new[s]
-                if (s, k) not in RESUMABLE and old[s][k] != new[s][k]]
-        if diff:
-            raise ValueError(f"run_dir: {run_dir} holds a run with another config ({'; '.join(diff)}); "
-                             "use a new folder")
+@dataclass
+class TrainingData:
+    """The data set, the indices of the points trained on, and those points (and labels) on the device."""
+
+    data: memgen.data.Dataset
+    train_index: np.ndarray
+    y: torch.Tensor
+    labels: torch.Tensor | None
+    num_classes: int | None
+
+
+def load_training_data(cfg: Config, device) -> TrainingData:
+    """The training split, or its nested ``data.subset`` (the first points of a seeded permutation)."""
+    data = memgen.data.load(cfg.data.name, **cfg.data.params)
+    train_index = np.asarray(data.split.train)
+    if cfg.data.subset:
+        if cfg.data.subset > len(train_index):
+            raise ValueError(f"data.subset: {cfg.data.subset} exceeds the {len(train_index)} training points")
+        train_index = train_index[np.random.default_rng(cfg.data.subset_seed).permutation(len(train_index))]
+        train_index = train_index[:cfg.data.subset]
+    num_classes = None
+    if cfg.model.class_conditional:
+        if data.labels is None:
+            raise ValueError(f"model.class_conditional: the data set {data.name!r} has no labels")
+        num_classes = len(data.classes) if data.classes else int(data.labels.max()) + 1
+    index = torch.as_tensor(train_index)
+    return TrainingData(data, train_index, data.x[index].to(device),
+                        data.labels[index].to(device) if num_classes else None, num_classes)
+
+
+@dataclass
+class Run:
+    """Everything a step changes: the model, its EMA, the optimizer and the counters that ``latest.pt`` keeps."""
+
+    model: torch.nn.Module
+    ema: torch.nn.Module
+    opt: torch.optim.Optimizer
+    loss_sum: torch.Tensor                   # float64 sum of the step losses since the last grid row
+    loss_count: int = 0
+    step: int = 0
+    images_seen: int = 0
+    elapsed: float = 0.0                     # seconds of training before this process started
+    data_sha256: str | None = None           # fingerprint of the training data (neural.rundir), kept in latest.pt
+
+    def state_dict(self, cfg: Config, shape, num_classes, *, full: bool) -> dict:
+        """What a checkpoint holds: weights and EMA (grid checkpoints), plus what resuming needs (``full``)."""
+        out = {"step": self.step, "config": cfg.to_dict(), "shape": list(shape), "num_classes": num_classes,
+               "model": self.model.state_dict(), "ema": self.ema.state_dict(), "data_sha256": self.data_sha256}
+        if full:
+            out.update(optimizer=self.opt.state_dict(), images_seen=self.images_seen, elapsed=self.elapsed,
+                       loss_sum=float(self.loss_sum), loss_count=self.loss_count)
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
+        self.loss_sum.fill_(state["loss_sum"])
+        self.loss_count = state["loss_count"]
+
+
+def build_run(cfg: Config, td: TrainingData, device) -> Run:
+    """The network (seeded by ``train.seed``), its EMA copy and the optimizer."""
+    torch.manual_seed(cfg.train.seed)
+    model = model_from_config(cfg.model, td.data.shape, td.num_classes).to(device)
+    images = len(td.data.shape) == 3
+    if cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto" and device.type == "cuda" and images):
+        model.to(memory_format=torch.channels_last)
+        model.channels_last = True
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = OPTIMIZERS[cfg.train.optimizer](model.parameters(), cfg.train)
+    return Run(model, ema, opt, torch.zeros((), dtype=torch.float64, device=device))
+
+
+def loss_step_function(cfg: Config, model, ctx: Context):
+    """``(loss, step_fn)``: the loss (its ``draw`` makes the batch's noise) and the module a step calls,
+    wrapped in DDP over the processes and compiled when ``train.compile`` asks."""
+    loss_fn = LOSSES[cfg.train.loss].from_config(model, cfg)
+    step_fn = loss_fn
+    if ctx.world_size > 1:
+        step_fn = torch.nn.parallel.DistributedDataParallel(
+            loss_fn, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    if cfg.train.compile != "off":
+        step_fn = torch.compile(step_fn) if cfg.train.compile == "default" else torch.compile(step_fn,
+                                                                                           backend=cfg.train.compile)
+    return loss_fn, step_fn
+
+
+def resume(run: Run, state: dict | None, run_dir: Path, ctx: Context) -> bool:
+    """Load the checked ``latest.pt`` (``state``, None for a fresh run) and drop the metric rows measured
+    after it (lost work of a killed run)."""
+    if state is None:
+        return False
+    run.load_state_dict(state)
     if ctx.is_main:
-        atomic_write_text(path, dump_toml(cfg))
+        rows = ckpt.read_metrics(run_dir)
+        if any(r["step"] > run.step for r in rows):
+            ckpt.write_metrics(run_dir / METRICS_FILE, [r for r in rows if r["step"] <= run.step])
+    return True
 
 
-def _optimizer(t, params):
-    if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-
-
-def _ema_update(ema, model, decay: float) -> None:
+def ema_update(ema, model, decay: float) -> None:
+    """``theta_ema <- decay theta_ema + (1 - decay) theta`` (buffers copied)."""
     with torch.no_grad():
         for pe, pm in zip(ema.parameters(), model.parameters()):
             pe.lerp_(pm, 1 - decay)
         for be, bm in zip(ema.buffers(), model.buffers()):
             be.copy_(bm)
-
-
-def _num_classes(data) -> int:
-    if data.labels is None:
-        raise ValueError(f"model.class_conditional: the data set {data.name!r} has no labels")
-    return len(data.classes) if data.classes else int(data.labels.max()) + 1
 
 
 def train(config, run_dir, *, metrics=None, callback=None) -> Path:
@@ -113,9 +196,10 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
     Args:
         config: a :class:`neural.config.Config`, a dict of sections, or a TOML path.
         run_dir: the run folder (created).
-        metrics: the measurement at grid checkpoints: ``None`` builds it from ``config.measure``
-            (:meth:`Measurement.from_config`), ``False`` measures nothing, or any callable
-            ``metrics(model) -> dict`` (e.g. a :class:`Measurement` with your own metric callables).
+        metrics: the registry ``{name: metric}`` (each ``metric(snap) -> dict``, :mod:`neural.measure`) in
+            which the names of ``measure.metrics`` are looked up and measured at grid checkpoints on the
+            probes of ``[measure]`` (the standard registry: :data:`figures.run_metrics.METRICS`);
+            ``None``: only the training loss is recorded (as with ``measure.enabled = false``).
         callback: ``callback(step, loss)`` after every step (``loss``: the step's mean loss tensor).
 
     Returns the run folder. Under ``torchrun`` every process calls this; process 0 writes the files.
@@ -125,131 +209,109 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
     run_dir = Path(run_dir)
     ctx = setup(t.device)
     try:
-        with cpu_threads(t.threads):
-            if t.batch_size % ctx.world_size:
-                raise ValueError(f"train.batch_size: {t.batch_size} is not divisible by the {ctx.world_size} processes")
-            _prepare_run(run_dir, cfg, ctx)
-            data = memgen.data.load(cfg.data.name, **cfg.data.params)
-            train_index = np.asarray(data.split.train)
-            if cfg.data.subset:
-                if cfg.data.subset > len(train_index):
-                    raise ValueError(f"data.subset: {cfg.data.subset} exceeds the {len(train_index)} training points")
-                train_index = train_index[np.random.default_rng(cfg.data.subset_seed).permutation(len(train_index))]
-                train_index = train_index[:cfg.data.subset]
-            num_classes = _num_classes(data) if cfg.model.class_conditional else None
+        if t.batch_size % ctx.world_size:
+            raise ValueError(f"train.batch_size: {t.batch_size} is not divisible by the {ctx.world_size} processes")
+        # 1. Open the run folder (neural/rundir.py): lock it, remove orphan temporaries, check that a resumed
+        #    run goes on with its own settings; a fresh start that fails leaves nothing behind.
+        with cpu_threads(t.threads), open_run(run_dir, cfg, main=ctx.is_main) as folder:
+            # 2. Data (a resumed run must train on the same data), network, EMA, optimizer and loss; then the
+            #    state of a killed run, if any.
             device = ctx.device
-            y_all = data.x[torch.as_tensor(train_index)].to(device)
-            labels_all = data.labels[torch.as_tensor(train_index)].to(device) if num_classes else None
+            td = load_training_data(cfg, device)
+            folder.check_data(td.y, td.labels)
+            run = build_run(cfg, td, device)
+            run.data_sha256 = folder.data_sha256
+            loss_fn, step_fn = loss_step_function(cfg, run.model, ctx)
+            if not resume(run, folder.state, run_dir, ctx) and ctx.is_main:
+                _announce(run_dir, cfg, td, run.model, ctx)
 
-            torch.manual_seed(t.seed)
-            model = model_from_config(cfg.model, data.shape, num_classes).to(device)
-            images = len(data.shape) == 3
-            if t.channels_last == "on" or (t.channels_last == "auto" and device.type == "cuda" and images):
-                model.to(memory_format=torch.channels_last)
-                model.channels_last = True
-            ema = copy.deepcopy(model).eval().requires_grad_(False)
-            opt = _optimizer(t, model.parameters())
-            loss_fn = (DDPMLoss(model) if t.loss == "ddpm"
-                       else EDMLoss(model, p_mean=t.p_mean, p_std=t.p_std, sigma_data=cfg.model.sigma_data))
-            step_fn = loss_fn
-            if ctx.world_size > 1:
-                step_fn = torch.nn.parallel.DistributedDataParallel(
-                    loss_fn, device_ids=[device.index] if device.type == "cuda" else None)
-            if t.compile != "off":
-                step_fn = (torch.compile(step_fn) if t.compile == "default"
-                           else torch.compile(step_fn, backend=t.compile))
-            bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
-            if device.type == "cuda":
-                torch.backends.cudnn.benchmark = True
-
-            step, images_seen, elapsed = 0, 0, 0.0
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            loss_count = 0
-            latest = run_dir / ckpt.LATEST
-            if latest.exists():
-                state = ckpt.load(latest, map_location=device)
-                model.load_state_dict(state["model"])
-                ema.load_state_dict(state["ema"])
-                opt.load_state_dict(state["optimizer"])
-                step, images_seen, elapsed = state["step"], state["images_seen"], state["elapsed"]
-                loss_sum.fill_(state["loss_sum"])
-                loss_count = state["loss_count"]
-                if ctx.is_main:
-                    rows = ckpt.read_metrics(run_dir)
-                    if any(r["step"] > step for r in rows):
-                        ckpt.write_metrics(run_dir / METRICS_FILE, [r for r in rows if r["step"] <= step])
-            elif ctx.is_main:
-                if t.progress:
-                    tqdm.write(f"{run_dir.name}: {cfg.model.preset}, {count_parameters(model):,} parameters, "
-                               f"{len(train_index)} training points, {ctx.world_size} process(es) on {device}")
-                write_record(run_dir, config=cfg.to_dict(), seed=t.seed, data=data.describe(),
-                             train_index=train_index.tolist(), n_train=len(train_index), num_classes=num_classes,
-                             parameters=count_parameters(model), world_size=ctx.world_size, device=str(device),
-                             command=sys.argv)
-
-            if metrics is None and ctx.is_main and cfg.measure.enabled:
-                metrics = Measurement.from_config(cfg.measure, data, train_index, conditional=num_classes is not None)
+            # 3. The measurement at grid checkpoints (process 0 only) and the checkpoint grid.
+            measurement = None
+            if metrics is not None and ctx.is_main and cfg.measure.enabled:
+                measurement = Measurement.from_config(cfg.measure, td.data, metrics, td.train_index,
+                                                      conditional=td.num_classes is not None)
             grid = set(ckpt.checkpoint_steps(t.steps, per_decade=t.checkpoints_per_decade, first=t.first_checkpoint))
-            order = DataOrder(len(train_index), t.batch_size, t.seed)
-            shard = ctx.shard(t.batch_size)
 
-            def state_dict(full: bool) -> dict:
-                out = {"step": step, "config": cfg.to_dict(), "shape": list(data.shape), "num_classes": num_classes,
-                       "model": model.state_dict(), "ema": ema.state_dict()}
-                if full:
-                    out.update(optimizer=opt.state_dict(), images_seen=images_seen, elapsed=elapsed,
-                               loss_sum=float(loss_sum), loss_count=loss_count)
-                return out
-
-            bar = tqdm(total=t.steps, initial=step, desc=run_dir.name, unit="step", dynamic_ncols=True,
-                       disable=not (t.progress and ctx.is_main))
-            model.train()
-            start = time.perf_counter() - elapsed
-            while step < t.steps:
-                idx = torch.as_tensor(order.indices(step), device=device)
-                g = torch.Generator(device).manual_seed(derived_seed(t.seed, step))
-                torch.manual_seed(derived_seed(t.seed, step, ctx.rank))
-                draws = loss_fn.draw(t.batch_size, data.shape, g, device)
-                local = idx[shard]
-                if t.warmup_steps:
-                    for group in opt.param_groups:
-                        group["lr"] = t.lr * min(1.0, (step + 1) / t.warmup_steps)
-                with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
-                    per_sample = step_fn(y_all[local], None if labels_all is None else labels_all[local],
-                                         **{k: v[shard] for k, v in draws.items()})
-                loss = per_sample.float().mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if t.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-                opt.step()
-                _ema_update(ema, model, min(t.ema_decay, (1 + step) / (10 + step)))
-                loss_sum += loss.detach().double()
-                loss_count += 1
-                step += 1
-                images_seen += t.batch_size
+            # 4. The loop: one optimizer step, then save (and measure) where the grid or save_every says.
+            order = DataOrder(len(td.train_index), t.batch_size, t.seed)
+            bar = progress_bar(total=t.steps, initial=run.step, desc=run_dir.name, unit="step", dynamic_ncols=True,
+                               enabled=t.progress and ctx.is_main)
+            run.model.train()
+            start = time.perf_counter() - run.elapsed
+            while run.step < t.steps:
+                loss = optimizer_step(run, cfg, td, order, loss_fn, step_fn, ctx)
                 bar.update(1)
-                if step % 10 == 0 and bar.disable is False:
+                if run.step % 10 == 0 and bar.disable is False:
                     bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
                 if callback is not None:
-                    callback(step, loss.detach())
-                at_grid = step in grid
-                if at_grid or step % t.save_every == 0 or step == t.steps:
-                    loss_sum.fill_(mean_over_processes(float(loss_sum), ctx))
-                    elapsed = time.perf_counter() - start
-                if at_grid:
-                    row = {"step": step, "images_seen": images_seen, "wall_time": elapsed,
-                           "train_loss": float(loss_sum) / max(loss_count, 1), "lr": opt.param_groups[0]["lr"]}
-                    if ctx.is_main:
-                        ckpt.save(ckpt.step_path(run_dir, step), state_dict(full=False))
-                        if metrics:
-                            row.update(metrics(ema if cfg.measure.use_ema else model))
-                        ckpt.append_metrics(run_dir / METRICS_FILE, row)
-                    loss_sum.zero_()
-                    loss_count = 0
-                if (at_grid or step % t.save_every == 0 or step == t.steps) and ctx.is_main:
-                    ckpt.save(latest, state_dict(full=True))
+                    callback(run.step, loss.detach())
+                at_grid = run.step in grid
+                if at_grid or run.step % t.save_every == 0 or run.step == t.steps:
+                    run.loss_sum.fill_(mean_over_processes(float(run.loss_sum), ctx))
+                    run.elapsed = time.perf_counter() - start
+                    save(run, cfg, td, run_dir, ctx, at_grid=at_grid, measurement=measurement)
             bar.close()
     finally:
         teardown(ctx)
     return run_dir
+
+
+def _announce(run_dir: Path, cfg: Config, td: TrainingData, model, ctx: Context) -> None:
+    """A new run: one line on the terminal, and its ``record.json`` (seed, split, sizes, command)."""
+    if cfg.train.progress:
+        tqdm.write(f"{run_dir.name}: {cfg.model.preset}, {count_parameters(model):,} parameters, "
+                   f"{len(td.train_index)} training points, {ctx.world_size} process(es) on {ctx.device}")
+    write_record(run_dir, config=cfg.to_dict(), seed=cfg.train.seed, data=td.data.describe(),
+                 train_index=td.train_index.tolist(), n_train=len(td.train_index), num_classes=td.num_classes,
+                 parameters=count_parameters(model), world_size=ctx.world_size, device=str(ctx.device),
+                 command=sys.argv)
+
+
+def optimizer_step(run: Run, cfg: Config, td: TrainingData, order: DataOrder, loss_fn, step_fn,
+                   ctx: Context) -> torch.Tensor:
+    """One step (module docstring): this process's share of global batch ``k``, the loss with noise drawn for
+    the whole batch from ``(seed, k)`` and dropout from ``(seed, k, rank)``, warm-up, clipping, EMA."""
+    t, k, device = cfg.train, run.step, ctx.device
+    shard = ctx.shard(t.batch_size)
+    local = torch.as_tensor(order.indices(k), device=device)[shard]
+    g = torch.Generator(device).manual_seed(derived_seed(t.seed, k))
+    torch.manual_seed(derived_seed(t.seed, k, ctx.rank))
+    draws = loss_fn.draw(t.batch_size, td.data.shape, g, device)
+    if t.warmup_steps:
+        for group in run.opt.param_groups:
+            group["lr"] = t.lr * min(1.0, (k + 1) / t.warmup_steps)
+    bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
+    with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
+        per_sample = step_fn(td.y[local], None if td.labels is None else td.labels[local],
+                             **{name: v[shard] for name, v in draws.items()})
+    loss = per_sample.float().mean()
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if t.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip)
+    run.opt.step()
+    ema_update(run.ema, run.model, min(t.ema_decay, (1 + k) / (10 + k)))
+    run.loss_sum += loss.detach().double()
+    run.loss_count += 1
+    run.step += 1
+    run.images_seen += t.batch_size
+    return loss
+
+
+def save(run: Run, cfg: Config, td: TrainingData, run_dir: Path, ctx: Context, *, at_grid: bool,
+         measurement) -> None:
+    """At a grid step: save the weights, measure them and append one row to ``metrics.jsonl`` (the mean
+    training loss since the previous row); at every save point: rewrite ``latest.pt``. Process 0 writes."""
+    shape, num_classes = td.data.shape, td.num_classes
+    if at_grid:
+        row = {"step": run.step, "images_seen": run.images_seen, "wall_time": run.elapsed,
+               "train_loss": float(run.loss_sum) / max(run.loss_count, 1), "lr": run.opt.param_groups[0]["lr"]}
+        if ctx.is_main:
+            ckpt.save(ckpt.step_path(run_dir, run.step), run.state_dict(cfg, shape, num_classes, full=False))
+            if measurement is not None:
+                row.update(measurement(run.ema if cfg.measure.use_ema else run.model))
+            ckpt.append_metrics(run_dir / METRICS_FILE, row)
+        run.loss_sum.zero_()
+        run.loss_count = 0
+    if ctx.is_main:
+        ckpt.save(run_dir / ckpt.LATEST, run.state_dict(cfg, shape, num_classes, full=True))

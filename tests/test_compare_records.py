@@ -42,6 +42,23 @@ def test_summarize_matches_numpy():
         summarize(rows, "h", "v")
 
 
+def test_to_pandas_is_the_same_table(monkeypatch):
+    pytest.importorskip("pandas")
+    rng = np.random.default_rng(1)
+    rows = Records({"g": i % 3, "v": float(v)} for i, v in enumerate(rng.normal(size=30)))
+    rows.append({"g": 1, "v": 0.5, "note": "late column"})
+    df = rows.to_pandas()
+    assert list(df.columns) == rows.columns() and len(df) == len(rows)
+    np.testing.assert_array_equal(df["v"].to_numpy(), rows.column("v").astype(float))
+    assert df["note"].isna().sum() == 30 and df["note"].iloc[-1] == "late column"
+    means = df.groupby("g")["v"].mean()                    # pandas' group means are summarize's
+    for row in summarize(rows, "g", "v"):
+        assert means[row["g"]] == pytest.approx(row["v_mean"], rel=1e-12)
+    monkeypatch.setitem(__import__("sys").modules, "pandas", None)
+    with pytest.raises(ImportError, match="pip install pandas"):
+        rows.to_pandas()
+
+
 def test_read_csv_errors(tmp_path):
     with pytest.raises(ValueError, match="path"):
         read_csv(tmp_path / "missing.csv")

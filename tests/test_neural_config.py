@@ -49,6 +49,16 @@ def test_overrides_are_read_as_toml_values():
     ("measure.error=nonsense", "measure.error"),
     ("measure.probes=0", "measure.probes"),
     ("optim.lr=1", "optim.lr"),
+    ("train.p_mean=nan", "train.p_mean"),                 # non-finite numbers: training would give NaN weights
+    ("train.weight_decay=inf", "train.weight_decay"),
+    ("train.lr=nan", "train.lr"),
+    ("model.sigma_data=inf", "model.sigma_data"),
+    ("measure.sigma_max=inf", "measure.sigma_max"),
+    ("train.momentum=-0.1", "train.momentum"),
+    ("train.grad_clip=-1", "train.grad_clip"),
+    ("train.threads=-1", "train.threads"),
+    ("measure.metrics=[1]", "measure.metrics"),
+    ('measure.metrics=["gap", "gap"]', "measure.metrics"),
 ])
 def test_bad_values_are_rejected_naming_the_key(override, key):
     with pytest.raises(ValueError) as err:
@@ -94,3 +104,60 @@ def test_data_order_visits_every_point_once_per_epoch(n, batch):
 def test_derived_seeds_are_distinct_and_reproducible():
     seeds = {derived_seed(0, k) for k in range(1000)} | {derived_seed(1, k) for k in range(1000)}
     assert len(seeds) == 2000 and derived_seed(5, 7, 1) == derived_seed(5, 7, 1) < 2 ** 63
+
+
+def test_misspelled_keys_and_values_get_the_closest_name():
+    for override, message in (("train.stpes=5", "train.stpes: unknown setting; did you mean train.steps?"),
+                              ("trian.steps=5", "trian.steps: unknown config section; did you mean train.steps?"),
+                              ("train.optimizer=adma", "train.optimizer: unknown value 'adma'; did you mean adam?"),
+                              ("model.params.widht=8", "model.params.widht: not an argument of the network; "
+                                                       "did you mean width?")):
+        with pytest.raises(ValueError) as err:
+            load_config(None, [override])
+        assert str(err.value) == message
+
+
+def test_every_setting_has_a_one_line_help_and_a_default_that_validates():
+    import dataclasses
+
+    cfg = Config()
+    for section in ("data", "model", "train", "measure"):
+        for f in dataclasses.fields(getattr(cfg, section)):
+            text = f.metadata.get("help", "")
+            assert text and "\n" not in text, f"{section}.{f.name}"
+    assert load_config(None) == cfg and cfg.train.threads == 1
+
+
+def test_a_registry_entry_is_the_one_place_an_option_is_added(monkeypatch, tmp_path):
+    """An optimizer added to neural.optim.OPTIMIZERS is accepted by validation and used by training."""
+    import torch
+
+    from neural.optim import OPTIMIZERS
+    from neural.training import build_run, load_training_data
+
+    with pytest.raises(ValueError, match="^train.optimizer"):
+        load_config(None, ["train.optimizer=rmsprop"])
+    monkeypatch.setitem(OPTIMIZERS, "rmsprop", lambda params, t: torch.optim.RMSprop(params, lr=t.lr))
+    cfg = load_config(None, ["train.optimizer=rmsprop", "train.lr=0.25", "data.params={n = 8, d = 2}"])
+    run = build_run(cfg, load_training_data(cfg, torch.device("cpu")), torch.device("cpu"))
+    assert isinstance(run.opt, torch.optim.RMSprop) and run.opt.param_groups[0]["lr"] == 0.25
+    for name in OPTIMIZERS:                                   # every registered name validates
+        assert load_config(None, [f"train.optimizer={name}"]).train.optimizer == name
+
+
+@pytest.mark.parametrize("kwargs,name", [(dict(per_decade=0), "per_decade"), (dict(first=0), "first"),
+                                         (dict(steps=0), "steps")])
+def test_checkpoint_grid_refuses_bad_arguments(kwargs, name):
+    args = {"steps": 100, **kwargs}
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        checkpoint_steps(args.pop("steps"), **args)
+
+
+def test_configs_written_before_measure_metrics_still_load():
+    old = {"measure": {"error": "compare.errors:generalization_gap", "replicates": "",
+                       "fidelity": "compare.fidelity:sliced_wasserstein", "probes": 8}}
+    cfg = Config.from_dict(old)
+    assert cfg.measure.metrics == ["gap", "sliced_wasserstein"] and cfg.measure.probes == 8
+    assert Config.from_dict({"measure": {"fidelity": "auto"}}).measure.metrics == Config().measure.metrics
+    with pytest.raises(ValueError, match="^measure.error"):
+        Config.from_dict({"measure": {"error": "mypackage:my_error"}})

@@ -132,6 +132,9 @@ def test_conditional_labels_and_contract():
     out = model.with_labels(1)(x.numpy().astype(np.float64), 0.7)
     assert isinstance(out, np.ndarray) and out.dtype == np.float64
     np.testing.assert_allclose(out, model(x, 0.7, 1).detach().numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="^labels: expected integer"):    # 1.7 is not silently class 1
+        model(x, s, torch.tensor([0.0, 1.7, 1.0, 2.0]))
+    torch.testing.assert_close(model(x, s, lab.double()), model(x, s, lab))     # integral floats are labels
     with pytest.raises(ValueError, match="sigma"):
         model(x, -1.0, 0)
     with pytest.raises(ValueError, match="x"):

@@ -5,16 +5,18 @@ import pytest
 import torch
 
 from compare.timescales import sweep_timescales
+from figures.run_metrics import METRICS
 from neural import load_config
 from neural.checkpoint import LATEST, load
 from memgen.cli import main
 from neural import dump_toml
-from neural.cli import parse_axis
+from figures.train_cli import parse_axis
 from neural.sweep import grid, run_name, run_sweep
 
 BASE = ["data.params={n = 64, d = 2}", "model.params={width = 16, depth = 1}", "train.steps=6", "train.batch_size=8",
         "train.first_checkpoint=2", "train.checkpoints_per_decade=4", "train.progress=false", "measure.probes=4",
-        "measure.sigmas=3", "measure.samples=8", "measure.sample_steps=3", "measure.error=", "train.threads=1"]
+        "measure.sigmas=3", "measure.samples=8", "measure.sample_steps=3", 'measure.metrics=["replicates", "fidelity"]',
+        "train.threads=1"]
 AXES = {"data.subset": [8, 24], "train.lr": [1e-3]}
 
 
@@ -44,7 +46,7 @@ def _weights(run_dir):
 
 def _local(tmp_path):
     cfg = load_config(None, BASE)
-    return cfg, run_sweep(cfg, AXES, tmp_path / "local")
+    return cfg, run_sweep(cfg, AXES, tmp_path / "local", metrics=METRICS)
 
 
 def _agree(local, runs):

@@ -12,6 +12,7 @@ import torch
 import memgen.data
 from memgen.cli import main
 from compare.timescales import series, timescales
+from figures.run_metrics import METRICS
 from neural import dump_toml, load_config, load_denoiser, make_probes, measure_run, read_metrics, train
 from neural.checkpoint import LATEST, list_checkpoints, load
 from neural.presets import model_from_config
@@ -46,15 +47,15 @@ def _kill_at(step):
 @pytest.mark.parametrize("extra", [[], VP], ids=["edm", "ddpm"])
 def test_killed_run_resumes_exactly(tmp_path, extra):
     cfg = load_config(None, SMALL + extra)
-    train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "a", metrics=METRICS)
     with pytest.raises(Killed):
-        train(cfg, tmp_path / "b", callback=_kill_at(10))
+        train(cfg, tmp_path / "b", metrics=METRICS, callback=_kill_at(10))
     assert load(tmp_path / "b" / LATEST)["step"] == 8
     rows = read_metrics(tmp_path / "b")
     assert [r["step"] for r in rows] == [2, 4, 6]
     with open(tmp_path / "b" / "metrics.jsonl", "a") as f:      # a row measured after `latest`: lost work
         f.write(json.dumps({**rows[-1], "step": 9}) + "\n")
-    train(cfg, tmp_path / "b")
+    train(cfg, tmp_path / "b", metrics=METRICS)
     a, b = load(tmp_path / "a" / LATEST), load(tmp_path / "b" / LATEST)
     for key in ("model", "ema"):
         assert a[key].keys() == b[key].keys()
@@ -64,7 +65,7 @@ def test_killed_run_resumes_exactly(tmp_path, extra):
     assert a["step"] == b["step"] == 12 and a["loss_sum"] == b["loss_sum"]
     _same_rows(read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b"))
     assert [s for s, _ in list_checkpoints(tmp_path / "b")] == [2, 4, 6, 11, 12]
-    train(cfg, tmp_path / "b")                                 # a finished run is left as it is
+    train(cfg, tmp_path / "b", metrics=METRICS)                # a finished run is left as it is
     _same_rows(read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b"))
 
 
@@ -78,7 +79,7 @@ def test_resume_with_another_config_is_refused(tmp_path):
 
 def test_metrics_are_what_they_claim_and_load_into_compare(tmp_path):
     cfg = load_config(None, SMALL)
-    train(cfg, tmp_path)
+    train(cfg, tmp_path, metrics=METRICS)
     rows = read_metrics(tmp_path)
     assert [r["step"] for r in rows] == [2, 4, 6, 11, 12]
     data = memgen.data.load("gmm", n=48, d=3)
@@ -100,13 +101,13 @@ def test_metrics_are_what_they_claim_and_load_into_compare(tmp_path):
     ts = timescales(tmp_path, quality="log_likelihood", memorization="gap", threshold=-10.0)
     assert ts["tau_mem"] == 2.0 and 2 <= ts["tau_gen"] <= 12
 
-    post = measure_run(tmp_path, steps=[4, 12], progress=False)
+    post = measure_run(tmp_path, METRICS, steps=[4, 12], progress=False)
     again = read_metrics(post)
     for new, old in zip(again, [rows[1], rows[-1]]):
         for key in ("step", "e_train", "e_val", "gap", "replicate_fraction", "log_likelihood", "train_loss"):
             assert new[key] == old[key]
     with pytest.raises(ValueError, match="overrides"):
-        measure_run(tmp_path, overrides=["train.lr=1"])
+        measure_run(tmp_path, METRICS, overrides=["train.lr=1"])
     assert main(["measure", str(tmp_path), "measure.samples=0", "--steps", "12", "--out", "cli.jsonl"]) == 0
     assert read_metrics(tmp_path / "cli.jsonl")[0]["e_train"] == last["e_train"]
 
@@ -179,7 +180,7 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
 
 def test_class_conditional_run_is_measured_with_each_probes_label(tmp_path):
     cfg = load_config(None, SMALL + ["model.class_conditional=true", "train.steps=4"])
-    train(cfg, tmp_path)
+    train(cfg, tmp_path, metrics=METRICS)
     last = read_metrics(tmp_path)[-1]
     data = memgen.data.load("gmm", n=48, d=3)
     probes = make_probes(data, probes=8, sigmas=4, samples=16, seed=0, conditional=True)

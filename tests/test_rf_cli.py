@@ -1,4 +1,5 @@
-"""``memgen rf-spectrum`` and ``memgen rf-dynamics`` end to end (small sizes)."""
+"""``memgen rf-spectrum`` and ``memgen rf-dynamics`` end to end (small sizes): the figure code with the
+user's settings."""
 import csv
 import json
 
@@ -10,11 +11,11 @@ from memgen.cli import main
 
 def test_rf_spectrum_command(tmp_path):
     assert main(["rf-spectrum", "--psi-p", "3", "--psi-n", "1", "--d", "40", "--out", str(tmp_path)]) == 0
-    s = json.loads((tmp_path / "spectrum.json").read_text())
+    s = json.loads((tmp_path / "summary.json").read_text())["custom"]
     assert s["total_mass"] == pytest.approx(1.0, abs=1e-4)
     assert s["delta_mass"] == pytest.approx(1 - 2 / 3, abs=1e-6)
-    assert (tmp_path / "spectrum.png").stat().st_size > 0
-    ev = np.loadtxt(tmp_path / "eigenvalues_gaussian-equivalent.csv", skiprows=1)
+    assert (tmp_path / "rf_spectrum.png").stat().st_size > 0
+    ev = np.loadtxt(tmp_path / "eigenvalues_ge_custom.csv", skiprows=1)
     assert ev.size == 120 and np.all(ev >= s["constants"]["s2"] * (1 - 1e-9))  # U_GE >= s_t^2 I
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from toymodels.rf import (ClosedForm, Losses, RFScore, measure_timescales, population_matrices, rf_matrices,
+from toymodels.rf import (ClosedForm, Losses, RFScore, crossing_times, population_matrices, rf_matrices,
                           simulate, true_score_gaussian)
 
 
@@ -120,7 +120,7 @@ def test_measured_time_scales_of_a_synthetic_curve():
     tau = np.concatenate([[0.0], np.geomspace(1e-2, 1e6, 801)])
     score = 1 - 0.8 * (1 - np.exp(-tau / 50.0))
     gap = 2.0 * (1 - np.exp(-tau / 1e4))
-    m = measure_timescales({"tau": tau, "train": np.ones_like(tau), "test": 1 + gap, "score_error": score})
+    m = crossing_times({"tau": tau, "train": np.ones_like(tau), "test": 1 + gap, "score_error": score})
     assert m["tau_gen"] == pytest.approx(50 * math.log(2), rel=2e-3)
     assert m["tau_mem"] == pytest.approx(1e4 * math.log(2), rel=2e-3)
 

@@ -98,8 +98,8 @@ def test_spectral_time_scales_predict_the_loss_curves():
         W, X = rng.standard_normal((psi_p * d, d)), rng.standard_normal((psi_n * d, d))
         g = rf.gaussian_equivalent_problem(W, X, k)
         L = rf.Losses(g["U"], g["V"], t, g["U_test"], g["V_test"], g["trace_inv"])
-        measured = rf.measure_timescales(rf.ClosedForm(L).curves(tau))
-        predicted = rf.timescales(psi_p, psi_n, t)
+        measured = rf.crossing_times(rf.ClosedForm(L).curves(tau))
+        predicted = rf.relaxation_times(psi_p, psi_n, t)
         assert measured["tau_mem"] == pytest.approx(predicted["tau_mem"], rel=0.25)
         assert measured["tau_gen"] == pytest.approx(math.log(2) / 2 * predicted["tau_gen"], rel=0.25)
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from compare.timescales import fit_tau_mem, read_metrics, series, sweep_timescales, tau_gen, tau_mem, timescales
+from compare.timescales import fit_tau_mem, metric_rows, series, sweep_timescales, tau_gen, tau_mem, timescales
 
 STEPS = np.unique(np.round(np.logspace(1, 5, 33))).astype(float)
 
@@ -80,7 +80,7 @@ def test_series_and_sweep_tables(tmp_path):
         _run(tmp_path / name, steps, frac, frac / 2, n)
         runs.append({"name": name, "values": {"data.subset": n}})
     (tmp_path / "sweep.json").write_text(json.dumps({"axes": {"data.subset": [100, 200, 400]}, "runs": runs}))
-    rows = read_metrics(tmp_path / runs[0]["name"])
+    rows = metric_rows(tmp_path / runs[0]["name"])
     t, g = series(rows, "gap", sigma=1.2)
     np.testing.assert_allclose(g, [r["gap"][1] for r in rows])
     np.testing.assert_allclose(series(rows, "gap", reduce="mean")[1], [r["gap"][1] / 3 for r in rows])
@@ -90,3 +90,9 @@ def test_series_and_sweep_tables(tmp_path):
     assert fit_tau_mem(n, [r["tau_mem"] for r in table], n_boot=50)["slope"] == pytest.approx(1.0)
     gap_tau = timescales(tmp_path / runs[1]["name"], memorization="gap", threshold=0.05)["tau_mem"]
     assert gap_tau == pytest.approx(20 * math.exp(0.5), rel=1e-9)
+
+
+def test_metric_rows_of_a_run_never_measured_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="^run: no metrics file"):
+        metric_rows(tmp_path)
+    assert metric_rows([{"step": 1}]) == [{"step": 1}]

@@ -200,8 +200,10 @@ def _crossing(tau: np.ndarray, y: np.ndarray, level: float) -> float:
     return float(math.exp(x0 + w * (x1 - x0)))
 
 
-def measure_timescales(curves: dict) -> dict:
-    """``tau_gen`` and ``tau_mem`` read off loss curves (the last time must be long enough to be final).
+def crossing_times(curves: dict) -> dict:
+    """``tau_gen`` and ``tau_mem`` read off loss curves as half-way crossings (the last time must be long
+    enough to be final). Compare :func:`toymodels.rf.relaxation_times` (predicted from the spectrum) and
+    :mod:`compare.timescales` (read off a trained network's checkpoint series).
 
     * ``tau_gen``: first time the score error (else the test loss) has made half its drop from its
       initial value to its minimum over the curve: ``E(tau_gen) = (E(0) + min E) / 2``.

@@ -23,10 +23,11 @@ import math
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from memgen.checks import as_points, as_tensor, non_negative, positive
 from memgen.noise import ou_delta
+from memgen.progress import progress_bar
+from memgen.threads import cpu_threads
 
 from .activations import get_activation
 
@@ -58,7 +59,7 @@ def simulate(X, W, t: float, *, tau, activation="tanh", optimizer: str = "gd", d
             :class:`toymodels.rf.Losses`); without it the parameters themselves are returned.
         dtype: torch dtype of the run.
         threads: torch threads during the run (restored after; 1 is fastest for these small GEMMs on a
-            shared CPU), None to leave the setting alone.
+            shared CPU), None or 0 to leave the setting alone (:func:`memgen.threads.cpu_threads`).
     Returns:
         ``{'tau': recorded times, 'steps': their step numbers, 'records': list of dicts or A arrays,
         'A': final A}``; with ``evaluate``, each key of its dict also as a numpy array.
@@ -99,11 +100,8 @@ def simulate(X, W, t: float, *, tau, activation="tanh", optimizer: str = "gd", d
     m = torch.zeros_like(A)
     v = torch.zeros_like(A)
     records = []
-    bar = tqdm(total=int(steps[-1]), disable=not progress, desc=f"RF {optimizer}", mininterval=1.0)
-    saved_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(int(threads))
-    try:
+    bar = progress_bar(total=int(steps[-1]), enabled=progress, desc=f"RF {optimizer}", mininterval=1.0)
+    with cpu_threads(threads or 0), bar:
         k = 0
         for target in steps:
             while k < target:
@@ -123,9 +121,6 @@ def simulate(X, W, t: float, *, tau, activation="tanh", optimizer: str = "gd", d
                 bar.update(1)
             a = A.numpy().copy()
             records.append(evaluate(a) if evaluate is not None else a)
-    finally:
-        torch.set_num_threads(saved_threads)
-        bar.close()
     out = {"tau": steps * dtau, "steps": steps, "records": records, "A": A.numpy(), "dtau": dtau, "lr": lr}
     if evaluate is not None and records:
         for key in records[0]:

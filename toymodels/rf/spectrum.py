@@ -347,8 +347,9 @@ def solve_spectrum(psi_p: float, psi_n: float, t: float | None = None, *, activa
                     residual=sol["residual"], info={"converged_fraction": float(sol["converged"].mean())})
 
 
-def timescales(psi_p: float, psi_n: float, t: float, **kw) -> dict:
-    """``tau_gen``, ``tau_mem`` (and ``tau_delta``) implied by the spectrum (see :class:`Spectrum`)."""
+def relaxation_times(psi_p: float, psi_n: float, t: float, **kw) -> dict:
+    """``tau_gen``, ``tau_mem`` (and ``tau_delta``): the relaxation times ``psi_p / (2 Delta_t lambda)`` of
+    the mode groups of the spectrum (see :class:`Spectrum`); measured counterpart: :func:`crossing_times`."""
     sp = solve_spectrum(psi_p, psi_n, t, num=8, **kw)
     return {"tau_gen": sp.tau_gen, "tau_mem": sp.tau_mem, "tau_delta": sp.tau_delta,
             "lambda_gen": sp.lambda_gen, "lambda_mem": sp.lambda_mem}

@@ -1,4 +1,4 @@
-"""``memgen train``, ``memgen measure`` and ``memgen sweep``.
+"""``memgen train``, ``memgen measure``, ``memgen sweep``, ``memgen presets`` and ``memgen config``.
 
     memgen train RUN_DIR [-c CONFIG.toml] [section.key=value ...]
         Train into RUN_DIR, or resume it (its config.toml is used when -c is not given).
@@ -11,8 +11,10 @@
                  --grid train.lr=[1e-4,4e-4] [--executor local|process|submitit] [--workers N]
                  [--cluster slurm] [--slurm key=value ...]
         One run per grid point, run one after another, in parallel processes or through submitit.
+    memgen config
+        Every setting (section.key) with its default and what it does.
 
-Overrides are positional: write them right after the folder, before the options.
+Settings ``section.key=value`` may stand anywhere on the line, before or after the options.
 """
 from __future__ import annotations
 
@@ -20,25 +22,34 @@ from pathlib import Path
 
 
 def _train(args) -> int:
-    from .config import load_config
-    from .training import train
+    from neural.config import load_config
+    from neural.training import train
 
     path = args.config
     if path is None and (Path(args.run_dir) / "config.toml").exists():
         path = Path(args.run_dir) / "config.toml"
-    train(load_config(path, args.overrides), args.run_dir)
+    train(load_config(path, args.overrides), args.run_dir, metrics=_metrics())
     return 0
 
 
-def _measure(args) -> int:
-    from .measure import measure_run
+def _metrics() -> dict:
+    """The registry of the metrics a run's ``measure.metrics`` names (:data:`figures.run_metrics.METRICS`):
+    the command line is the caller that chooses a run's metrics; neural/ itself knows none."""
+    from figures.run_metrics import METRICS
 
-    print(measure_run(args.run_dir, overrides=args.overrides, steps=args.steps, out=args.out, device=args.device))
+    return METRICS
+
+
+def _measure(args) -> int:
+    from neural.measure import measure_run
+
+    print(measure_run(args.run_dir, _metrics(), overrides=args.overrides, steps=args.steps, out=args.out,
+                      device=args.device))
     return 0
 
 
 def _presets(args) -> int:
-    from .presets import PRESETS, STATED_PARAMETERS, preset_parameters
+    from neural.presets import PRESETS, STATED_PARAMETERS, preset_parameters
 
     shape = tuple(args.shape)
     print(f"{'preset':16s} {'parameters':>14s} {'stated':>10s}   (data shape {shape}, {args.classes or 'no'} classes)")
@@ -51,9 +62,31 @@ def _presets(args) -> int:
     return 0
 
 
+def settings_table() -> list[str]:
+    """One line per setting: ``section.key``, its default (as TOML/JSON) and its help text."""
+    import dataclasses
+    import json
+
+    from neural.config import Config
+
+    rows = []
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(section.default_factory()):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            value = "true" if default is True else "false" if default is False else json.dumps(default)
+            rows.append((f"{section.name}.{f.name}", value, f.metadata.get("help", "")))
+    width = max(len(k) for k, _, _ in rows), max(len(v) for _, v, _ in rows)
+    return [f"{k:<{width[0]}}  {v:<{width[1]}}  {h}".rstrip() for k, v, h in rows]
+
+
+def _config(args) -> int:
+    print("\n".join(settings_table()))
+    return 0
+
+
 def parse_axis(item: str) -> tuple[str, list]:
     """``'key=v1,v2'`` or ``'key=[v1, v2]'`` -> ``(key, [v1, v2])`` (each value read as a TOML value)."""
-    from .config import parse_override, parse_value
+    from neural.config import parse_override, parse_value
 
     key, value = parse_override(item)
     if isinstance(value, list):
@@ -62,19 +95,21 @@ def parse_axis(item: str) -> tuple[str, list]:
 
 
 def _sweep(args) -> int:
-    from .config import load_config, parse_override
-    from .sweep import run_sweep
+    from neural.config import load_config, parse_override
+    from neural.sweep import run_sweep
 
     axes = dict(parse_axis(g) for g in args.grid)
     slurm = dict(parse_override(s) for s in args.slurm)
-    for path in run_sweep(load_config(args.config, args.overrides), axes, args.sweep_dir, executor=args.executor,
+    for path in run_sweep(load_config(args.config, args.overrides), axes, args.sweep_dir, metrics=_metrics(),
+                          executor=args.executor,
                           workers=args.workers, cluster=args.cluster, slurm=slurm):
         print(path)
     return 0
 
 
 def register(subparsers) -> None:
-    override = dict(nargs="*", default=[], metavar="section.key=value", help="config overrides")
+    override = dict(nargs="*", default=[], metavar="section.key=value",
+                    help="settings, anywhere on the line (memgen config lists them all)")
     p = subparsers.add_parser("train", help="train a neural denoiser into a run folder (or resume it)")
     p.add_argument("run_dir", help="the run folder")
     p.add_argument("-c", "--config", help="TOML config (default: the run's own config.toml, else the defaults)")
@@ -106,3 +141,6 @@ def register(subparsers) -> None:
                    help="submitit parameter, e.g. timeout_min=600 or slurm_partition=gpu (repeatable)")
     p.add_argument("overrides", **override)
     p.set_defaults(run=_sweep)
+
+    p = subparsers.add_parser("config", help="list every setting (section.key) with its default and meaning")
+    p.set_defaults(run=_config)
