@@ -79,13 +79,12 @@ def read_npy(f, size: int, where: str) -> np.ndarray:
     nbytes, left = count * dtype.itemsize, size - f.tell()
     if nbytes > left:
         raise ValueError(f"{where} declares shape {shape} ({nbytes} bytes) but holds only {left} bytes of data")
-    buf = bytearray(nbytes)
-    view, got = memoryview(buf), 0
-    while got < nbytes:
-        chunk = f.readinto(view[got:])
+    buf = bytearray()                        # grown as data arrives: a forged .npz member size allocates nothing
+    while len(buf) < nbytes:
+        chunk = f.read(min(nbytes - len(buf), 2 ** 26))
         if not chunk:
-            raise ValueError(f"{where} ends after {got} of its {nbytes} bytes of data")
-        got += chunk
+            raise ValueError(f"{where} ends after {len(buf)} of its {nbytes} bytes of data")
+        buf += chunk
     return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
