@@ -83,6 +83,8 @@ def log_likelihood(samples, density, *, batch_size: int = 4096):
         lp = torch.as_tensor(fn(xb))
         if lp.shape != (len(xb),):
             raise ValueError(f"density: log_density returned shape {tuple(lp.shape)} for {len(xb)} samples")
+        if bool(torch.isnan(lp).any()):
+            raise ValueError("density: log_density returned NaN")
         out.append(lp)
     return _as_input(samples, torch.cat(out))
 

@@ -69,6 +69,8 @@ def as_points(y, name: str = "train", **kw) -> torch.Tensor:
 
 def as_sigma(sigma, batch: int, *, dtype: torch.dtype, device, name: str = "sigma") -> torch.Tensor:
     """Noise levels as a ``[B]`` tensor: a positive float, or one positive value per batch element."""
+    if isinstance(sigma, (bool, np.bool_)) or (isinstance(sigma, torch.Tensor) and sigma.dtype == torch.bool):
+        raise TypeError(f"{name}: expected a float or a [B] tensor of noise levels, got booleans")
     if isinstance(sigma, torch.Tensor):
         s = sigma.detach().to(dtype=dtype, device=device)
     else:

@@ -86,7 +86,7 @@ KINDS = {
     "flag": st.sampled_from(["yes", "False", 1, 0, None, 1.0, [True]]),
     "points": _wrong_arrays(),
     "batch": _wrong_arrays((4, D)),
-    "sigma": st.one_of(_floats(max_value=0.0), st.sampled_from([NAN, INF, "abc", None, torch.ones(3),
+    "sigma": st.one_of(_floats(max_value=0.0), st.sampled_from([NAN, INF, "abc", None, True, torch.ones(3),
                                                                  torch.tensor([1.0, NAN, 1.0, 1.0])])),
     "grid": st.one_of(_floats(max_value=0.0, exclude_max=True).map(lambda v: [1.0, v]),
                       st.sampled_from([[1.0], [1.0, 2.0, 0.0], [1.0, NAN], [INF, 0.0], "abc", None, [[]]])),
@@ -377,3 +377,12 @@ def test_train_and_val_of_different_shapes_are_refused_even_for_shapeless_models
     identity = lambda x, sigma: x                                       # noqa: E731  (a model without event_shape)
     with pytest.raises(ValueError, match=r"^train, val: points of different shapes \(3,\) and \(4,\)"):
         compare.generalization_gap(identity, TRAIN, torch.randn(5, 4), [1.0], n_boot=10, progress=False)
+
+
+def test_a_density_that_returns_nan_is_named():
+    class Broken:
+        def log_density(self, x):
+            return torch.full((len(x),), NAN)
+
+    with pytest.raises(ValueError, match="^density: log_density returned NaN"):
+        compare.log_likelihood(X, Broken())
