@@ -2,7 +2,7 @@
 
     python -m benchmarks.rf_spectrum [--out benchmarks/results/rf_spectrum.json] [--num 400]
 
-Baseline (the authors' approach, written here): for each lambda separately, RF_THEORY.md's three
+Baseline (the authors' approach, written here): for each lambda separately, docs/rf_theory.md's three
 complex equations as six real ones in (q, r, s), solved by ``scipy.optimize.root(method='lm')`` at
 ``z = lambda - i eps`` with continuation in eps from 100 down to 1e-9 (the same geometric ladder as
 ours), starting from ``q = r = s = -1/z``; density ``|Im q| / pi``.

@@ -2,7 +2,7 @@
 
 * denoising error per sigma and the generalization gap: :func:`denoising_error`, :func:`generalization_gap`;
 * localization of a flow field: :func:`localization`;
-* where sampling trajectories go: :func:`trajectory_distances`;
+* where sampling trajectories go: :func:`trajectory_distances` (with the validation control: :func:`typicality_control`, :func:`parting_sigma`);
 * replicates (ratio criterion over the two nearest training points): :func:`replicates`, :func:`nearest_two`;
 * fidelity: :func:`mondrian_validity`, :func:`log_likelihood`, :func:`sliced_wasserstein`, :func:`frechet_distance`;
 * feature spaces and the field's metrics: :func:`feature_map`, :func:`cosine_memorization`, :func:`inception_fid`;
@@ -20,10 +20,10 @@ from .records import Records, read_csv, summarize
 from .replicates import ReplicateResult, replicates
 from .similarity import CosineResult, cosine_memorization
 from .timescales import fit_tau_mem, sweep_timescales, tau_gen, tau_mem, timescales
-from .trajectories import trajectory_distances
+from .trajectories import parting_sigma, trajectory_distances, typicality_control
 
 __all__ = [
-    "denoising_error", "generalization_gap", "common_noise", "localization", "trajectory_distances",
+    "denoising_error", "generalization_gap", "common_noise", "localization", "trajectory_distances", "typicality_control", "parting_sigma",
     "replicates", "ReplicateResult", "nearest_two", "Neighbours", "mondrian_validity", "mondrian_valid_fraction",
     "log_likelihood", "sliced_wasserstein", "frechet_distance", "timescales", "tau_gen", "tau_mem",
     "sweep_timescales", "fit_tau_mem", "Records", "read_csv", "summarize", "bootstrap", "mean_interval",

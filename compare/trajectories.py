@@ -13,6 +13,23 @@ For a state ``x`` of a trajectory at noise ``sigma > 0`` (``d`` dimensions, trai
   percentiles; near 0 means the state lies where the noisy training data almost never are, near 100
   that it sits closer to a training point than noise of that level ever leaves it.
 
+The control (``val`` given): at small sigma every state that is not on a training point is atypical of
+the noisy training data, memorizing model or not, so typicality alone cannot tell a generalizing model
+from a broken one. Noisy *validation* points ``v_K + sigma eps'`` (``K`` uniform over ``val``, ``eps'``
+standard normal, drawn once from the seed) go through the same measure at every sigma (rows with
+``source = 'validation'``; the states have ``source = 'trajectory'``): they are what fresh data from the
+distribution looks like to the noisy-training density. :func:`typicality_control` compares, per sigma,
+
+* each source with the noisy-training reference: ``KS_ref = sup_u |F(u) - u|`` over the percentiles
+  ``u`` (uniform for data of that very distribution), with its p-value;
+* the states with the validation control: the two-sample Kolmogorov-Smirnov statistic of their
+  log-densities, ``KS_val = sup_l |F_traj(l) - F_val(l)|``;
+
+and :func:`parting_sigma` reads off the largest sigma at which a source's states part from the
+noisy-training reference (``KS_ref`` p-value below ``alpha``): a memorizing model's states never part
+(or part at the sigma where the validation control does not), a generalizing model's part where the
+validation control parts.
+
 Distances are streamed over training chunks by GEMM (:func:`memgen.pairwise.sq_distance_chunks`), with
 a running minimum and a running log-sum-exp, in float64 by default (the logits ``-||x - y||^2 / 2 sigma^2``
 are large at small sigma). States at sigma = 0 are skipped.
@@ -31,8 +48,10 @@ from memgen.progress import progress_bar
 from .errors import check_tags
 from .records import Records
 
-COLUMNS = ("step", "sigma", "sample", "nearest_index", "nearest_distance", "normalized_distance", "log_density",
-           "typicality")
+COLUMNS = ("source", "step", "sigma", "sample", "nearest_index", "nearest_distance", "normalized_distance",
+           "log_density", "typicality")
+CONTROL_COLUMNS = ("sigma", "n", "typicality_median", "ks_reference", "ks_reference_pvalue", "n_val",
+                   "val_typicality_median", "val_ks_reference", "val_ks_reference_pvalue", "ks_val", "ks_val_pvalue")
 
 
 def nearest_and_log_density(x: torch.Tensor, y: torch.Tensor, y_sqnorm: torch.Tensor, sigma: float, *,
@@ -79,21 +98,25 @@ def trajectory_states(trajectory, dtype: torch.dtype, event_shape=None):
     return x, sig
 
 
-def trajectory_distances(trajectory, train, *, n_reference: int = 1000, seed: int = 0,
-                         dtype: torch.dtype = torch.float64, budget: int = DEFAULT_BUDGET, tags: dict | None = None,
-                         progress: bool = True) -> Records:
+def trajectory_distances(trajectory, train, *, val=None, n_val: int | None = None, n_reference: int = 1000,
+                         seed: int = 0, dtype: torch.dtype = torch.float64, budget: int = DEFAULT_BUDGET,
+                         tags: dict | None = None, progress: bool = True) -> Records:
     """Nearest-training-point distance and typicality of every state of a trajectory (see module doc).
 
     Args:
         trajectory: a :class:`memgen.Trajectory` (``x`` ``[T+1, B, *shape]``, ``sigma`` ``[T+1]``).
         train: the training points ``[n, *shape]`` the model was built or trained on.
+        val: optional held-out points ``[m, *shape]`` of the same distribution: the validation control
+            (noisy validation points measured at every sigma of the trajectory, rows ``source='validation'``).
+        n_val: noisy validation points per sigma (default: the trajectory's batch size ``B``).
         n_reference: reference noisy training samples per sigma for the typicality percentile.
-        seed: seed of the reference samples (the same draws at every sigma).
+        seed: seed of the reference samples and of the validation control (the same draws at every sigma).
         dtype: computation dtype (float64 default).
         tags: columns added to every row (e.g. the model's name).
 
-    Returns one row per (step with sigma > 0, sample): ``step, sigma, sample, nearest_index,
-    nearest_distance, normalized_distance, log_density, typicality`` (percentile in [0, 100]), plus tags.
+    Returns one row per (source, step with sigma > 0, sample): ``source, step, sigma, sample,
+    nearest_index, nearest_distance, normalized_distance, log_density, typicality`` (percentile in
+    [0, 100]), plus tags. Summarize the control with :func:`typicality_control`.
     """
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
@@ -110,20 +133,81 @@ def trajectory_distances(trajectory, train, *, n_reference: int = 1000, seed: in
     g = torch.Generator().manual_seed(int(seed))
     ref_idx = torch.randint(0, flat.shape[0], (n_reference,), generator=g)
     ref_noise = torch.randn(n_reference, d, generator=g, dtype=dtype)
+    sources = [("trajectory", None)]
+    if val is not None:
+        v = as_points(val, "val", dtype=dtype)
+        if tuple(v.shape[1:]) != tuple(y.shape[1:]):
+            raise ValueError(f"val: points of shape {tuple(v.shape[1:])} do not match the training points"
+                             f" {tuple(y.shape[1:])}")
+        n_val = x.shape[1] if n_val is None else integer(n_val, "n_val")
+        vflat = v.reshape(v.shape[0], -1) - center
+        val_idx = torch.randint(0, vflat.shape[0], (n_val,), generator=g)
+        sources.append(("validation", (vflat[val_idx], torch.randn(n_val, d, generator=g, dtype=dtype))))
     rows = Records()
     for t in progress_bar(range(len(sig)), enabled=progress, desc="trajectory distances", leave=False):
         s = float(sig[t])
         if s <= 0:
             continue
-        states = x[t].reshape(x.shape[1], -1) - center
-        query = torch.cat([states, flat[ref_idx] + s * ref_noise])
-        d2, arg, logp = nearest_and_log_density(query, flat, ysq, s, budget=budget)
-        ref = np.sort(logp[states.shape[0]:].cpu().numpy())
-        lp = logp[:states.shape[0]].cpu().numpy()
-        pct = 50.0 * (np.searchsorted(ref, lp, "left") + np.searchsorted(ref, lp, "right")) / n_reference
-        dist = d2[:states.shape[0]].sqrt().cpu().numpy()
-        for b in range(states.shape[0]):
-            rows.append({**tags, "step": t, "sigma": s, "sample": b, "nearest_index": int(arg[b]),
-                         "nearest_distance": float(dist[b]), "normalized_distance": float(dist[b] / (s * math.sqrt(d))),
-                         "log_density": float(lp[b]), "typicality": float(pct[b])})
+        for source, control in sources:
+            states = x[t].reshape(x.shape[1], -1) - center if control is None else control[0] + s * control[1]
+            query = torch.cat([states, flat[ref_idx] + s * ref_noise])
+            d2, arg, logp = nearest_and_log_density(query, flat, ysq, s, budget=budget)
+            ref = np.sort(logp[states.shape[0]:].cpu().numpy())
+            lp = logp[:states.shape[0]].cpu().numpy()
+            pct = 50.0 * (np.searchsorted(ref, lp, "left") + np.searchsorted(ref, lp, "right")) / n_reference
+            dist = d2[:states.shape[0]].sqrt().cpu().numpy()
+            for b in range(states.shape[0]):
+                rows.append({**tags, "source": source, "step": t, "sigma": s, "sample": b,
+                             "nearest_index": int(arg[b]), "nearest_distance": float(dist[b]),
+                             "normalized_distance": float(dist[b] / (s * math.sqrt(d))),
+                             "log_density": float(lp[b]), "typicality": float(pct[b])})
     return rows
+
+
+def typicality_control(rows) -> Records:
+    """Per sigma: the states and the validation control against the noisy-training reference and each other.
+
+    ``rows``: the output of :func:`trajectory_distances` for ONE model. Returns one row per sigma (largest
+    first) with ``typicality_median``, ``ks_reference`` (one-sample KS statistic of the states' percentiles
+    against U(0, 1); 0 for states distributed like noisy training data) and its p-value; with a
+    validation control (``val`` given), the same for it (``val_*``) and ``ks_val``, the two-sample KS
+    statistic between the log-densities of the states and of the validation control, with its p-value
+    (these are None without one).
+    """
+    from scipy import stats
+
+    rows = Records(rows)
+    if not rows:
+        raise ValueError("rows: empty; expected the output of trajectory_distances")
+    out = Records()
+    for s in sorted({float(r["sigma"]) for r in rows}, reverse=True):
+        traj = Records(r for r in rows if r["sigma"] == s and r.get("source", "trajectory") == "trajectory")
+        ctrl = rows.where(sigma=s, source="validation")
+        tp = traj.column("typicality").astype(float) / 100
+        kt = stats.kstest(tp, "uniform")
+        row = dict.fromkeys(CONTROL_COLUMNS)
+        row.update({"sigma": s, "n": len(traj), "typicality_median": float(np.median(tp) * 100),
+                    "ks_reference": float(kt.statistic), "ks_reference_pvalue": float(kt.pvalue), "n_val": len(ctrl)})
+        if ctrl:
+            vp = ctrl.column("typicality").astype(float) / 100
+            kv = stats.kstest(vp, "uniform")
+            kx = stats.ks_2samp(traj.column("log_density").astype(float), ctrl.column("log_density").astype(float))
+            row.update({"val_typicality_median": float(np.median(vp) * 100), "val_ks_reference": float(kv.statistic),
+                        "val_ks_reference_pvalue": float(kv.pvalue), "ks_val": float(kx.statistic),
+                        "ks_val_pvalue": float(kx.pvalue)})
+        out.append(row)
+    return out
+
+
+def parting_sigma(control, *, source: str = "trajectory", alpha: float = 0.01) -> float | None:
+    """The largest sigma at which ``source`` ('trajectory' or 'validation') parts from the noisy-training
+    reference: its ``ks_reference`` p-value (:func:`typicality_control`) is below ``alpha``; None if never."""
+    if source not in ("trajectory", "validation"):
+        raise ValueError(f"source: expected 'trajectory' or 'validation', got {source!r}")
+    if not 0 < float(alpha) < 1:
+        raise ValueError(f"alpha: expected a level in (0, 1), got {alpha!r}")
+    key = "ks_reference_pvalue" if source == "trajectory" else "val_ks_reference_pvalue"
+    if any(r[key] is None for r in control):
+        raise ValueError(f"control: no {source} rows; call trajectory_distances(..., val=...)")
+    parted = [float(r["sigma"]) for r in control if r[key] < float(alpha)]
+    return max(parted) if parted else None

@@ -12,6 +12,10 @@ Reading it: a smoothed model samples (exactly, for an exact ODE solve) the train
 training images, which shrinks as n grows. Replication is complete while ``d2 > 3 d1`` and fades as the
 data get denser: the capacity grows as delta falls, like a larger network's.
 
+An analytic illustration, not evidence for Yoon et al.'s Hypothesis 1 (capacity grows with network
+width): that claim is tested on trained networks of three widths by claim 8 of ``memgen report``
+(:mod:`figures.claims.yoon`).
+
 Run: ``python -m figures.memorization_capacity --out DIR`` (writes ``memorization_capacity.png``,
 ``replicate_gallery.png``, ``replicates.csv``, ``summary.json``, ``record.json``).
 """
@@ -97,7 +101,7 @@ def memorization_capacity(out_dir, *, deltas=DELTAS, sizes=SIZES, n_samples: int
                                   n_boot=n_boot, progress=progress)
     fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
     plot_capacity(ax, rows)
-    ax.set_title(f"Memorization capacity of the smoothed denoiser on Mondrian 32x32\n"
+    ax.set_title(f"Analytic illustration: memorization capacity of the smoothed denoiser on Mondrian 32x32\n"
                  f"{n_samples} samples per point (Heun, {steps} EDM steps), 95% bootstrap intervals", fontsize=10)
     paths = [atomic_save_figure(fig, out / "memorization_capacity.png", dpi=110)]
     plt.close(fig)

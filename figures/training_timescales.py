@@ -82,6 +82,18 @@ def unet_setup(preset: str, size: int, sizes, *, steps_per_n: int = 120, batch_m
                            'measure.metrics=["gap", "replicates", "sliced_wasserstein"]'])
 
 
+def digits_setup(sizes, *, steps_per_n: int = 100, batch_max: int = 512, samples: int = 256, lr: float = 1e-3,
+                 preset: str = "mlp-small") -> dict:
+    """A network ``preset`` (default the residual MLP on the 64 pixels) on scikit-learn's 8x8 digits (real data):
+    the first ``max(sizes)`` of a seeded permutation train, the other images are held out."""
+    return dict(name=f"{preset}, digits 8x8", sizes=tuple(sizes), steps_per_n=steps_per_n, batch_max=batch_max,
+                quality="sliced_wasserstein_val",
+                overrides=["data.name=digits", f"data.params={{n_train = {max(sizes)}}}", f"model.preset={preset}",
+                           f"train.lr={lr}", "train.first_checkpoint=5", "train.checkpoints_per_decade=8",
+                           "measure.probes=64", "measure.sigmas=16", f"measure.samples={samples}",
+                           f"measure.batch_size={samples}", "measure.fidelity=compare.fidelity:sliced_wasserstein"])
+
+
 def setups(scale: str, *, batch_max: int | None = None) -> list[dict]:
     """The set-ups of a scale (module doc), with batch ``min(n, batch_max)``.
 

@@ -4,7 +4,11 @@ For every state of a deterministic (Heun, EDM grid) sampling trajectory at noise
 distance to the nearest training point in units of ``sigma sqrt(d)`` and its typicality: the percentile
 of ``log (1/n) sum_i N(x; y_i, sigma^2 I)`` among real noisy training samples at that sigma
 (:func:`compare.trajectories.trajectory_distances`). Real noisy training samples ``y_J + sigma eps``,
-run through the same measure, give the reference band (typicality uniform: median 50, quartiles 25/75).
+run through the same measure, give the reference band (typicality uniform: median 50, quartiles 25/75);
+noisy *validation* points ``v_K + sigma eps`` give the control band: at small sigma they are atypical
+of the noisy training data too, so a model's states are judged against both. The summary gives, per
+model, the largest sigma at which its states part from the noisy training data
+(:func:`compare.trajectories.parting_sigma`), next to the control's.
 
 Expected (Kaiser & Kollmann's third claim, measured directly): the optimal denoiser's trajectories stay
 typical of the noisy training data all the way down (they end on training points); the smoothed
@@ -23,7 +27,7 @@ import numpy as np
 import torch
 
 from compare.records import Records, summarize
-from compare.trajectories import trajectory_distances
+from compare.trajectories import parting_sigma, trajectory_distances, typicality_control
 from figures.cli import figure_parser
 from memgen import Trajectory, edm_sigmas, sample
 from memgen.data import circle, mondrian
@@ -32,6 +36,7 @@ from memgen.runs import atomic_save_figure, atomic_write_json, write_record
 from toymodels import EmpiricalDenoiser, SmoothedDenoiser
 
 REFERENCE = "noisy training data"
+CONTROL = "noisy validation data"
 
 
 def noisy_training_states(train: torch.Tensor, sigmas: torch.Tensor, n: int, *, seed: int = 0) -> Trajectory:
@@ -46,11 +51,12 @@ def noisy_training_states(train: torch.Tensor, sigmas: torch.Tensor, n: int, *, 
     return Trajectory(train[idx][None] + s * eps[None], sigmas, torch.empty(0))
 
 
-def distance_records(models: dict, train: torch.Tensor, *, n_samples: int = 64, steps: int = 18,
-                     sigma_min: float = 0.002, sigma_max: float = 80.0, n_reference: int = 1000, seed: int = 0,
-                     data: str = "", progress: bool = False) -> Records:
-    """Trajectory-distance records of each model (Heun sampling from seeded noise) and of real noisy
-    training samples at the same noise levels (``model = 'noisy training data'``)."""
+def distance_records(models: dict, train: torch.Tensor, *, val: torch.Tensor | None = None, n_samples: int = 64,
+                     steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0, n_reference: int = 1000,
+                     seed: int = 0, data: str = "", progress: bool = False) -> Records:
+    """Trajectory-distance records of each model (Heun sampling from seeded noise), of real noisy
+    training samples at the same noise levels (``model = 'noisy training data'``) and, with ``val``, of
+    noisy validation points (``model = 'noisy validation data'``, the control)."""
     sigmas = edm_sigmas(steps, sigma_min, sigma_max)
     noise = torch.randn(n_samples, *train.shape[1:], generator=torch.Generator().manual_seed(seed))
     rows = Records()
@@ -61,19 +67,23 @@ def distance_records(models: dict, train: torch.Tensor, *, n_samples: int = 64, 
     ref = noisy_training_states(train, sigmas, n_samples, seed=seed + 2)
     rows += trajectory_distances(ref, train, n_reference=n_reference, seed=seed + 1, progress=False,
                                  tags={"data": data, "model": REFERENCE})
+    if val is not None:
+        ctrl = noisy_training_states(val.to(train.dtype), sigmas, n_samples, seed=seed + 3)
+        rows += trajectory_distances(ctrl, train, n_reference=n_reference, seed=seed + 1, progress=False,
+                                     tags={"data": data, "model": CONTROL})
     return rows
 
 
 def plot_distances(ax_dist, ax_typ, rows: Records, title: str):
     """Median and quartiles per sigma of the normalized distance (left) and typicality (right), per model."""
-    colours = {REFERENCE: "0.45"}
+    colours = {REFERENCE: "0.45", CONTROL: "k"}
     palette = itertools.cycle(["crimson", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown",
                                "tab:pink", "tab:olive", "tab:cyan"])
     for name in dict.fromkeys(rows.column("model").tolist()):
         summ = summarize(rows.where(model=name), "sigma", ["normalized_distance", "typicality"])
         s = np.asarray([r["sigma"] for r in summ])
         c = colours.get(name) or next(palette)
-        ls = "--" if name == REFERENCE else "-"
+        ls = {REFERENCE: "--", CONTROL: ":"}.get(name, "-")
         for ax, col in ((ax_dist, "normalized_distance"), (ax_typ, "typicality")):
             ax.plot(s, [r[f"{col}_q50"] for r in summ], color=c, ls=ls, label=name)
             ax.fill_between(s, [r[f"{col}_q25"] for r in summ], [r[f"{col}_q75"] for r in summ], color=c, alpha=0.18)
@@ -91,7 +101,8 @@ def plot_distances(ax_dist, ax_typ, rows: Records, title: str):
 
 
 def final_summary(rows: Records) -> dict:
-    """Per (data, model): median normalized distance and typicality at the smallest sigma > 0."""
+    """Per (data, model): median normalized distance and typicality at the smallest sigma > 0, and the
+    largest sigma at which its states part from the noisy training data (KS p < 0.01; None: never)."""
     out = {}
     for data in dict.fromkeys(rows.column("data").tolist()):
         sub = rows.where(data=data)
@@ -99,7 +110,9 @@ def final_summary(rows: Records) -> dict:
         for row in summarize(sub.where(sigma=s_min), "model", ["normalized_distance", "typicality"]):
             out[f"{data} / {row['model']}"] = {"sigma": s_min,
                                               "normalized_distance_median": row["normalized_distance_q50"],
-                                              "typicality_median": row["typicality_q50"]}
+                                              "typicality_median": row["typicality_q50"],
+                                              "parting_sigma": parting_sigma(typicality_control(
+                                                  sub.where(model=row["model"])))}
     return out
 
 
@@ -112,16 +125,17 @@ def trajectories(out_dir, *, circle_delta: float = 1.6, mondrian_n: int = 500, m
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
-    ring = circle(20).train.double()
+    ring, ring_val = circle(20).train.double(), circle(20).val.double()
     mond = mondrian(mondrian_n, seed=seed).train
+    mond_val = mondrian(mondrian_n, seed=seed + 1).train                  # fresh images of the same law
     rows = distance_records({"optimal": EmpiricalDenoiser(ring, dtype=torch.float64),
                              f"smoothed (delta={circle_delta:g})": SmoothedDenoiser(ring, circle_delta,
                                                                                     dtype=torch.float64)},
-                            ring, n_samples=max(n_samples, 200), steps=steps, sigma_min=0.01, seed=seed,
+                            ring, val=ring_val, n_samples=max(n_samples, 200), steps=steps, sigma_min=0.01, seed=seed,
                             data="circle", progress=progress)
     rows += distance_records({"optimal": EmpiricalDenoiser(mond),
                               f"smoothed (delta={mondrian_delta:g})": SmoothedDenoiser(mond, mondrian_delta)},
-                             mond, n_samples=n_samples, steps=steps, n_reference=500, seed=seed, data="mondrian",
+                             mond, val=mond_val, n_samples=n_samples, steps=steps, n_reference=500, seed=seed, data="mondrian",
                              progress=progress)
     fig, axes = plt.subplots(2, 2, figsize=(12, 9), constrained_layout=True)
     plot_distances(axes[0, 0], axes[0, 1], rows.where(data="circle"), "circle (d = 2, 10 training points)")

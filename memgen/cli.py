@@ -20,7 +20,8 @@ from pathlib import Path
 
 from . import __version__
 
-COMMAND_MODULES = ("figures.demo", "figures.train_cli", "figures.rf_cli", "figures.audit")
+COMMAND_MODULES = ("figures.demo", "figures.train_cli", "figures.rf_cli", "figures.audit",
+                   "figures.claims.report")
 
 USER_ERRORS = (ValueError, TypeError, OSError, ImportError)
 """Exceptions reported as one line (bad settings and arguments, missing or unreadable files, folders in

@@ -43,8 +43,9 @@ def test_duplicates_in_the_training_set_and_n_equal_two():
     y = torch.tensor([[0.0, 0.0], [5.0, 5.0], [0.0, 0.0]])
     nb = nearest_two(torch.tensor([[0.0, 0.0]]), y, progress=False)
     assert sorted(nb.indices[0].tolist()) == [0, 2] and nb.distances[0].tolist() == [0.0, 0.0]
-    res = replicates(torch.tensor([[0.0, 0.0]]), y, progress=False)
-    assert res.per_sample[0]["ratio"] == 1.0 and not res.per_sample[0]["replicate"]   # 0/0 := 1
+    res = replicates(torch.tensor([[0.0, 0.0]]), y, progress=False)     # d2 over distinct points: a replicate
+    assert res.per_sample[0]["d2"] == pytest.approx(50 ** 0.5) and res.per_sample[0]["replicate"]
+    assert res.summary[0]["train_duplicates"] == 1 and res.summary[0]["n_train"] == 2
     two = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
     q = torch.tensor([[0.1, 0.0], [0.9, 0.0], [0.5, 3.0]])
     _check_against_brute(q, two, nearest_two(q, two, progress=False))
@@ -127,3 +128,35 @@ def test_bad_input():
         replicates(torch.randn(3, 4), y, sample_labels=[0, 1, 2], progress=False)
     with pytest.raises(ValueError, match="NaN"):
         replicates(torch.full((3, 4), float("nan")), y, progress=False)
+
+
+def test_replicates_of_duplicated_training_images_are_counted():
+    """Samples on training images that appear 2 or 3 times replicate, exactly like samples on unique ones;
+    the counts match a brute force over distinct points, and the duplicates found are reported."""
+    from compare.replicates import distinct_points
+    g = torch.Generator().manual_seed(5)
+    base = torch.rand(30, 3, 4, 4, generator=g) * 2 - 1
+    train = torch.cat([base, base[:6], base[:3], base[10:12] + 1e-4])       # 6 + 3 exact copies, 2 near copies
+    perm = torch.randperm(len(train), generator=g)
+    train, labels = train[perm], torch.arange(len(train))[perm] % 2
+    rep = distinct_points(train, tol=1e-3)
+    flat = train.reshape(len(train), -1).double()
+    brute = [int(torch.nonzero(torch.cdist(flat[j:j + 1], flat)[0] <= 1e-3)[0]) for j in range(len(train))]
+    np.testing.assert_array_equal(rep, brute)
+    assert (rep != np.arange(len(train))).sum() == 11
+    samples = torch.cat([base[:8] + 0.01 * torch.randn(8, 3, 4, 4, generator=g),         # on copied images
+                         torch.rand(8, 3, 4, 4, generator=g) * 2 - 1])                  # far from all
+    res = replicates(samples, train, duplicate_tol=1e-3, train_labels=labels, progress=False)
+    keep = np.flatnonzero(rep == np.arange(len(train)))
+    d = torch.cdist(samples.reshape(16, -1).double(), flat[keep]).sort(1).values
+    expected = (d[:, 0] / d[:, 1] < 1 / 3).numpy()
+    assert expected[:8].all() and not expected[8:].any()
+    np.testing.assert_array_equal(res.per_sample.column("replicate").astype(bool), expected)
+    top = res.summary[0]
+    assert top["train_duplicates"] == 11 and top["n_train"] == 30
+    assert top["replicate_fraction"] == pytest.approx(0.5) and top["train_replicated"] == 8
+    assert sum(r["n_train"] for r in res.summary[1:]) == 30
+    exact = replicates(samples, train, progress=False)                        # tol 0: the near copies stay apart
+    assert exact.summary[0]["train_duplicates"] == 9
+    with pytest.raises(ValueError, match="duplicate_tol"):
+        replicates(samples, train, duplicate_tol=-1.0, progress=False)

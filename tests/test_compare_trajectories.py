@@ -86,3 +86,56 @@ def test_bad_input():
         trajectory_distances(_traj(torch.randn(2, 4, 3), [1.0, 0.0]), y, n_reference=0, progress=False)
     with pytest.raises(ValueError, match="train"):
         trajectory_distances(_traj(torch.randn(2, 4, 3), [1.0, 0.0]), torch.randn(0, 3), progress=False)
+
+
+def test_validation_control_reads_a_generalizing_model_as_fresh_data():
+    """Gaussian data: the exact Gaussian denoiser's states read like noisy validation points at every sigma
+    (two-sample KS of log-densities below 0.133, the 1% critical value for 300 + 300 draws), and both part from the noisy-training reference at the same sigma of the grid;
+    the empirical denoiser's states never part from it, end on training points, and read unlike the control."""
+    from compare.trajectories import parting_sigma, typicality_control
+    from memgen import edm_sigmas, sample
+    from toymodels import EmpiricalDenoiser, GaussianDenoiser
+
+    g = torch.Generator().manual_seed(3)
+    d, n = 4, 40
+    train = torch.randn(n, d, generator=g, dtype=torch.float64)
+    val = torch.randn(2000, d, generator=g, dtype=torch.float64)
+    noise = torch.randn(300, d, generator=g, dtype=torch.float64)
+    sigmas = edm_sigmas(24, 0.005, 40.0).double()
+    out = {}
+    for name, model in (("gaussian", GaussianDenoiser(torch.zeros(d), 1.0, dtype=torch.float64)),
+                        ("empirical", EmpiricalDenoiser(train, dtype=torch.float64))):
+        _, traj = sample(model, noise, sigmas, method="heun", return_trajectory=True)
+        rows = trajectory_distances(traj, train, val=val, n_reference=2000, seed=4, progress=False)
+        assert len(rows.where(source="validation")) == len(rows.where(source="trajectory"))   # n_val = B
+        out[name] = (rows, typicality_control(rows))
+    rows, ctrl = out["gaussian"]
+    assert max(r["ks_val"] for r in ctrl) < 0.133
+    assert ctrl[-1]["val_ks_reference"] > 0.5 and ctrl[0]["val_ks_reference"] < 0.1   # parts only at small sigma
+    s_traj, s_val = parting_sigma(ctrl), parting_sigma(ctrl, source="validation")
+    assert s_val is not None and s_traj is not None
+    grid = sorted(r["sigma"] for r in ctrl)
+    assert abs(grid.index(s_traj) - grid.index(s_val)) <= 1
+    rows, ctrl = out["empirical"]
+    assert parting_sigma(ctrl) is None                            # exact transport of the noisy training data
+    assert ctrl[-1]["ks_val"] > 0.5
+    last = rows.where(source="trajectory", sigma=grid[0])
+    assert np.median(last.column("normalized_distance").astype(float)) < 2.0
+
+
+def test_validation_control_bad_input():
+    from compare.trajectories import parting_sigma, typicality_control
+    y = torch.randn(20, 3, dtype=torch.float64)
+    tr = _traj(torch.randn(2, 4, 3, dtype=torch.float64), [1.0, 0.0])
+    with pytest.raises(ValueError, match="val"):
+        trajectory_distances(tr, y, val=torch.randn(5, 4), progress=False)
+    bare = typicality_control(trajectory_distances(tr, y, progress=False))      # no control: val columns None
+    assert bare[0]["n_val"] == 0 and bare[0]["ks_val"] is None
+    with pytest.raises(ValueError, match="control"):
+        parting_sigma(bare, source="validation")
+    with pytest.raises(ValueError, match="rows"):
+        typicality_control([])
+    ctrl = typicality_control(trajectory_distances(tr, y, val=y, n_val=7, progress=False))
+    assert ctrl[0]["n_val"] == 7
+    with pytest.raises(ValueError, match="source"):
+        parting_sigma(ctrl, source="train")

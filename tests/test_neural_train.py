@@ -92,19 +92,19 @@ def test_metrics_are_what_they_claim_and_load_into_compare(tmp_path):
             ref = [float(((model(pts + s * noise, s) - pts) ** 2).mean()) for s in probes.sigmas.tolist()]
         np.testing.assert_allclose(last[name], ref, rtol=1e-5)
     np.testing.assert_allclose(last["gap"], (np.array(last["e_val"]) - last["e_train"]) / last["e_train"], rtol=1e-9)
-    assert 0 <= last["replicate_fraction"] <= 1 and np.isfinite(last["log_likelihood"])
+    assert 0 <= last["replicate_fraction"] <= 1 and np.isfinite(last["sliced_wasserstein_val"])
     assert np.isfinite([r["train_loss"] for r in rows]).all() and rows[-1]["images_seen"] == 12 * 8
 
     t, g = series(rows, "gap", sigma=1.0)
     j = int(np.argmin(np.abs(np.log(probes.sigmas.numpy()))))
     np.testing.assert_allclose(g, [r["gap"][j] for r in rows])
-    ts = timescales(tmp_path, quality="log_likelihood", memorization="gap", threshold=-10.0)
+    ts = timescales(tmp_path, quality="sliced_wasserstein_val", memorization="gap", threshold=-10.0)
     assert ts["tau_mem"] == 2.0 and 2 <= ts["tau_gen"] <= 12
 
     post = measure_run(tmp_path, METRICS, steps=[4, 12], progress=False)
     again = read_metrics(post)
     for new, old in zip(again, [rows[1], rows[-1]]):
-        for key in ("step", "e_train", "e_val", "gap", "replicate_fraction", "log_likelihood", "train_loss"):
+        for key in ("step", "e_train", "e_val", "gap", "replicate_fraction", "sliced_wasserstein_val", "train_loss"):
             assert new[key] == old[key]
     with pytest.raises(ValueError, match="overrides"):
         measure_run(tmp_path, METRICS, overrides=["train.lr=1"])

@@ -10,7 +10,7 @@ from toymodels.rf.spectrum import ks_distance, spectral_cdf
 
 
 def _authors_density(lam, psi_p, psi_n, k, sigma, weights):
-    """RF_THEORY.md's six real equations in (q, r, s), z = lambda - i eps, Levenberg-Marquardt with
+    """docs/rf_theory.md's six real equations in (q, r, s), z = lambda - i eps, Levenberg-Marquardt with
     continuation in eps from 100 down to 1e-9, written independently of toymodels.rf.spectrum."""
     al2 = k.a ** 2 * math.exp(-2 * k.t)
     sigma, weights = np.asarray(sigma), np.asarray(weights)
@@ -79,7 +79,7 @@ def test_theory_matches_gaussian_equivalent_spectrum(psi_p, psi_n, sigma):
     X = rng.standard_normal((n, d)) * np.sqrt(np.repeat(sigma, d // len(sigma)))
     ev = np.linalg.eigvalsh(rf.gaussian_equivalent_U(W, X, sp.model.constants, seed=1))
     assert ks_distance(ev, sp) < 0.015
-    if psi_p == 4.0:  # RF_THEORY.md: about 0.12 of the eigenvalues above 1 (not 1/psi_p)
+    if psi_p == 4.0:  # docs/rf_theory.md: about 0.12 of the eigenvalues above 1 (not 1/psi_p)
         above = 1 - spectral_cdf(sp, [1.0])[0]
         assert above == pytest.approx(0.12, abs=0.01)
         assert np.mean(ev > 1) == pytest.approx(above, abs=0.01)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .cifar import cifar10
 from .dataset import Dataset
+from .digits import digits
 from .files import from_array, image_folder
 from .images import gm_dummies, mixture, mondrian, mondrian_bar_width, random_ink
 from .split import Split, alternating_split, first_split, random_split, seeded_split
@@ -10,7 +11,7 @@ from .toy import circle, gaussian, gmm
 
 LOADERS = {"circle": circle, "gaussian": gaussian, "gmm": gmm, "mondrian": mondrian, "gm_dummies": gm_dummies,
            "random_ink": random_ink, "mixture": mixture, "cifar10": cifar10, "from_array": from_array,
-           "image_folder": image_folder}
+           "image_folder": image_folder, "digits": digits}
 
 
 def load(name: str, **kwargs) -> Dataset:
@@ -23,4 +24,4 @@ def load(name: str, **kwargs) -> Dataset:
 __all__ = ["Dataset", "Split", "LOADERS", "load", "circle", "gaussian", "gmm",
            "random_split", "first_split", "alternating_split", "seeded_split",
            "mondrian", "mondrian_bar_width", "gm_dummies", "random_ink", "mixture", "cifar10", "from_array",
-           "image_folder"]
+           "image_folder", "digits"]

@@ -9,7 +9,7 @@ With ``u, v, w, z`` i.i.d. N(0, 1), ``Delta = 1 - exp(-2t)``, ``c = exp(-t) sigm
 * ``v_t^2 = E[f(c u + sqrt(Delta) v) f(c u + sqrt(Delta) w)] - mu_0^2 - a_t^2 c^2``
 * ``s_t^2 = E[f(Gamma z)^2] - mu_0^2 - a_t^2 c^2 - v_t^2 - b_t^2``
 
-For odd activations these are exactly RF_THEORY.md's constants; ``mu_0`` (the mean feature, a
+For odd activations these are exactly docs/rf_theory.md's constants; ``mu_0`` (the mean feature, a
 rank-one spike ``mu_0^2 1 1^T`` of U) is subtracted so that ReLU fits the same Gaussian-equivalent form.
 
 Methods: ``'quadrature'`` (Gauss-Hermite; the cross moment as the nested integral

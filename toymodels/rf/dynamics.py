@@ -1,6 +1,6 @@
 """Exact gradient-flow training curves of the random-features score, from one eigendecomposition of U.
 
-Time convention (RF_THEORY.md, "the authors' units"): ``tau = k eta / d^2`` for k steps of gradient
+Time convention (docs/rf_theory.md, "the authors' units"): ``tau = k eta / d^2`` for k steps of gradient
 descent with learning rate eta on ``A`` (the model ``s_A(x) = (A/sqrt p) f(W x/sqrt d)`` with the
 1/sqrt(p) factor), i.e. gradient flow ``dA/dtau = -d^2 dL/dA``. Writing ``A~ = A/sqrt(p)``:
 
@@ -18,7 +18,7 @@ the score error ``(1/d) E||s_A(x_t) + C_t^-1 x_t||^2``
 ``= (1/d)[Tr(A~ U_test A~^T) + (2/sqrt Delta) Tr(A~ V_test) + Tr C_t^-1]``
 (so ``L_test = 1 + Delta (score error - Tr C_t^-1 / d)``: denoising score matching).
 ``ridge`` adds ``(Delta ridge / d) ||A~||^2`` to the training objective (the authors' script uses 1e-3;
-RF_THEORY.md's equations have none); the reported losses never include it.
+docs/rf_theory.md's equations have none); the reported losses never include it.
 ``discrete=True`` gives plain gradient descent with step ``dtau`` instead: ``e_k = (1 - c lambda_k dtau)^k``.
 """
 from __future__ import annotations

@@ -19,7 +19,7 @@ diagonal is the exact one-dimensional ``E[f(h_i)^2]``. V is exact by Stein's lem
 Population matrices for Gaussian data ``x ~ N(0, Sigma)`` (test loss and score error) are the same
 expectations with ``x_t ~ N(0, C_t)``, ``C_t = exp(-2t) Sigma + Delta I`` (zero means).
 
-Gaussian-equivalent U (RF_THEORY.md, plus the mean-feature spike that only non-odd activations have):
+Gaussian-equivalent U (docs/rf_theory.md, plus the mean-feature spike that only non-odd activations have):
 ``U_GE = G G^T / n + b_t^2 W W^T / d + s_t^2 I + mu_0^2 1 1^T``, ``G = exp(-t) a_t W X / sqrt(d) + v_t Omega``.
 """
 from __future__ import annotations

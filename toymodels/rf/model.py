@@ -3,7 +3,7 @@
 Score (OU form, Bonnaire et al.): ``s_A(x) = (A / sqrt(p)) f(W x / sqrt(d))``, ``W`` p x d i.i.d.
 N(0, 1) drawn from a seed and frozen, ``A`` d x p trained (see dynamics.py for the closed form).
 
-Canonical conversion (DESIGN.md): OU time t has scale ``s = exp(-t)`` and ``sigma^2 = exp(2t) - 1``;
+Canonical conversion (docs/closed_forms.md): OU time t has scale ``s = exp(-t)`` and ``sigma^2 = exp(2t) - 1``;
 ``x_ou = s x_ve``, the VE score is ``s * s_A(s * x_ve)``, and
 ``D(x_ve, sigma) = x_ve + sigma^2 s s_A(s x_ve)``.
 The model is trained at one t only: :class:`RFDenoiser` answers at ``sigma = sigma_t`` (relative

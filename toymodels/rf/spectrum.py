@@ -8,7 +8,7 @@ with ``kappa = psi_p/psi_n``, ``alpha^2 = a_t^2 exp(-2t)`` and ``rho_Sigma = sum
     ``psi_p (s_t^2 - z) + psi_p v_t^2 / D + (1 - psi_p)/q - s/q^2 = 0``
     ``rho(lambda) = Im q / pi``   (eps -> 0+)
 
-(RF_THEORY.md's equations, written with ``z = lambda + i eps`` so that ``Im q > 0``; checked against the
+(docs/rf_theory.md's equations, written with ``z = lambda + i eps`` so that ``Im q > 0``; checked against the
 eigenvalues of the Gaussian-equivalent and of the true U, see tests/test_rf_spectrum.py.) They are
 the deterministic equivalent of ``U_GE = G G^T/n + b^2 W W^T/d + s^2 I`` (conditionally on W a sample
 covariance plus a fixed matrix, then a generalized Marchenko-Pastur law in W).

@@ -1,0 +1,143 @@
+"""``memgen report``: run the claims, judge them by their stated criteria, and write one report.
+
+``memgen report --out DIR [--scale quick|cpu|paper] [--only 2,5,9] [--seeds 3]`` writes, under ``DIR``:
+
+* ``claimNN/``: each claim's figure, numbers and ``outcome.json`` (written when the claim finishes; a later
+  call with the same scale and seeds reuses it), and ``runs/``: the trained networks' run folders (one per
+  configuration and seed; a finished run is reused, a killed one resumes from its last checkpoint);
+* ``claims.csv``: one row per claim, columns :data:`COLUMNS`;
+* ``report.md``: the table with every figure linked, each claim's criterion and the time it took;
+* ``record.json``: scale, seeds, settings of every claim, and package versions.
+
+Seeds: 1 at ``quick``, 3 at ``cpu`` and ``paper`` unless ``--seeds`` says otherwise.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from memgen.runs import atomic_write_json, atomic_write_text, write_record
+
+COLUMNS = ("claim", "paper", "statement", "paper_value", "our_value", "interval", "verdict", "scale", "seeds",
+           "figure", "seconds")
+
+
+def _claim_numbers(only: str | None, known) -> list:
+    if not only:
+        return sorted(known)
+    try:
+        numbers = sorted({int(x) for x in str(only).split(",") if x.strip()})
+    except ValueError:
+        raise ValueError(f"only: expected comma-separated claim numbers, got {only!r}") from None
+    unknown = [n for n in numbers if n not in known]
+    if unknown or not numbers:
+        raise ValueError(f"only: unknown claim(s) {unknown or only!r}; expected numbers in {sorted(known)}")
+    return numbers
+
+
+def run_claim(claim, folder: Path, scale: str, seeds: list, progress: bool) -> dict:
+    """The claim's outcome row, from ``folder/outcome.json`` when it was finished at this scale and seeds."""
+    from .base import Outcome
+    from .verdicts import VERDICTS
+
+    done = folder / "outcome.json"
+    if done.is_file():
+        row = json.loads(done.read_text())
+        if row.get("scale") == scale and row.get("seeds") == len(seeds) and row.get("error") is None:
+            return row
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    try:
+        outcome = claim.run(claim.settings(scale), folder, seeds, progress)
+        error = None
+    except Exception as e:                      # a failed claim is reported as not run, with the reason
+        outcome, error = Outcome("", "", "not run"), f"{type(e).__name__}: {e}"
+    if outcome.verdict not in VERDICTS:
+        raise ValueError(f"claim {claim.number}: verdict {outcome.verdict!r} is not one of {VERDICTS}")
+    row = {"claim": claim.number, "paper": claim.paper, "statement": claim.statement,
+           "paper_value": claim.paper_value, "our_value": outcome.our_value, "interval": outcome.interval,
+           "verdict": outcome.verdict, "scale": scale, "seeds": len(seeds),
+           "figure": f"{folder.name}/{outcome.figure}" if outcome.figure else "",
+           "seconds": round(time.perf_counter() - t0, 1), "error": error, "numbers": outcome.numbers}
+    atomic_write_json(done, row)
+    return row
+
+
+def criterion(claim) -> str:
+    """The paragraph ``Claim N. Criterion ...`` of the docstring of the claim's module (its stated criterion)."""
+    import importlib
+
+    doc = importlib.import_module(claim.run.__module__).__doc__ or ""
+    for para in doc.split("\n\n"):
+        if para.strip().startswith(f"Claim {claim.number}. Criterion"):
+            return " ".join(para.split())
+    return f"(not stated in {claim.run.__module__})"
+
+
+def markdown(rows: list, scale: str, claims: dict) -> str:
+    """The report: a summary table, then per claim its criterion, numbers, figure and time."""
+    lines = [f"# memgen report (scale `{scale}`)", "",
+             "| claim | paper | verdict | ours | interval | paper | seconds |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['claim']} | {r['paper']} | **{r['verdict']}** | {r['our_value']} | {r['interval']} |"
+                     f" {r['paper_value']} | {r['seconds']} |")
+    for r in rows:
+        lines += ["", f"## Claim {r['claim']} ({r['paper']}): {r['statement']}", "",
+                  f"Verdict: **{r['verdict']}**, at scale `{r['scale']}` with {r['seeds']} seed(s), "
+                  f"in {r['seconds']} s.", "", criterion(claims[r["claim"]]), "",
+                  f"Ours: {r['our_value']} {r['interval']}. Paper: {r['paper_value']}."]
+        if r.get("error"):
+            lines += ["", f"Not run: `{r['error']}`"]
+        if r["figure"]:
+            lines += ["", f"![claim {r['claim']}]({r['figure']})"]
+    return "\n".join(lines) + "\n"
+
+
+def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int | None = None,
+               progress: bool = True) -> list:
+    """Run the selected claims (module doc) and write the report; returns the rows of ``claims.csv``."""
+    from tqdm.auto import tqdm
+
+    from compare.records import Records
+
+    from .registry import CLAIMS
+    from .base import SCALES
+
+    if scale not in SCALES:
+        raise ValueError(f"scale: expected one of {SCALES}, got {scale!r}")
+    n_seeds = (1 if scale == "quick" else 3) if seeds is None else int(seeds)
+    if n_seeds < 1:
+        raise ValueError(f"seeds: expected a positive number of seeds, got {seeds!r}")
+    out = Path(out)
+    rows = []
+    bar = tqdm(_claim_numbers(only, CLAIMS), desc="claims", unit="claim", disable=None if progress else True)
+    for number in bar:
+        bar.set_postfix_str(f"claim {number}")
+        rows.append(run_claim(CLAIMS[number], out / f"claim{number:02d}", scale, list(range(n_seeds)), progress))
+    Records({k: r[k] for k in COLUMNS} for r in rows).to_csv(out / "claims.csv")
+    atomic_write_text(out / "report.md", markdown(rows, scale, CLAIMS))
+    write_record(out, command="memgen report", scale=scale, seeds=n_seeds, claims=[r["claim"] for r in rows],
+                 settings={r["claim"]: CLAIMS[r["claim"]].settings(scale) for r in rows},
+                 seconds={r["claim"]: r["seconds"] for r in rows})
+    return rows
+
+
+def _main(args) -> int:
+    rows = run_report(args.out, scale=args.scale, only=args.only, seeds=args.seeds)
+    for r in rows:
+        print(f"claim {r['claim']:2d} ({r['paper']}): {r['verdict']:15s} {r['our_value']} {r['interval']}"
+              f"  [{r['seconds']} s]")
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("report", help="run the papers' claims and write a report with computed verdicts",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="output folder (reused: finished claims and runs are kept)")
+    p.add_argument("--scale", choices=("quick", "cpu", "paper"), default="quick",
+                   help="quick: CI, minutes; cpu: a 2-core machine, hours; paper: a GPU")
+    p.add_argument("--only", default=None, help="comma-separated claim numbers, e.g. 2,5,9 (default: all twelve)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per claim (default 1 at quick, 3 otherwise)")
+    p.set_defaults(run=_main)
