@@ -208,6 +208,8 @@ CASES = [
          dict(path_or_array="data", labels="labels", n_train="opt_count", seed="seed")),
     Case("image_folder", _at_tmp(mdata.image_folder, "path", "/images"), dict(path="<tmp>", size=2, n_train=2, seed=0),
          dict(path="root", size="opt_count", n_train="opt_count", seed="seed")),
+    Case("digits", mdata.digits, dict(n=20, n_train=10, seed=0, classes=[0, 1]),
+         dict(n="opt_count", n_train="opt_count", seed="seed")),
     Case("random_split", mdata.random_split, dict(n=6, n_train=3, seed=0),
          dict(n="count", n_train="opt_count", seed="seed")),
     Case("seeded_split", mdata.seeded_split, dict(n=6, n_train=3, seed=0),
