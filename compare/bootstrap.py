@@ -16,16 +16,16 @@ import warnings
 
 import numpy as np
 
-from memgen.checks import integer
+from memgen.checks import as_values, function, in_interval, integer
 
 BLOCK_ELEMENTS = 2 ** 22
 """At most this many weights (replicates x points) are held per block of replicates."""
 
 
-def _check(n_boot: int, level: float):
-    integer(n_boot, "n_boot")
-    if not 0 < float(level) < 1:
-        raise ValueError(f"level: expected a confidence level in (0, 1), got {level!r}")
+def check_bootstrap(n_boot: int, level: float, seed: int, seed_name: str = "seed") -> tuple[int, float, int]:
+    """``(n_boot, level, seed)`` checked: a count >= 1, a confidence level in (0, 1), a seed >= 0."""
+    return (integer(n_boot, "n_boot"), in_interval(level, "level", 0.0, 1.0, closed="neither"),
+            integer(seed, seed_name, 0))
 
 
 def resample_weights(n: int, n_rep: int, rng: np.random.Generator) -> np.ndarray:
@@ -51,7 +51,8 @@ def bootstrap(statistic, *sizes: int, n_boot: int = 1000, level: float = 0.95, s
 
     Returns ``(estimate, lo, hi)``, each of shape ``[*k]`` (NaN replicates are ignored in the quantiles).
     """
-    _check(n_boot, level)
+    n_boot, level, seed = check_bootstrap(n_boot, level, seed)
+    function(statistic, "statistic", "a function of the resampling weights")
     if not sizes or any(int(n) != n or n < 1 for n in sizes):
         raise ValueError(f"sizes: expected one positive point count per sample, got {sizes!r}")
     estimate = np.asarray(statistic(*[np.ones((1, int(n))) for n in sizes]), dtype=np.float64)[0]
@@ -83,7 +84,7 @@ def weighted_mean(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 def mean_interval(values, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0):
     """Mean over the first axis of ``values`` ``[n, *k]`` with its bootstrap interval: ``(mean, lo, hi)``."""
-    v = np.asarray(values, dtype=np.float64)
+    v = as_values(values, "values").numpy()
     if v.ndim == 0 or v.shape[0] == 0:
         raise ValueError("values: expected a non-empty array of per-point values [n, ...]")
     return bootstrap(lambda w: weighted_mean(w, v), v.shape[0], n_boot=n_boot, level=level, seed=seed)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memgen.checks import as_points, as_tensor, integer
+from memgen.checks import as_points, as_tensor, flag, function, in_interval, integer
 from memgen.contract import model_device
 from memgen.progress import progress_bar
 
-from .bootstrap import bootstrap, weighted_mean
+from .bootstrap import bootstrap, check_bootstrap, weighted_mean
 from .records import Records
 
 
@@ -52,7 +52,7 @@ def common_noise(n_points: int, shape, *, n_draws: int = 1, seed: int = 0,
 
     Pass the same tensor (or the same seed) to every model and every sigma: common random numbers.
     """
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(integer(seed, "seed", 0))
     return torch.randn(integer(n_draws, "n_draws"), integer(n_points, "n_points"),
                        *tuple(shape), generator=g, dtype=dtype)
 
@@ -62,6 +62,7 @@ def denoise(model, x: torch.Tensor, sigma: float, batch_size: int) -> torch.Tens
 
     Each batch is sent to the model's device (:func:`memgen.contract.model_device`); results come back on the CPU.
     """
+    function(model, "model", "a denoiser model(x, sigma)")
     outs = []
     device = model_device(model)
     with torch.no_grad():
@@ -95,17 +96,21 @@ def _draw_count(noise, points, n_draws: int) -> int:
 
 def point_errors(model, points, sigmas, *, noise=None, n_draws: int = 1, seed: int = 0, squared: bool = True,
                  batch_size: int = 1024, dtype: torch.dtype = torch.float32, labels=None,
-                 progress: bool = True) -> np.ndarray:
+                 progress: bool = True, names: tuple[str, str] = ("points", "noise")) -> np.ndarray:
     """Per-point errors ``e_i(sigma)`` as a float64 array ``[N, len(sigmas)]`` (formula in the module doc).
 
     ``noise`` (``[N, *shape]`` or ``[K, N, *shape]``) overrides the draws made from ``seed``. ``labels``
     (``[N]``): the class of each point, for a class-conditional model, which is then called as
-    ``model.with_labels(labels of the batch)(x, sigma)``.
+    ``model.with_labels(labels of the batch)(x, sigma)``. ``names`` are the argument names that errors
+    about ``points`` and ``noise`` cite.
     """
-    y = as_points(points, "points", dtype=dtype)
+    y = as_points(points, names[0], dtype=dtype)
+    shape = getattr(model, "event_shape", None)
+    if shape is not None and tuple(y.shape[1:]) != tuple(shape):
+        raise ValueError(f"{names[0]}: points of shape {tuple(y.shape[1:])}, but the model takes {tuple(shape)}")
     sig = sigma_grid(sigmas)
-    batch_size = integer(batch_size, "batch_size")
-    z = _noise_for(y, noise, integer(n_draws, "n_draws"), seed, "noise")
+    batch_size, squared = integer(batch_size, "batch_size"), flag(squared, "squared")
+    z = _noise_for(y, noise, integer(n_draws, "n_draws"), integer(seed, "seed", 0), names[1])
     k, n = z.shape[0], y.shape[0]
     if labels is not None and len(labels) != n:
         raise ValueError(f"labels: expected one label per point ({n}), got {len(labels)}")
@@ -147,6 +152,7 @@ def denoising_error(model, points, sigmas, *, noise=None, n_draws: int = 1, seed
     Returns one row per sigma: ``sigma, error, error_lo, error_hi, metric, n_points, n_draws`` (+ tags).
     """
     tags = check_tags(tags, ("sigma", "error", "error_lo", "error_hi", "metric", "n_points", "n_draws"))
+    check_bootstrap(n_boot, level, boot_seed, "boot_seed")
     e = point_errors(model, points, sigmas, noise=noise, n_draws=n_draws, seed=seed, squared=squared,
                      batch_size=batch_size, dtype=dtype, progress=progress)
     est, lo, hi = bootstrap(lambda w: weighted_mean(w, e), e.shape[0], n_boot=n_boot, level=level, seed=boot_seed)
@@ -178,9 +184,16 @@ def generalization_gap(model, train, val, sigmas, *, train_noise=None, val_noise
     reserved = ("sigma", "metric", "n_train", "n_val", "n_draws") + tuple(
         c + sfx for c in GAP_COLUMNS for sfx in ("", "_lo", "_hi"))
     tags = check_tags(tags, reserved)
+    check_bootstrap(n_boot, level, boot_seed, "boot_seed")
+    seed = integer(seed, "seed", 0)
+    train, val = as_points(train, "train", dtype=dtype), as_points(val, "val", dtype=dtype)
+    if train.shape[1:] != val.shape[1:]:
+        raise ValueError(f"train, val: points of different shapes {tuple(train.shape[1:])} and {tuple(val.shape[1:])}")
     kw = dict(n_draws=n_draws, squared=squared, batch_size=batch_size, dtype=dtype, progress=progress)
-    et = point_errors(model, train, sigmas, noise=train_noise, seed=seed, labels=train_labels, **kw)
-    ev = point_errors(model, val, sigmas, noise=val_noise, seed=seed + 1, labels=val_labels, **kw)
+    et = point_errors(model, train, sigmas, noise=train_noise, seed=seed, labels=train_labels,
+                      names=("train", "train_noise"), **kw)
+    ev = point_errors(model, val, sigmas, noise=val_noise, seed=seed + 1, labels=val_labels,
+                      names=("val", "val_noise"), **kw)
 
     def statistic(wt, wv):
         mt, mv = weighted_mean(wt, et), weighted_mean(wv, ev)

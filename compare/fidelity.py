@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memgen.checks import as_batch, as_points, as_tensor, integer, non_negative
+from memgen.checks import as_batch, as_points, as_tensor, in_interval, integer, non_negative
 from memgen.data.images import mondrian_bar_width
 
 
@@ -46,6 +46,7 @@ def mondrian_validity(images, *, tol: float = 2 / 255, bar_width: int | None = N
         raise ValueError(f"images: expected [B, C, H, W], got shape {tuple(x.shape)}")
     H, W = x.shape[2:]
     w = mondrian_bar_width(min(H, W)) if bar_width is None else integer(bar_width, "bar_width")
+    batch_size = integer(batch_size, "batch_size")
     if min(H, W) < w + 2:
         raise ValueError(f"images: {H}x{W} images cannot hold a {w}-pixel cross and four quadrants")
     out = []
@@ -76,12 +77,14 @@ def log_likelihood(samples, density, *, batch_size: int = 4096):
     fn = getattr(density, "log_density", None)
     if not callable(fn):
         raise TypeError(f"density: expected an object with a log_density(x) method, got {type(density).__name__}")
-    x = as_batch(samples, "samples")
+    x = as_batch(samples, "samples", event_shape=getattr(density, "event_shape", None))
     out = []
-    for xb in x.split(int(batch_size)):
+    for xb in x.split(integer(batch_size, "batch_size")):
         lp = torch.as_tensor(fn(xb))
         if lp.shape != (len(xb),):
             raise ValueError(f"density: log_density returned shape {tuple(lp.shape)} for {len(xb)} samples")
+        if bool(torch.isnan(lp).any()):
+            raise ValueError("density: log_density returned NaN")
         out.append(lp)
     return _as_input(samples, torch.cat(out))
 
@@ -101,6 +104,8 @@ def _features(x, features, name: str) -> torch.Tensor:
 
 def _pair(a, b, features) -> tuple[torch.Tensor, torch.Tensor]:
     fa, fb = _features(a, features, "a"), _features(b, features, "b")
+    if features is None and tuple(np.shape(a)[1:]) != tuple(np.shape(b)[1:]):
+        raise ValueError(f"a, b: samples of different shapes {tuple(np.shape(a)[1:])} and {tuple(np.shape(b)[1:])}")
     if fa.shape[1] != fb.shape[1]:
         raise ValueError(f"b: {fb.shape[1]} features per sample, but a has {fa.shape[1]}")
     return fa, fb
@@ -133,11 +138,9 @@ def sliced_wasserstein(a, b, *, projections: int = 256, p: float = 2.0, features
     projected empirical distributions is exact (:func:`wasserstein_1d_pow`). Computed in float64.
     """
     fa, fb = _pair(a, b, features)
-    p = float(p)
-    if not p >= 1:
-        raise ValueError(f"p: expected a number >= 1, got {p!r}")
-    projections = integer(projections, "projections")
-    g = generator if generator is not None else torch.Generator().manual_seed(int(seed))
+    p = in_interval(p, "p", 1.0, np.inf, closed="left")
+    projections, chunk = integer(projections, "projections"), integer(chunk, "chunk")
+    g = generator if generator is not None else torch.Generator().manual_seed(integer(seed, "seed", 0))
     theta = torch.randn(int(projections), fa.shape[1], generator=g, dtype=torch.float64)
     theta = theta / theta.norm(dim=1, keepdim=True)
     total = sum(float(wasserstein_1d_pow(th @ fa.T, th @ fb.T, p).sum()) for th in theta.split(int(chunk)))

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from memgen.checks import as_batch, as_points
+from memgen.checks import as_batch, as_points, integer
 from memgen.pairwise import DEFAULT_BUDGET, squared_norms, sq_distance_chunks
 from memgen.progress import progress_bar
 
@@ -63,12 +63,13 @@ def nearest_two(queries, train, *, feature_map=None, budget: int = DEFAULT_BUDGE
     """
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
+    budget = integer(budget, "budget")
     q = as_batch(queries, "queries")
     y = as_points(train, "train")
     if y.shape[0] < 2:
         raise ValueError(f"train: at least 2 training points are needed for the two nearest, got {y.shape[0]}")
     if feature_map is None and tuple(q.shape[1:]) != tuple(y.shape[1:]):
-        raise ValueError(f"queries: shape {tuple(q.shape)} does not match the training points {tuple(y.shape)}")
+        raise ValueError(f"queries, train: shapes {tuple(q.shape)} and {tuple(y.shape)} do not match")
     fy = features(y, feature_map, 1024, dtype)
     center = fy.mean(0)                        # any centre will do: distances are translation invariant
     fy = fy - center

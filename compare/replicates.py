@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from memgen.checks import as_batch, as_points
+from memgen.checks import as_batch, as_points, in_interval, integer
 from memgen.pairwise import DEFAULT_BUDGET, squared_norms, sq_distance_chunks
 
-from .bootstrap import bootstrap
+from .bootstrap import bootstrap, check_bootstrap
 from .errors import check_tags
 from .neighbours import Neighbours, features, nearest_two
 from .records import Records
@@ -122,11 +122,14 @@ def replicates(samples, train, *, threshold: float = 1 / 3, feature_map=None, tr
         n_boot, level, seed: the percentile bootstrap over samples.
         tags: columns added to every row.
     """
-    if not 0 < float(threshold) <= 1:
-        raise ValueError(f"threshold: expected a ratio in (0, 1], got {threshold!r}")
+    threshold = in_interval(threshold, "threshold", 0.0, 1.0, closed="right")
+    n_boot, level, seed = check_bootstrap(n_boot, level, seed)
+    budget = integer(budget, "budget")
     tags = check_tags(tags, SUMMARY_COLUMNS + SAMPLE_COLUMNS)
     s = as_batch(samples, "samples")
     y = as_points(train, "train")
+    if feature_map is None and tuple(y.shape[1:]) != tuple(s.shape[1:]):
+        raise ValueError(f"samples, train: shapes {tuple(s.shape[1:])} and {tuple(y.shape[1:])} differ")
     tl = _labels(train_labels, y.shape[0], "train_labels")
     sl = _labels(sample_labels, s.shape[0], "sample_labels")
     if sl is not None and tl is None:

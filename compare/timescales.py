@@ -27,7 +27,9 @@ from scipy import stats
 
 from memgen.runs import metrics_path, read_jsonl
 
-from .bootstrap import bootstrap
+from memgen.checks import as_values, finite, in_interval
+
+from .bootstrap import bootstrap, check_bootstrap
 from .records import Records
 
 HIGHER_IS_BETTER = ("mondrian_valid_fraction", "log_likelihood")
@@ -75,22 +77,21 @@ def series(rows, key: str, *, sigma: float | None = None, reduce: str = "max") -
     return np.asarray(steps)[order], np.asarray(values)[order]
 
 
-def _check_series(steps, values) -> tuple[np.ndarray, np.ndarray]:
-    t, v = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
-    if t.ndim != 1 or t.shape != v.shape or t.size == 0:
-        raise ValueError(f"steps, values: expected two 1-D arrays of one length, got {t.shape} and {v.shape}")
-    if (t <= 0).any() or (np.diff(t) <= 0).any():
+def _check_series(steps, values, name: str = "values") -> tuple[np.ndarray, np.ndarray]:
+    t, v = as_values(steps, "steps", lo=0.0, closed="neither").numpy(), as_values(values, name).numpy()
+    if t.ndim != 1 or t.size == 0:
+        raise ValueError(f"steps: expected a non-empty 1-D array, got shape {t.shape}")
+    if t.shape != v.shape:
+        raise ValueError(f"{name}: expected one value per step ({t.shape}), got shape {v.shape}")
+    if (np.diff(t) <= 0).any():
         raise ValueError("steps: expected strictly increasing positive steps")
-    if not np.isfinite(v).all():
-        raise ValueError("values: contain NaN or inf")
     return t, v
 
 
 def tau_gen(steps, quality, *, tol: float = 0.1, higher_is_better: bool = False) -> float:
     """First step whose quality is within ``tol`` of the whole improvement from the plateau (module doc)."""
-    t, q = _check_series(steps, quality)
-    if not 0 <= float(tol) < 1:
-        raise ValueError(f"tol: expected a fraction in [0, 1), got {tol!r}")
+    t, q = _check_series(steps, quality, "quality")
+    tol = in_interval(tol, "tol", 0.0, 1.0, closed="left")
     q = -q if higher_is_better else q
     best = q.min()
     return float(t[np.flatnonzero(q - best <= float(tol) * (q[0] - best))[0]])
@@ -99,6 +100,7 @@ def tau_gen(steps, quality, *, tol: float = 0.1, higher_is_better: bool = False)
 def tau_mem(steps, values, *, threshold: float = 0.1) -> float:
     """First upward crossing of ``threshold``, interpolated in log-step (``inf`` if never crossed)."""
     t, m = _check_series(steps, values)
+    threshold = finite(threshold, "threshold")
     above = np.flatnonzero(m >= float(threshold))
     if above.size == 0:
         return float("inf")
@@ -154,12 +156,17 @@ def fit_tau_mem(n, tau, *, level: float = 0.95, n_boot: int = 2000, seed: int = 
     Runs with an infinite or NaN ``tau`` (never memorized) are left out; ``n_used`` says how many remain
     (at least 3 are needed).
     """
-    x, y = np.asarray(n, dtype=np.float64).reshape(-1), np.asarray(tau, dtype=np.float64).reshape(-1)
+    check_bootstrap(n_boot, level, seed)
+    x = as_values(n, "n", lo=0.0, closed="neither").numpy().reshape(-1)
+    try:
+        y = np.asarray(tau, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"tau: expected real numbers (NaN or inf for runs that never memorized): {e}") from e
     if x.shape != y.shape:
-        raise ValueError(f"n, tau: expected one tau per n, got {x.shape} and {y.shape}")
-    keep = np.isfinite(y) & np.isfinite(x)
-    if (x[keep] <= 0).any() or (y[keep] <= 0).any():
-        raise ValueError("n, tau: must be > 0 (the fit is in log-log)")
+        raise ValueError(f"n, tau: expected one tau per n, got shapes {x.shape} and {y.shape}")
+    keep = np.isfinite(y)
+    if (y[keep] <= 0).any():
+        raise ValueError("tau: must be > 0 (the fit is in log-log)")
     lx, ly = np.log(x[keep]), np.log(y[keep])
     if lx.size < 3 or np.ptp(lx) == 0:
         raise ValueError(f"n: need at least 3 runs with finite tau at two or more sizes, got {lx.size}")

@@ -122,6 +122,7 @@ def trajectory_distances(trajectory, train, *, val=None, n_val: int | None = Non
         raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
     tags = check_tags(tags, COLUMNS)
     n_reference = integer(n_reference, "n_reference")
+    seed, budget = integer(seed, "seed", 0), integer(budget, "budget")
     y = as_points(train, "train", dtype=dtype)
     x, sig = trajectory_states(trajectory, dtype, y.shape[1:])
     flat = y.reshape(y.shape[0], -1)

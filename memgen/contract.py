@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .checks import as_batch, as_sigma
+from .checks import as_batch, as_sigma, as_tensor
 
 
 class Denoiser(torch.nn.Module):
@@ -33,7 +33,7 @@ class Denoiser(torch.nn.Module):
 
     def __call__(self, x, sigma, *args, **kwargs):
         if isinstance(x, np.ndarray):
-            out = super().__call__(torch.from_numpy(x), sigma, *args, **kwargs)
+            out = super().__call__(as_tensor(x, "x"), sigma, *args, **kwargs)
             return out.detach().cpu().numpy()
         return super().__call__(x, sigma, *args, **kwargs)
 
@@ -83,18 +83,30 @@ def batchwise(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (x.dim() - 1)))
 
 
-def score(model, x: torch.Tensor, sigma) -> torch.Tensor:
+def _view(model, x, sigma):
+    """Validated ``(x, D(x, sigma), sigma broadcast to x)`` for the views below (``x`` as a tensor)."""
+    x = as_batch(x, "x", dtype=x.dtype if isinstance(x, torch.Tensor) and x.is_floating_point() else None)
+    s = as_sigma(sigma, x.shape[0], dtype=x.dtype, device=x.device)
+    return x, torch.as_tensor(model(x, s)).to(x.dtype), batchwise(s, x)
+
+
+def _like(x, out: torch.Tensor):
+    """numpy in, numpy out (as :class:`Denoiser` calls)."""
+    return out.detach().cpu().numpy() if isinstance(x, np.ndarray) else out
+
+
+def score(model, x, sigma):
     """Score ``(D(x, sigma) - x) / sigma^2`` of the noisy density implied by the denoiser (Tweedie)."""
-    s = as_sigma(sigma, x.shape[0], dtype=x.dtype, device=x.device)
-    return (model(x, s).to(x.dtype) - x) / batchwise(s, x) ** 2
+    xt, den, s = _view(model, x, sigma)
+    return _like(x, (den - xt) / s ** 2)
 
 
-def eps(model, x: torch.Tensor, sigma) -> torch.Tensor:
+def eps(model, x, sigma):
     """Noise prediction ``(x - D(x, sigma)) / sigma``."""
-    s = as_sigma(sigma, x.shape[0], dtype=x.dtype, device=x.device)
-    return (x - model(x, s).to(x.dtype)) / batchwise(s, x)
+    xt, den, s = _view(model, x, sigma)
+    return _like(x, (xt - den) / s)
 
 
-def velocity(model, x: torch.Tensor, sigma) -> torch.Tensor:
+def velocity(model, x, sigma):
     """Probability-flow velocity ``dx/dsigma = (x - D(x, sigma)) / sigma`` (equal to eps in this form)."""
     return eps(model, x, sigma)

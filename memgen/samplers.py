@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import as_batch, as_tensor
+from .checks import as_batch, as_tensor, flag, function
 
 
 def _denoise(model, x, sigma):
@@ -90,9 +90,11 @@ def sample(model, noise, sigmas, *, method: str = "heun", generator: torch.Gener
         generator: randomness of the stochastic sampler.
         return_trajectory: also return a :class:`Trajectory` of every state and denoised output.
     """
+    function(model, "model", "a denoiser model(x, sigma)")
+    return_trajectory = flag(return_trajectory, "return_trajectory")
     if method not in SAMPLERS:
         raise ValueError(f"method: expected one of {sorted(SAMPLERS)}, got {method!r}")
-    noise = as_batch(noise, "noise")
+    noise = as_batch(noise, "noise", event_shape=getattr(model, "event_shape", None))
     sig = as_tensor(sigmas, "sigmas", dtype=torch.float64).reshape(-1)
     if sig.numel() < 2:
         raise ValueError("sigmas: need at least two noise levels (start and end)")

@@ -57,6 +57,16 @@ def pickle_bytes(obj, protocol):
     return pickle.dumps(obj, protocol=protocol)
 
 
+def tar_gz(path, folder, files: dict):
+    """A ``.tar.gz`` at ``path`` holding ``folder/<name>`` for each ``name -> bytes`` of ``files``."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"{folder}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
 def write_copy(root, batches, fmt, *, archive=False, protocol="py2", names=NAMES, skip=()):
     """Write a CIFAR-10 copy under ``root`` (folder, or .tar.gz when ``archive``); returns its path."""
     folder = {"binary": "cifar-10-batches-bin", "python": "cifar-10-batches-py"}[fmt]
@@ -78,12 +88,7 @@ def write_copy(root, batches, fmt, *, archive=False, protocol="py2", names=NAMES
                                                   b"num_vis": 3072}, protocol)
     if archive:
         path = root / {"binary": "cifar-10-binary.tar.gz", "python": "cifar-10-python.tar.gz"}[fmt]
-        with tarfile.open(path, "w:gz") as tar:
-            for name, data in files.items():
-                info = tarfile.TarInfo(f"{folder}/{name}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        return path
+        return tar_gz(path, folder, files)
     (root / folder).mkdir(parents=True)
     for name, data in files.items():
         (root / folder / name).write_bytes(data)
@@ -214,3 +219,46 @@ def test_bad_input_raises_clear_errors(tmp_path):
     bad.write_bytes(b"not an archive")
     with pytest.raises(ValueError, match="root"):
         cifar10(bad)
+
+
+def test_shared_nested_labels_are_refused_at_once(tmp_path):
+    """``l = [l, l]`` 40 deep pickles to a few hundred bytes but unfolds to 2^40 items; the check visits each
+    distinct object once, so it answers at once (a check that unfolds it would not end)."""
+    labels = []
+    for _ in range(40):
+        labels = [labels, labels]
+    batch = pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": labels}, protocol=2)
+    path = tar_gz(tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py",
+                  {f"data_batch_{i}": batch for i in range(1, 6)})
+    assert path.stat().st_size < 2000
+    with pytest.raises(ValueError, match=r"data_batch_1.*nested more than \d+ deep"):
+        cifar10(path)
+
+
+def test_shared_containers_are_counted_unfolded_and_cycles_refused():
+    from memgen.data.cifar import MAX_DEPTH, MAX_ITEMS
+
+    wide = list(range(100))                        # 100^4 = 10^8 unfolded items at depth 4 < MAX_DEPTH
+    for _ in range(3):
+        wide = [wide] * 100
+    assert MAX_DEPTH > 5 and MAX_ITEMS < 100 ** 4
+    with pytest.raises(ValueError, match="unfolds to more than"):
+        safe_unpickle(pickle.dumps({b"labels": wide}), "test")
+    cyclic = [1, 2]
+    cyclic.append(cyclic)
+    with pytest.raises(ValueError, match="holds itself"):
+        safe_unpickle(pickle.dumps({b"labels": cyclic}), "test")
+    shared = [7] * 10                              # shared but small: accepted and unfolded correctly
+    out = safe_unpickle(pickle.dumps({b"labels": [shared, shared, (shared, shared)]}), "test")
+    assert out[b"labels"][2][1] == [7] * 10
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_damaged_archives_name_the_file(tmp_path, damage):
+    (tmp_path / "src").mkdir()
+    good = write_copy(tmp_path / "src", make_batches(), "python", archive=True).read_bytes()
+    data = {"garbage": bytes(range(256)) * 4, "truncated": good[: len(good) // 2], "empty": b""}[damage]
+    path = tmp_path / "cifar-10-python.tar.gz"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=r"root: .*cifar-10-python\.tar\.gz"):
+        cifar10(tmp_path)

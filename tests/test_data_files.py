@@ -1,4 +1,9 @@
 """Data from .npy/.npz arrays and from folders of images."""
+import io
+import pickle
+import re
+import zipfile
+
 import numpy as np
 import pytest
 import torch
@@ -104,3 +109,39 @@ def test_image_folder_bad_input(tmp_path):
         image_folder(tmp_path / "broken")
     with pytest.raises(ValueError, match="size"):
         image_folder(tmp_path / "sizes", size=0)
+
+
+def _npy_bytes(a, *, shape=None):
+    """``a`` in the .npy format (``np.save``), its header optionally claiming another ``shape``."""
+    buf = io.BytesIO()
+    if shape is None:
+        np.save(buf, a, allow_pickle=True)
+    else:
+        np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(a.dtype),
+                                                   "fortran_order": False, "shape": shape})
+        buf.write(a.tobytes())
+    return buf.getvalue()
+
+
+def test_hostile_array_files_are_refused_naming_the_file(tmp_path):
+    big = _npy_bytes(np.zeros((4, 3), np.float32), shape=(10 ** 9, 10 ** 6))    # claims 10^15 elements
+    (tmp_path / "big.npy").write_bytes(big)
+    with pytest.raises(ValueError, match=r"big\.npy declares shape \(1000000000, 1000000\)"):
+        from_array(tmp_path / "big.npy")
+    with zipfile.ZipFile(tmp_path / "big.npz", "w") as zf:
+        zf.writestr("x.npy", big)
+    with pytest.raises(ValueError, match=r"big\.npz\['x'\] declares shape"):
+        from_array(tmp_path / "big.npz")
+    with zipfile.ZipFile(tmp_path / "obj.npz", "w") as zf:                      # object labels next to good data
+        zf.writestr("x.npy", _npy_bytes(np.zeros((2, 3))))
+        zf.writestr("labels.npy", _npy_bytes(np.array([{"a": 1}, None], dtype=object)))
+    with pytest.raises(ValueError, match=r"labels: .*obj\.npz\['labels'\].*object arrays are refused"):
+        from_array(tmp_path / "obj.npz")
+    good = _npy_bytes(np.arange(12.0).reshape(4, 3))
+    for name, data in (("garbage.npz", bytes(range(256))), ("cut.npy", good[:-8]), ("cut.npz", b"PK\x03\x04junk"),
+                       ("pickle.npy", pickle.dumps(np.zeros((2, 2)))), ("empty.npy", b"")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=re.escape(str(tmp_path / name))):
+            from_array(tmp_path / name)
+    (tmp_path / "good.npy").write_bytes(good)                               # the reader itself is exact
+    np.testing.assert_array_equal(from_array(tmp_path / "good.npy").x.numpy(), np.arange(12.0).reshape(4, 3))

@@ -58,7 +58,7 @@ class EmpiricalDenoiser(Denoiser):
         self.register_buffer("center", center)
         self.register_buffer("points", flat - center)
         self.register_buffer("sqnorm", squared_norms(self.points))
-        self.budget = int(budget)
+        self.budget = integer(budget, "budget")
         self.kernel = kernel
 
     @property

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from memgen.checks import as_batch, as_points, as_tensor, integer
+from memgen.checks import as_batch, as_points, as_tensor, integer, non_negative
 from memgen.contract import Denoiser
 
 
@@ -60,10 +61,15 @@ class GMMDenoiser(Denoiser):
         dtype: computation dtype (float32 default, float64 on request).
     """
 
+    _cov_name = "covs[{k}]"
+    """How errors about the covariance of component k name it."""
+
     def __init__(self, weights, means, covs, *, rank: int | None = None, dtype: torch.dtype = torch.float32):
         super().__init__()
         mu = as_points(means, "means", dtype=torch.float64)
         K = mu.shape[0]
+        if mu[0].numel() == 0:
+            raise ValueError(f"means: each mean is empty (shape {tuple(mu.shape)})")
         w = as_tensor(weights, "weights", dtype=torch.float64).reshape(-1)
         if w.shape[0] != K:
             raise ValueError(f"weights: {w.shape[0]} weights for {K} components")
@@ -72,10 +78,13 @@ class GMMDenoiser(Denoiser):
         rank = None if rank is None else integer(rank, "rank")
         self.event_shape = tuple(mu.shape[1:])
         flat = mu.reshape(K, -1)
-        covs = list(covs) if not isinstance(covs, torch.Tensor) or covs.dim() > 0 else [covs] * K
+        if isinstance(covs, (np.ndarray, torch.Tensor)):
+            covs = list(covs) if covs.ndim > 0 else [covs] * K
+        elif not isinstance(covs, (list, tuple)):
+            raise TypeError(f"covs: expected one covariance per component (a list or an array), got {type(covs).__name__}")
         if len(covs) != K:
             raise ValueError(f"covs: {len(covs)} covariances for {K} components")
-        comps = [_component(flat[k], covs[k], rank, f"covs[{k}]") for k in range(K)]
+        comps = [_component(flat[k], covs[k], rank, self._cov_name.format(k=k)) for k in range(K)]
         self.dtype = dtype
         self.register_buffer("log_weights", (w / w.sum()).log().to(dtype))
         self.register_buffer("means", flat.to(dtype))
@@ -96,52 +105,62 @@ class GMMDenoiser(Denoiser):
         return self.means.shape[1]
 
     def _component_terms(self, xf: torch.Tensor, s2: torch.Tensor, k: int):
-        """``(log N(x; mu_k, C_k + s2 I), D_k(x))`` for flattened x [B, d], s2 [B, 1]."""
+        """``(log N(x; mu_k, C_k + s2 I), D_k(x))`` for flattened x [B, d], s2 [B, 1].
+
+        The log-density is computed in float64 (so that ``|x|`` up to ~1e150 keeps finite squares, e.g. a
+        float32 ``|x| = 1e20``); ``D_k`` in the model's dtype.
+        """
         lam, q = getattr(self, f"eigvals_{k}"), getattr(self, f"eigvecs_{k}")
         r = xf - self.means[k]
+        r64, lam64, s64 = xf.double() - self.means[k].double(), lam.double(), s2.double()
         if q is None:
-            var = lam + s2                                            # [B, d]
-            logp = -0.5 * ((r ** 2 / var) + torch.log(2 * math.pi * var)).sum(1)
-            return logp, self.means[k] + r * (lam / var)
-        z = r @ q                                                     # [B, r]
-        var = lam + s2
-        logp = -0.5 * ((z ** 2 / var).sum(1) + torch.log(2 * math.pi * var).sum(1))
+            var64 = lam64 + s64                                       # [B, d]
+            logp = -0.5 * ((r64 ** 2 / var64) + torch.log(2 * math.pi * var64)).sum(1)
+            return logp, self.means[k] + r * (lam / (lam + s2))
+        z64 = r64 @ q.double()                                        # [B, r]
+        var64 = lam64 + s64
+        logp = -0.5 * ((z64 ** 2 / var64).sum(1) + torch.log(2 * math.pi * var64).sum(1))
         d_perp = self.dim - q.shape[1]
         if d_perp:                                                    # outside span(q) only the noise: variance s2
-            perp = ((r ** 2).sum(1) - (z ** 2).sum(1)).clamp(min=0)
-            logp = logp - 0.5 * (perp / s2[:, 0] + d_perp * torch.log(2 * math.pi * s2[:, 0]))
-        return logp, self.means[k] + (z * (lam / var)) @ q.T
-
-    def _responsibilities(self, xf, s2):
-        logps = torch.stack([self._component_terms(xf, s2, k)[0] for k in range(self.means.shape[0])], 1)
-        joint = logps + self.log_weights
-        return joint, torch.logsumexp(joint, 1)
+            perp = ((r64 ** 2).sum(1) - (z64 ** 2).sum(1)).clamp(min=0)
+            logp = logp - 0.5 * (perp / s64[:, 0] + d_perp * torch.log(2 * math.pi * s64[:, 0]))
+        z = r @ q
+        return logp, self.means[k] + (z * (lam / (lam + s2))) @ q.T
 
     def forward(self, x, sigma):
         x, s = self.inputs(x, sigma, dtype=self.dtype)
         xf, s2 = x.reshape(x.shape[0], -1), (s ** 2).unsqueeze(1)
-        joint, logz = self._responsibilities(xf, s2)
-        r = torch.exp(joint - logz.unsqueeze(1))
-        out = torch.zeros_like(xf)
-        for k in range(self.means.shape[0]):
-            out += r[:, k:k + 1] * self._component_terms(xf, s2, k)[1]
+        terms = [self._component_terms(xf, s2, k) for k in range(self.means.shape[0])]
+        if len(terms) == 1:                                           # one Gaussian: no responsibilities
+            out = terms[0][1]
+        else:
+            joint = torch.stack([logp for logp, _ in terms], 1) + self.log_weights.double()
+            if not bool(torch.isfinite(joint.amax(1)).all()):
+                raise ValueError(f"x: too far from every component to weigh them in float64 "
+                                 f"(max |x| = {float(xf.abs().max()):.3g})")
+            r = torch.softmax(joint, 1).to(xf.dtype)                 # sums to 1 even where joint ~ -1e40
+            out = sum(r[:, k:k + 1] * dk for k, (_, dk) in enumerate(terms))
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(f"x: D(x, sigma) overflows {self.dtype} (max |x| = {float(xf.abs().max()):.3g})")
         return out.reshape(x.shape)
 
     def log_density(self, x, sigma: float = 0.0) -> torch.Tensor:
         """``log p_sigma(x)`` of the mixture convolved with ``N(0, sigma^2 I)`` (``sigma = 0``: the data density).
 
+        ``log p = logsumexp_k (log pi_k + log N(x; mu_k, C_k + sigma^2 I))``, computed in float64.
         At ``sigma = 0`` a rank-deficient covariance has no density; pass a small sigma then.
         """
         x = as_batch(x, "x", event_shape=self.event_shape, dtype=self.dtype)
-        if float(sigma) < 0:
-            raise ValueError(f"sigma: must be >= 0, got {sigma}")
-        s2 = torch.full((x.shape[0], 1), float(sigma) ** 2, dtype=self.dtype)
-        return self._responsibilities(x.reshape(x.shape[0], -1), s2)[1]
+        s2 = torch.full((x.shape[0], 1), non_negative(sigma, "sigma") ** 2, dtype=self.dtype)
+        xf = x.reshape(x.shape[0], -1)
+        logps = torch.stack([self._component_terms(xf, s2, k)[0] for k in range(self.means.shape[0])], 1)
+        return torch.logsumexp(logps + self.log_weights.double(), 1).to(self.dtype)
 
     def sample(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``num`` exact samples of the mixture ``[num, *shape]``."""
-        k = torch.multinomial(self.log_weights.exp().float(), int(num), replacement=True, generator=generator)
-        z = torch.randn(int(num), self.dim, generator=generator, dtype=self.dtype)
+        num = integer(num, "num")
+        k = torch.multinomial(self.log_weights.exp().float(), num, replacement=True, generator=generator)
+        z = torch.randn(num, self.dim, generator=generator, dtype=self.dtype)
         out = self.means[k].clone()
         for c in range(self.means.shape[0]):
             sel = k == c
@@ -150,7 +169,7 @@ class GMMDenoiser(Denoiser):
                 out[sel] += z[sel] * lam.sqrt()
             else:
                 out[sel] += (z[sel][:, :q.shape[1]] * lam.sqrt()) @ q.T
-        return out.reshape(int(num), *self.event_shape)
+        return out.reshape(num, *self.event_shape)
 
 
 class GaussianDenoiser(GMMDenoiser):
@@ -160,8 +179,12 @@ class GaussianDenoiser(GMMDenoiser):
     :meth:`fit` from data (sample mean and covariance, optionally truncated to ``rank``).
     """
 
+    _cov_name = "cov"
+
     def __init__(self, mean, cov, *, rank: int | None = None, dtype: torch.dtype = torch.float32):
         mu = as_tensor(mean, "mean", dtype=torch.float64)
+        if mu.numel() == 0:
+            raise ValueError("mean: is empty")
         super().__init__(torch.ones(1), mu[None], [cov], rank=rank, dtype=dtype)
 
     @classmethod

@@ -17,7 +17,7 @@ LOADERS = {"circle": circle, "gaussian": gaussian, "gmm": gmm, "mondrian": mondr
 def load(name: str, **kwargs) -> Dataset:
     """Build the data set ``name`` (one of ``memgen.data.LOADERS``) with the loader's keyword arguments."""
     if name not in LOADERS:
-        raise ValueError(f"data set {name!r} is unknown; expected one of {sorted(LOADERS)}")
+        raise ValueError(f"name: data set {name!r} is unknown; expected one of {sorted(LOADERS)}")
     return LOADERS[name](**kwargs)
 
 

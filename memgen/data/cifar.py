@@ -17,10 +17,13 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from memgen.checks import flag, integer, path
 
 from .dataset import Dataset
 from .files import from_uint8
@@ -35,6 +38,7 @@ FORMATS = {  # format: (folder, archive, batch suffix, meta file)
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCHES = ["test_batch"]
 RECORD = 1 + 3 * 32 * 32
+ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
 
 
 def _latin1_encode(text, encoding="latin1"):
@@ -82,20 +86,48 @@ class RestrictedUnpickler(pickle.Unpickler):
         return _ALLOWED[(module, name)]
 
 
+MAX_DEPTH = 8
+"""Deepest nesting of containers accepted in a pickled batch (CIFAR-10's dicts of lists are 2 deep)."""
+MAX_ITEMS = 10 ** 6
+"""Most items a pickled batch may hold once shared containers are counted at every place they appear
+(a CIFAR-10 batch holds about 2 x 10^4: its labels and file names)."""
+
+
 def _check_plain(obj, where: str):
-    """Refuse anything but numeric arrays, lists, tuples, dicts, numbers, bytes and strings."""
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.kind not in "biuf":
-            raise ValueError(f"{where}: refused an array of dtype {obj.dtype}")
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            _check_plain(k, where)
-            _check_plain(v, where)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _check_plain(v, where)
-    elif obj is not None and not isinstance(obj, (bytes, str, int, float, bool)):
-        raise ValueError(f"{where}: refused an object of type {type(obj).__name__}")
+    """Refuse anything but numeric arrays, lists, tuples, dicts, numbers, bytes and strings.
+
+    Pickle can share one container many times (``l = [l, l]`` nested k deep unfolds to 2^k items), so each
+    container is visited once (time linear in the number of distinct objects) while its unfolded size
+    ``1 + sum(size of children)`` is accumulated; nesting deeper than :data:`MAX_DEPTH`, an unfolded size
+    above :data:`MAX_ITEMS` and cycles are refused before anything (such as ``numpy.asarray``) unfolds it.
+    """
+    size: dict[int, int] = {}                        # id -> unfolded size of a finished container
+    open_ids: set[int] = set()                       # containers on the current path (a repeat is a cycle)
+    stack = [(obj, 0, False)]
+    while stack:
+        o, depth, finished = stack.pop()
+        if isinstance(o, (list, tuple, dict)):
+            children = [*o.keys(), *o.values()] if isinstance(o, dict) else o
+            if finished:
+                open_ids.discard(id(o))
+                size[id(o)] = 1 + sum(size.get(id(c), 1) for c in children)
+                if size[id(o)] > MAX_ITEMS:
+                    raise ValueError(f"{where}: refused a container that unfolds to more than {MAX_ITEMS} items")
+                continue
+            if id(o) in size:
+                continue
+            if id(o) in open_ids:
+                raise ValueError(f"{where}: refused a container that holds itself")
+            if depth >= MAX_DEPTH:
+                raise ValueError(f"{where}: refused containers nested more than {MAX_DEPTH} deep")
+            open_ids.add(id(o))
+            stack.append((o, depth, True))
+            stack.extend((c, depth + 1, False) for c in children)
+        elif isinstance(o, np.ndarray):
+            if o.dtype.kind not in "biuf":
+                raise ValueError(f"{where}: refused an array of dtype {o.dtype}")
+        elif o is not None and not isinstance(o, (bytes, str, int, float, bool)):
+            raise ValueError(f"{where}: refused an object of type {type(o).__name__}")
 
 
 def safe_unpickle(data: bytes, where: str = "pickle"):
@@ -121,8 +153,8 @@ def _archive_format(path: Path) -> str | None:
     try:
         with tarfile.open(path, "r:gz") as tar:
             tops = {m.name.split("/")[0] for m in tar.getmembers()}
-    except (tarfile.TarError, OSError) as e:
-        raise ValueError(f"root: {path} is not a readable .tar.gz archive ({e})") from e
+    except ARCHIVE_ERRORS as e:
+        raise ValueError(f"root: {path} is not a readable .tar.gz archive ({type(e).__name__}: {e})") from e
     return next((fmt for fmt, (folder, *_) in FORMATS.items() if folder in tops), None)
 
 
@@ -158,10 +190,13 @@ class _Source:
         folder = FORMATS[self.format][0]
         wanted = {f"{folder}/{n}": n for n in names}
         out = {}
-        with tarfile.open(self.path, "r:gz") as tar:
-            for member in tar:
-                if member.isfile() and member.name in wanted:
-                    out[wanted[member.name]] = tar.extractfile(member).read()
+        try:
+            with tarfile.open(self.path, "r:gz") as tar:
+                for member in tar:
+                    if member.isfile() and member.name in wanted:
+                        out[wanted[member.name]] = tar.extractfile(member).read()
+        except ARCHIVE_ERRORS as e:
+            raise ValueError(f"root: {self.path} is a damaged .tar.gz archive ({type(e).__name__}: {e})") from e
         return out
 
 
@@ -226,7 +261,9 @@ def cifar10(root, *, train: bool = True, classes=None, n: int | None = None, sub
     ``n`` keeps the first ``n`` images (in file order) or, with ``subset_seed``, a seeded random subset of
     ``n`` (kept in file order). ``n_train``/``seed`` split them (None: all train).
     """
-    src = _Source(root)
+    train = flag(train, "train")
+    subset_seed = None if subset_seed is None else integer(subset_seed, "subset_seed", 0)
+    src = _Source(path(root, "root"))
     _, archive, suffix, meta = FORMATS[src.format]
     stems = TRAIN_BATCHES if train else TEST_BATCHES
     files = src.read([s + suffix for s in stems] + [meta])
@@ -246,7 +283,7 @@ def cifar10(root, *, train: bool = True, classes=None, n: int | None = None, sub
     y = remap[y]
     keep = np.flatnonzero(y >= 0)
     if n is not None:
-        if isinstance(n, bool) or int(n) != n or not 1 <= n <= len(keep):
+        if integer(n, "n") > len(keep):
             raise ValueError(f"n: expected an integer in [1, {len(keep)}] (images available), got {n!r}")
         pick = (np.arange(int(n)) if subset_seed is None
                 else np.sort(np.random.default_rng(subset_seed).choice(len(keep), int(n), replace=False)))

@@ -24,6 +24,17 @@ class Dataset:
     params: dict = field(default_factory=dict)
     truth: dict | None = None
 
+    def __post_init__(self):
+        if not isinstance(self.x, torch.Tensor) or self.x.dim() < 2 or len(self.x) == 0:
+            raise ValueError(f"x: expected a non-empty tensor [N, *shape], got {getattr(self.x, 'shape', self.x)!r}")
+        n = len(self.x)
+        for name in ("train", "val"):
+            idx = getattr(self.split, name)
+            if idx.size and idx.max() >= n:
+                raise ValueError(f"split: {name} index {int(idx.max())} is out of range for {n} points")
+        if self.labels is not None and tuple(self.labels.shape) != (n,):
+            raise ValueError(f"labels: expected shape ({n},), got {tuple(self.labels.shape)}")
+
     @property
     def train(self) -> torch.Tensor:
         return self.x[torch.as_tensor(self.split.train)]

@@ -1,17 +1,21 @@
 """Data from the user's own files: any ``.npy``/``.npz`` array (or in-memory array), any folder of images.
 
 8-bit data (``uint8``: images) is mapped to [-1, 1] by ``v / 127.5 - 1``; any other numeric array is
-kept as it is (cast to float32). Arrays are read with ``allow_pickle=False``: a file holding Python
-objects is refused, never unpickled.
+kept as it is (cast to float32). Array files are parsed by :func:`read_npy`, which reads plain numeric
+arrays only: a file holding Python objects is refused, never unpickled, and a header that declares more
+data than the file holds is refused before anything is allocated.
 """
 from __future__ import annotations
 
 import hashlib
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from memgen import checks
 from memgen.checks import integer
 
 from .dataset import Dataset
@@ -30,8 +34,8 @@ def from_uint8(a: np.ndarray) -> torch.Tensor:
 def _as_data(a: np.ndarray, name: str) -> torch.Tensor:
     if a.dtype == np.uint8:
         return from_uint8(a)
-    if a.dtype.kind not in "biuf":
-        raise ValueError(f"{name}: expected a numeric array, got dtype {a.dtype}")
+    if a.dtype.kind not in "iuf":
+        raise ValueError(f"{name}: expected an array of real numbers, got dtype {a.dtype}")
     t = torch.as_tensor(a.astype(np.float32))
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name}: contains NaN or inf")
@@ -50,28 +54,73 @@ def _labels(labels, n: int, name: str = "labels") -> torch.Tensor:
     return torch.as_tensor(lab.astype(np.int64))
 
 
+NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def read_npy(f, size: int, where: str) -> np.ndarray:
+    """One ``.npy`` array from the binary stream ``f`` holding ``size`` bytes, without trusting its header.
+
+    Refused with a ValueError naming ``where``: a dtype other than plain booleans, integers or floats
+    (object arrays would need pickle), and a header whose shape declares more bytes than the stream holds
+    (so a forged header cannot make us allocate 10^15 elements).
+    """
+    try:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"unsupported .npy format version {version}")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f, max_header_size=10000)
+    except (ValueError, TypeError, SyntaxError, EOFError) as e:
+        raise ValueError(f"{where} has no valid .npy header ({e})") from e
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise ValueError(f"{where} holds an array of dtype {dtype}: only plain numbers are read "
+                         "(object arrays are refused, never unpickled)")
+    count = int(np.prod(shape, dtype=object)) if shape else 1
+    nbytes, left = count * dtype.itemsize, size - f.tell()
+    if nbytes > left:
+        raise ValueError(f"{where} declares shape {shape} ({nbytes} bytes) but holds only {left} bytes of data")
+    buf = bytearray()                        # grown as data arrives: a forged .npz member size allocates nothing
+    while len(buf) < nbytes:
+        chunk = f.read(min(nbytes - len(buf), 2 ** 26))
+        if not chunk:
+            raise ValueError(f"{where} ends after {len(buf)} of its {nbytes} bytes of data")
+        buf += chunk
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
 def _load_file(path: Path, labels):
+    """The data array (and labels) of a ``.npy``/``.npz`` file, read by :func:`read_npy` (no pickle, no trust)."""
     if not path.is_file():
         raise FileNotFoundError(f"path_or_array: no file {path}")
+    where = f"path_or_array: {path}"
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise ValueError(f"path_or_array: {path} is not a plain .npy/.npz array "
-                         f"(object arrays are refused): {e}") from e
-    if isinstance(loaded, np.ndarray):
-        return loaded, labels
-    with loaded:
-        keys = list(loaded.files)
-        key = next((k for k in DATA_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
-        if key is None:
-            raise ValueError(f"path_or_array: {path} holds arrays {keys}; name the data 'x' (or one of {DATA_KEYS})")
-        if isinstance(labels, str):
-            if labels not in keys:
-                raise ValueError(f"labels: {path} has no array {labels!r}; it holds {keys}")
-            labels = loaded[labels]
-        elif labels is None:
-            labels = next((loaded[k] for k in LABEL_KEYS if k in keys), None)
-        return loaded[key], labels
+        with open(path, "rb") as f:
+            magic = f.read(6)
+            f.seek(0)
+            if magic.startswith(NPY_MAGIC):
+                return read_npy(f, path.stat().st_size, where), labels
+            if not magic.startswith(ZIP_MAGIC):
+                raise ValueError(f"{where} is not a .npy/.npz array file (pickled data is refused, never loaded)")
+            with zipfile.ZipFile(f) as zf:
+                members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+
+                def read(key, arg="path_or_array"):
+                    with zf.open(members[key]) as m:
+                        return read_npy(m, members[key].file_size, f"{arg}: {path}[{key!r}]")
+
+                keys = list(members)
+                key = next((k for k in DATA_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
+                if key is None:
+                    raise ValueError(f"{where} holds arrays {keys}; name the data 'x' (or one of {DATA_KEYS})")
+                if isinstance(labels, str):
+                    if labels not in keys:
+                        raise ValueError(f"labels: {path} has no array {labels!r}; it holds {keys}")
+                    labels = read(labels, "labels")
+                elif labels is None:
+                    labels = next((read(k, "labels") for k in LABEL_KEYS if k in keys), None)
+                return read(key), labels
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as e:
+        raise ValueError(f"{where} is not a readable .npy/.npz file ({type(e).__name__}: {e})") from e
 
 
 def from_array(path_or_array, *, labels=None, n_train: int | None = None, seed: int = 0) -> Dataset:
@@ -120,7 +169,7 @@ def image_folder(path, *, size: int | None = None, n_train: int | None = None, s
         from PIL import Image
     except ImportError as e:
         raise ImportError("image_folder needs Pillow: pip install pillow") from e
-    root = Path(path)
+    root = checks.path(path, "path")
     if not root.is_dir():
         raise FileNotFoundError(f"path: no folder {root}")
     size = None if size is None else integer(size, "size")

@@ -43,7 +43,7 @@ def mondrian(n: int = 2000, *, size: int = 32, seed: int = 0, n_train: int | Non
     neither the bar width nor the law of the bar positions, so these are our choices (stated above).
     ``truth`` holds the rule (``bar_width``) and each image's bar positions (``bar_row``, ``bar_col``).
     """
-    n, size = integer(n, "n"), integer(size, "size", 3)
+    n, size, seed = integer(n, "n"), integer(size, "size", 3), integer(seed, "seed", 0)
     w = mondrian_bar_width(size) if bar_width is None else integer(bar_width, "bar_width")
     if size < w + 2:
         raise ValueError(f"bar_width: a {w}-pixel cross leaves no quadrant in a {size}x{size} image; "
@@ -76,7 +76,7 @@ def gm_dummies(n: int = 6000, *, size: int = 32, seed: int = 0, n_templates: int
     ``truth`` holds the templates (in [-1, 1]), ``std`` and each image's ``component`` ``k``.
     """
     n, size, n_templates = integer(n, "n"), integer(size, "size"), integer(n_templates, "n_templates")
-    std = non_negative(std, "std")
+    std, seed, template_seed = non_negative(std, "std"), integer(seed, "seed", 0), integer(template_seed, "template_seed", 0)
     templates = np.random.default_rng(template_seed).random((n_templates, 3, size, size), dtype=np.float32)
     rng = np.random.default_rng(seed)
     k = rng.integers(0, n_templates, size=n)
@@ -93,7 +93,7 @@ def random_ink(n: int = 100, *, size: int = 32, seed: int = 0, n_train: int | No
 
     Stored as {-1, 1}.
     """
-    n, size = integer(n, "n"), integer(size, "size")
+    n, size, seed = integer(n, "n"), integer(size, "size"), integer(seed, "seed", 0)
     bits = np.random.default_rng(seed).integers(0, 2, size=(n, 3, size, size)).astype(np.float32)
     return Dataset("random_ink", _signed(bits), seeded_split(n, n_train, seed),
                    labels=torch.zeros(n, dtype=torch.int64), classes=["random_ink"],
@@ -115,6 +115,9 @@ def mixture(parts, *, size: int = 32, seed: int = 0, n_train: int | None = None)
     of image i's part and ``classes`` are the part names. ``n_train`` and ``seed`` split the whole set
     (None: all train).
     """
+    size, seed = integer(size, "size"), integer(seed, "seed", 0)
+    if not isinstance(parts, (dict, list, tuple)):
+        raise TypeError(f"parts: expected a dict or a list of (name, count or Dataset) pairs, got {type(parts).__name__}")
     items = list(parts.items()) if isinstance(parts, dict) else list(parts)
     if not items or not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in items):
         raise ValueError("parts: expected a non-empty dict or list of (name, count or Dataset) pairs")

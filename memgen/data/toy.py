@@ -6,10 +6,10 @@ import math
 import numpy as np
 import torch
 
-from memgen.checks import integer, positive
+from memgen.checks import as_values, finite, flag, integer, positive
 
 from .dataset import Dataset
-from .split import alternating_split, random_split
+from .split import alternating_split, random_split, split_counts
 
 
 def circle(n: int = 20, radius: float = 10.0) -> Dataset:
@@ -17,21 +17,17 @@ def circle(n: int = 20, radius: float = 10.0) -> Dataset:
 
     The default (20 points, radius 10: 10 train, 10 validation) is Kaiser & Kollmann's toy.
     """
-    if int(n) != n or n < 2:
-        raise ValueError(f"n: need an integer >= 2 points, got {n!r}")
+    n = integer(n, "n", 2)
     radius = positive(radius, "radius")
     ang = torch.arange(int(n), dtype=torch.float64) * (2 * math.pi / n)
     x = radius * torch.stack([ang.cos(), ang.sin()], 1)
     return Dataset("circle", x.float(), alternating_split(int(n)), params={"n": int(n), "radius": radius})
 
 
-def _check_counts(n: int, n_train: int | None) -> int:
-    if int(n) != n or n < 2:
-        raise ValueError(f"n: need an integer >= 2 points, got {n!r}")
-    n_train = n // 2 if n_train is None else n_train
-    if not 0 < n_train <= n:
-        raise ValueError(f"n_train: must lie in [1, {n}], got {n_train}")
-    return int(n_train)
+def _check_counts(n: int, n_train: int | None, seed: int) -> int:
+    """``n >= 2`` points, ``n_train`` in [1, n] (default ``n // 2``) and a seed >= 0; returns ``n_train``."""
+    n = integer(n, "n", 2)
+    return split_counts(n, n // 2 if n_train is None else n_train, seed)
 
 
 def gaussian(n: int = 2000, spectrum=(1.0,) * 8, *, n_train: int | None = None, seed: int = 0,
@@ -40,9 +36,9 @@ def gaussian(n: int = 2000, spectrum=(1.0,) * 8, *, n_train: int | None = None, 
 
     ``rotate`` applies a seeded random orthogonal basis (else C is diagonal). ``truth`` holds mean and C.
     """
-    n_train = _check_counts(n, n_train)
-    lam = np.asarray(spectrum, dtype=np.float64)
-    if lam.ndim != 1 or lam.size == 0 or (lam < 0).any():
+    n_train, rotate = _check_counts(n, n_train, seed), flag(rotate, "rotate")
+    lam = as_values(spectrum, "spectrum", lo=0.0).numpy()
+    if lam.ndim != 1 or lam.size == 0:
         raise ValueError("spectrum: expected a non-empty 1-D list of eigenvalues >= 0")
     rng = np.random.default_rng(seed)
     d = lam.size
@@ -57,11 +53,11 @@ def gaussian(n: int = 2000, spectrum=(1.0,) * 8, *, n_train: int | None = None, 
 def gmm(n: int = 2000, d: int = 8, *, n_train: int | None = None, seed: int = 0, center: float = 1.0,
         variance: float = 1.0, weights=(0.5, 0.5)) -> Dataset:
     """Two Gaussians ``N(±center·1, variance·I)`` in ``d`` dimensions (Bonnaire et al.'s mixture), labelled 0/1."""
-    n_train = _check_counts(n, n_train)
+    n_train = _check_counts(n, n_train, seed)
     d = integer(d, "d")
-    variance = positive(variance, "variance")
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (2,) or (w < 0).any() or w.sum() <= 0:
+    variance, center = positive(variance, "variance"), finite(center, "center")
+    w = as_values(weights, "weights", lo=0.0).numpy()
+    if w.shape != (2,) or w.sum() <= 0:
         raise ValueError("weights: expected two non-negative mixing weights")
     w = w / w.sum()
     rng = np.random.default_rng(seed)
