@@ -1,43 +1,167 @@
 """Squared distances between a batch and a large point set, streamed in chunks by GEMM.
 
 ``||x_b - y_j||^2 = ||x_b||^2 - 2 x_b . y_j + ||y_j||^2``: one matrix product per chunk of y, so the
-work runs at the machine's GEMM rate, and memory stays bounded: only ``[B, c]`` blocks are ever
-allocated, with the chunk length ``c`` chosen from a byte budget. No ``[B, n, d]`` tensor exists.
+work runs at the machine's GEMM rate, and memory stays bounded: only ``[B, c]`` blocks (and, when the
+chunk is centred or converted, one ``[c, d]`` buffer) are ever allocated, with the chunk length ``c``
+chosen from a byte budget. No ``[B, n, d]`` tensor exists and the point set is never copied whole.
+
+Accuracy in float32: the expansion cancels when the points are far from the origin, so the chunks
+are centred on a stored centre ``c`` (a ``[d]`` vector) as they are read, ``v_j = y_j - c``, and the
+queries likewise, ``u_b = x_b - c``; the distances are translation invariant. The point set itself
+may be a torch tensor or a numpy array (a memory-mapped ``.npy`` included: only the rows of one chunk
+are read at a time).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import torch
+
+from .checks import as_points
 
 DEFAULT_BUDGET = 64 * 2 ** 20
 """Default memory budget (bytes) for the temporaries of one chunk: 64 MiB."""
 
 
-def chunk_length(batch: int, n: int, itemsize: int, budget: int = DEFAULT_BUDGET, temporaries: int = 3) -> int:
-    """Largest chunk length ``c <= n`` with ``temporaries * batch * c * itemsize <= budget`` (at least 1)."""
+def chunk_length(batch: int, n: int, itemsize: int, budget: int = DEFAULT_BUDGET, temporaries: int = 3,
+                 row_bytes: int = 0) -> int:
+    """Largest ``c <= n`` with ``temporaries * batch * c * itemsize + c * row_bytes <= budget`` (at least 1).
+
+    ``row_bytes`` is what one training row costs in a chunk buffer (0 when the chunk is a view).
+    """
     if budget <= 0:
         raise ValueError(f"budget: must be a positive number of bytes, got {budget!r}")
-    return int(max(1, min(n, budget // max(1, temporaries * batch * itemsize))))
+    return int(max(1, min(n, budget // max(1, temporaries * batch * itemsize + row_bytes))))
 
 
-def squared_norms(y: torch.Tensor, block_bytes: int = 4 * 2 ** 20) -> torch.Tensor:
-    """Row norms ``||y_j||^2`` of a ``[n, d]`` matrix, accumulated in float64, then cast back.
+def squared_norms(y: torch.Tensor, block_bytes: int = 4 * 2 ** 20, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Row norms ``||y_j||^2`` of a ``[n, d]`` matrix, accumulated in float64, then cast to ``dtype``
+    (default: the dtype of ``y``).
 
     Rows are converted ``block_bytes`` of float64 at a time, so the temporary stays small.
     """
     rows = max(1, block_bytes // (8 * max(1, y.shape[1])))
     return torch.cat([torch.bmm((c := b.double()).unsqueeze(1), c.unsqueeze(2)).reshape(-1)
-                      for b in y.split(rows)]).to(y.dtype)
+                      for b in y.split(rows)]).to(dtype or y.dtype)
+
+
+def row_blocks(y, block_bytes: int = 4 * 2 ** 20):
+    """Yield ``(j0, j1, block)``: consecutive rows of ``y`` (tensor or numpy ``[n, d]``) as float64 tensors."""
+    n, d = y.shape
+    rows = max(1, block_bytes // (8 * max(1, d)))
+    for j0 in range(0, n, rows):
+        j1 = min(j0 + rows, n)
+        b = y[j0:j1]
+        yield j0, j1, (b.double() if isinstance(b, torch.Tensor) else torch.from_numpy(np.asarray(b, np.float64)))
+
+
+def training_points(train):
+    """``[n, d]`` view of the training set and its event shape, never a copy of float data.
+
+    Tensors, lists and in-memory numpy arrays go through :func:`memgen.checks.as_points` (which shares
+    the memory of float data); memory-mapped or read-only arrays are kept as they are (checked for
+    NaN/inf block by block by :func:`memgen.pairwise.centred_summary`), so they are never read whole.
+    """
+    if isinstance(train, np.memmap) or (isinstance(train, np.ndarray) and not train.flags.writeable):
+        if train.ndim < 2 or train.shape[0] == 0:
+            raise ValueError(f"train: expected a non-empty point set [n, *shape] (at least 2-D), got {train.shape}")
+        if not np.issubdtype(train.dtype, np.floating):
+            raise TypeError(f"train: expected a real floating-point array, got dtype {train.dtype}")
+        return train.reshape(train.shape[0], -1), tuple(train.shape[1:])
+    y = as_points(train, "train")
+    return y.reshape(y.shape[0], -1), tuple(y.shape[1:])
+
+
+class Centred(NamedTuple):
+    """Summary of a point set read once, block by block, in float64: ``center`` ``[d]`` (the mean),
+    ``sqnorm`` ``[n]`` (``||y_j - center||^2``) and ``radius`` (``max_j ||y_j - center||``)."""
+
+    center: torch.Tensor
+    sqnorm: torch.Tensor
+    radius: float
+
+
+def centred_summary(y, name: str = "train") -> Centred:
+    """:class:`Centred` of ``y`` (tensor or numpy ``[n, d]``) in two float64 passes; rejects NaN/inf.
+
+    Never holds more than one block of rows (4 MiB) in float64, so a memory-mapped set stays on disk.
+    """
+    total = torch.zeros(y.shape[1], dtype=torch.float64)
+    for _, _, b in row_blocks(y):
+        if not bool(torch.isfinite(b).all()):
+            raise ValueError(f"{name}: contains NaN or inf")
+        total += b.sum(0)
+    center = total / y.shape[0]
+    sq = torch.cat([(b - center).square().sum(1) for _, _, b in row_blocks(y)])
+    return Centred(center, sq, float(sq.max().sqrt()))
+
+
+def centred_chunks(y, center: torch.Tensor, length: int, dtype: torch.dtype, device=None):
+    """Yield ``(j0, j1, v)`` with ``v = y[j0:j1] - center`` in ``dtype``, written into one reused buffer.
+
+    ``y`` is a tensor or a numpy array (memory-mapped files included); only one chunk is read at a time.
+    The caller must be done with ``v`` before asking for the next chunk.
+    """
+    n, d = y.shape
+    device = y.device if isinstance(y, torch.Tensor) else (device or "cpu")
+    buf = torch.empty(min(length, n), d, dtype=dtype, device=device)
+    c = center.to(dtype=dtype, device=device)
+    for j0 in range(0, n, length):
+        j1 = min(j0 + length, n)
+        v = buf[:j1 - j0]
+        rows = y[j0:j1]
+        if isinstance(rows, torch.Tensor):
+            torch.sub(rows.to(dtype), c, out=v)
+        elif v.device.type == "cpu":
+            np.subtract(rows, c.numpy(), out=v.numpy(), casting="unsafe")
+        else:
+            v.copy_(torch.from_numpy(np.asarray(rows, dtype=torch.empty(0, dtype=dtype).numpy().dtype)))
+            v.sub_(c)
+        yield j0, j1, v
+
+
+def far_shift(u_sqnorm: torch.Tensor, radius: float):
+    """``(lower, offset)`` per query, float64: ``lower = max(0, |u| - R)^2`` bounds every ``||u - v_j||^2``
+    from below (``R = max_j |v_j|``) and ``offset = ||u||^2 - lower`` (``2 |u| R - R^2`` for a far query,
+    computed without cancellation). Streaming ``||v||^2 - 2 u.v + offset = ||u - v||^2 - lower`` keeps
+    the distances of a far query (``|u| >> R``) representable; ``lower`` goes back into the log-normalizer.
+    """
+    norm = u_sqnorm.sqrt()
+    far = norm > radius
+    lower = torch.where(far, (norm - radius).square(), torch.zeros_like(norm))
+    offset = torch.where(far, radius * (2 * norm - radius), u_sqnorm)
+    return lower, offset
+
+
+def shifted_distance_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor, offset: torch.Tensor,
+                            *, budget: int = DEFAULT_BUDGET, temporaries: int = 2):
+    """Yield ``(j0, j1, v, d2)`` with ``d2[b, j] = ||v_j||^2 - 2 u_b.v_j + offset_b`` for consecutive chunks.
+
+    ``u`` ``[B, d]`` are the centred queries, ``v_j = y_j - center`` the centred points (``v`` is the
+    chunk ``[c, d]``, read from ``y``), ``v_sqnorm`` ``[n]`` their squared norms. With
+    ``offset = ||u||^2`` this is ``||u_b - v_j||^2``; any other per-query constant shifts every
+    distance of that query alike (softmaxes, top-k and argmins do not change; see :func:`far_shift`).
+    The budget covers ``temporaries`` ``[B, c]`` blocks and the ``[c, d]`` chunk buffer.
+    """
+    B, d = u.shape
+    c = chunk_length(B, y.shape[0], u.element_size(), budget, temporaries, row_bytes=d * u.element_size())
+    rest = offset.to(u.dtype).unsqueeze(1)
+    for j0, j1, v in centred_chunks(y, center, c, u.dtype, u.device):
+        d2 = torch.addmm(v_sqnorm[j0:j1].unsqueeze(0), u, v.T, beta=1, alpha=-2)
+        yield j0, j1, v, d2.add_(rest)
+        del d2                                        # free this block before the next one is allocated
 
 
 def sq_distance_chunks(x: torch.Tensor, y: torch.Tensor, y_sqnorm: torch.Tensor | None = None, *,
                        budget: int = DEFAULT_BUDGET, temporaries: int = 3):
     """Yield ``(j0, j1, d2)`` with ``d2[b, j - j0] = ||x_b - y_j||^2`` for consecutive chunks of ``y``.
 
-    ``x`` is ``[B, d]``, ``y`` is ``[n, d]`` (same dtype and device); ``y_sqnorm`` (``[n]``) may be
-    passed to avoid recomputing it. ``temporaries`` is how many ``[B, c]`` blocks the caller keeps
-    alive per chunk (the budget covers them all; the caller drops its references before asking
-    for the next chunk, so blocks of consecutive chunks never coexist). Distances are clamped at 0 (rounding can make the
-    expanded form slightly negative).
+    ``x`` is ``[B, d]``, ``y`` is ``[n, d]`` (same dtype and device, used as given: centre them first
+    for float32 accuracy); ``y_sqnorm`` (``[n]``) may be passed to avoid recomputing it. ``temporaries``
+    is how many ``[B, c]`` blocks the caller keeps alive per chunk (the budget covers them all; the
+    caller drops its references before asking for the next chunk, so blocks of consecutive chunks
+    never coexist). Distances are clamped at 0 (rounding can make the expanded form slightly negative).
     """
     if y_sqnorm is None:
         y_sqnorm = squared_norms(y)

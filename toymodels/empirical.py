@@ -13,11 +13,12 @@ its posterior over training points is the empirical one at ``sigma_t``. ``delta 
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from memgen.checks import as_points, integer, non_negative
+from memgen.checks import integer, non_negative
 from memgen.contract import Denoiser, Posterior
-from memgen.pairwise import DEFAULT_BUDGET, squared_norms
+from memgen.pairwise import DEFAULT_BUDGET, centred_summary, training_points
 
 from .posterior_torch import streaming_posterior
 
@@ -31,82 +32,102 @@ faster when the memory bus is shared (benchmarks/RESULTS.md)."""
 KERNELS = ("auto", "torch", "numba")
 
 
+def compute_dtype(data_dtype, dtype) -> torch.dtype:
+    """The dtype of the computation: ``dtype`` if given (float32 or float64), else float64 for float64
+    data and float32 for anything else (numpy's and torch's habit of following the data)."""
+    if dtype is None:
+        return torch.float64 if data_dtype in (torch.float64, np.float64) else torch.float32
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype: expected None, torch.float32 or torch.float64, got {dtype!r}")
+    return dtype
+
+
 class EmpiricalDenoiser(Denoiser):
     """``D*(x, sigma) = sum_i softmax_i(-||x - y_i||^2 / (2 sigma^2)) y_i`` over the training set.
 
     Args:
-        train: training points ``[n, *shape]`` (tensor or numpy).
-        dtype: computation dtype, ``torch.float32`` (default) or ``torch.float64``.
-        budget: bytes one call may allocate beyond its inputs (streaming kernel; default 64 MiB).
+        train: training points ``[n, *shape]``: a tensor, or a numpy array (a memory-mapped ``.npy``,
+            ``np.load(path, mmap_mode='r')``, is streamed from disk chunk by chunk, so n may exceed RAM).
+        dtype: computation dtype, ``torch.float32`` or ``torch.float64``; default: float64 for float64
+            data, float32 otherwise.
+        budget: bytes one call may allocate beyond its inputs and output (default 64 MiB).
         kernel: ``'auto'`` (numba for d <= 8 on CPU, else torch), ``'torch'`` or ``'numba'``.
 
-    The data are stored centred on their mean (which is added back), which keeps the GEMM
-    expansion of the distances accurate in float32 for uncentred data.
+    The training set is kept as given (no copy): chunks are centred on the stored training mean as they
+    are read, which keeps the GEMM expansion of the distances accurate in float32 for uncentred data.
     """
 
-    def __init__(self, train, *, dtype: torch.dtype = torch.float32, budget: int = DEFAULT_BUDGET,
+    def __init__(self, train, *, dtype: torch.dtype | None = None, budget: int = DEFAULT_BUDGET,
                  kernel: str = "auto"):
         super().__init__()
-        if dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
         if kernel not in KERNELS:
             raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
-        y = as_points(train, "train", dtype=dtype)
-        self.event_shape = tuple(y.shape[1:])
-        flat = y.reshape(y.shape[0], -1)
-        center = flat.mean(0, dtype=torch.float64).to(dtype)
-        self.register_buffer("center", center)
-        self.register_buffer("points", flat - center)
-        self.register_buffer("sqnorm", squared_norms(self.points))
-        self.budget = int(budget)
+        self.budget = integer(budget, "budget")
         self.kernel = kernel
+        y, self.event_shape = training_points(train)
+        dtype = compute_dtype(y.dtype, dtype)
+        summary = centred_summary(y)
+        self.array = y if isinstance(y, np.ndarray) else None
+        self.register_buffer("points", None if self.array is not None else y)
+        self.register_buffer("center", summary.center.to(dtype))
+        self.register_buffer("sqnorm", summary.sqnorm.to(dtype))
+        self.radius = summary.radius
 
     @property
     def n(self) -> int:
-        return self.points.shape[0]
+        return self.sqnorm.shape[0]
 
     @property
-    def train(self) -> torch.Tensor:
-        """The training points ``[n, *shape]``."""
-        return (self.points + self.center).reshape(self.n, *self.event_shape)
+    def dtype(self) -> torch.dtype:
+        return self.center.dtype
+
+    @property
+    def store(self):
+        """The ``[n, d]`` training points as stored: a tensor, or the caller's numpy array."""
+        return self.array if self.array is not None else self.points
+
+    @property
+    def train(self):
+        """The training points ``[n, *shape]`` (the caller's data, not a copy)."""
+        return self.store.reshape(self.n, *self.event_shape)
 
     def _use_numba(self) -> bool:
         if self.kernel == "auto":
-            return self.points.device.type == "cpu" and self.points.shape[1] <= NUMBA_MAX_DIM
+            return self.center.device.type == "cpu" and self.center.shape[0] <= NUMBA_MAX_DIM
         return self.kernel == "numba"
 
     def _stats(self, x: torch.Tensor, sigma: torch.Tensor, **kw) -> dict:
-        """Posterior statistics for validated ``x`` [B, *shape] and sigma [B] (centred coordinates)."""
-        xc = x.reshape(x.shape[0], -1).to(self.points.device) - self.center
-        sigma = sigma.to(self.points.device)
+        """Posterior statistics for validated ``x`` [B, *shape] and sigma [B] (see ``streaming_posterior``)."""
+        flat = x.reshape(x.shape[0], -1).to(self.center.device)
+        sigma = sigma.to(self.center.device)
         if not kw and self._use_numba():
             from .posterior_numba import numba_posterior
-            if self.points.device.type != "cpu":
+            if self.center.device.type != "cpu":
                 raise ValueError("kernel='numba' runs on CPU tensors only; use kernel='torch' on GPU")
-            out = numba_posterior(xc.cpu().numpy(), self.points.cpu().numpy(), sigma.cpu().numpy())
-            return {k: torch.from_numpy(v).to(self.points.dtype) for k, v in out.items()}
-        return streaming_posterior(xc, self.points, self.sqnorm, sigma, budget=self.budget, **kw)
+            y = self.array if self.array is not None else self.points.detach().numpy()
+            out = numba_posterior(flat.detach().numpy(), y, self.center.double().numpy(), self.radius,
+                                  sigma.detach().numpy())
+            return {k: torch.from_numpy(v).to(self.dtype) for k, v in out.items()}
+        return streaming_posterior(flat, self.store, self.center, self.sqnorm, self.radius, sigma,
+                                   budget=self.budget, **kw)
 
     def _mean(self, x, sigma):
-        return (self._stats(x, sigma)["mean"] + self.center).reshape(x.shape)
+        return self._stats(x, sigma)["mean"].reshape(x.shape)
 
     def forward(self, x, sigma):
-        x, s = self.inputs(x, sigma, dtype=self.points.dtype)
+        x, s = self.inputs(x, sigma, dtype=self.dtype)
         return self._mean(x, s)
 
     def _posterior(self, x, sigma, topk):
-        topk = None if topk is None else integer(topk, "topk")
         if topk is None:
             st = self._stats(x, sigma, all_weights=True)
-            w = torch.exp(st["logits"] - st["log_normalizer"].unsqueeze(1))
-            return Posterior(w, st["entropy"], st["log_normalizer"])
-        st = self._stats(x, sigma, topk=int(topk))
-        w = torch.exp(st["topk_logits"] - st["log_normalizer"].unsqueeze(1))
-        return Posterior(w, st["entropy"], st["log_normalizer"], st["topk_indices"])
+            return Posterior(st["weights"], st["entropy"], st["log_normalizer"])
+        st = self._stats(x, sigma, topk=integer(topk, "topk"))
+        return Posterior(st["topk_weights"], st["entropy"], st["log_normalizer"], st["topk_indices"])
 
     def posterior(self, x, sigma, topk: int | None = None) -> Posterior:
         """Weights of the training points at ``(x, sigma)``: all ``[B, n]`` or the top-k with indices."""
-        x, s = self.inputs(x, sigma, dtype=self.points.dtype)
+        x, s = self.inputs(x, sigma, dtype=self.dtype)
         return self._posterior(x, s, topk)
 
 
@@ -122,7 +143,7 @@ class SmoothedDenoiser(EmpiricalDenoiser):
         self.delta = non_negative(delta, "delta")
 
     def forward(self, x, sigma):
-        x, s = self.inputs(x, sigma, dtype=self.points.dtype)
+        x, s = self.inputs(x, sigma, dtype=self.dtype)
         if self.delta == 0:
             return self._mean(x, s)
         d2 = self.delta ** 2
@@ -132,5 +153,5 @@ class SmoothedDenoiser(EmpiricalDenoiser):
 
     def posterior(self, x, sigma, topk: int | None = None) -> Posterior:
         """The empirical posterior at ``sqrt(sigma^2 + delta^2)``."""
-        x, s = self.inputs(x, sigma, dtype=self.points.dtype)
+        x, s = self.inputs(x, sigma, dtype=self.dtype)
         return self._posterior(x, (s ** 2 + self.delta ** 2).sqrt(), topk)
