@@ -53,7 +53,7 @@ def row_blocks(y, block_bytes: int = 4 * 2 ** 20):
     for j0 in range(0, n, rows):
         j1 = min(j0 + rows, n)
         b = y[j0:j1]
-        yield j0, j1, (b.double() if isinstance(b, torch.Tensor) else torch.from_numpy(np.asarray(b, np.float64)))
+        yield j0, j1, (b.double() if isinstance(b, torch.Tensor) else torch.from_numpy(np.array(b, np.float64)))
 
 
 def training_points(train):
@@ -116,8 +116,7 @@ def centred_chunks(y, center: torch.Tensor, length: int, dtype: torch.dtype, dev
         elif v.device.type == "cpu":
             np.subtract(rows, c.numpy(), out=v.numpy(), casting="unsafe")
         else:
-            v.copy_(torch.from_numpy(np.asarray(rows, dtype=torch.empty(0, dtype=dtype).numpy().dtype)))
-            v.sub_(c)
+            v.copy_(torch.from_numpy(np.array(rows))).sub_(c)
         yield j0, j1, v
 
 

@@ -149,3 +149,44 @@ def test_bad_training_sets():
         EmpiricalDenoiser(torch.zeros(0, 2))
     with pytest.raises(ValueError, match="train"):
         EmpiricalDenoiser(torch.zeros(5))
+
+
+def test_training_set_is_not_copied(tmp_path):
+    y = torch.randn(64, 3, dtype=torch.float64)
+    assert EmpiricalDenoiser(y).points.data_ptr() == y.data_ptr()
+    path = tmp_path / "train.npy"
+    np.save(path, y.numpy())
+    mm = np.load(path, mmap_mode="r")
+    model = EmpiricalDenoiser(mm, kernel="torch", budget=2 ** 12)    # many chunks read from the file
+    assert np.shares_memory(model.store, mm)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(model(x, 0.3), EmpiricalDenoiser(y, kernel="torch")(x, 0.3), rtol=0, atol=1e-14)
+    nb, ref = nearest_two(x, mm, budget=2 ** 12, progress=False), nearest_two(x, y, progress=False)
+    assert torch.equal(nb.indices, ref.indices)
+
+
+def _old_centred_copy_mean(y32, x32, sigma):
+    """What the kernel did before it stopped copying: centre a float32 copy, softmax, add the centre back."""
+    c = y32.double().mean(0).float()
+    v, u = y32 - c, x32 - c
+    d2 = (u.square().sum(1, keepdim=True) - 2 * u @ v.T + v.square().sum(1)).clamp(min=0)
+    return torch.softmax(-d2 / (2 * sigma ** 2), 1) @ v + c
+
+
+@pytest.mark.parametrize("data", ["mean100", "images"])
+def test_float32_error_no_worse_than_a_centred_copy(data):
+    """float32 against float64, on uncentred data (mean 100) and on images in [-1, 1] (d = 192):
+    within twice the error of the old centred-copy computation (plus rounding of the result)."""
+    g = torch.Generator().manual_seed(5)
+    if data == "mean100":
+        y = torch.randn(400, 16, generator=g, dtype=torch.float64) + 100
+        x = torch.randn(30, 16, generator=g, dtype=torch.float64) + 100
+    else:
+        y = torch.rand(400, 192, generator=g, dtype=torch.float64) * 2 - 1
+        x = (y[:30] + 0.3 * torch.randn(30, 192, generator=g, dtype=torch.float64)).clamp(-1, 1)
+    m32, m64 = EmpiricalDenoiser(y.float(), kernel="torch", budget=2 ** 16), EmpiricalDenoiser(y)
+    for sigma in [0.05, 0.3, 1.0, 3.0, 30.0]:
+        ref = m64(x, sigma)
+        new = float((m32(x.float(), sigma).double() - ref).abs().max())
+        old = float((_old_centred_copy_mean(y.float(), x.float(), sigma).double() - ref).abs().max())
+        assert new <= 2 * old + 4 * 6e-8 * float(y.abs().max()), (sigma, new, old)
