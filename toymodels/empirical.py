@@ -23,13 +23,14 @@ from memgen.pairwise import DEFAULT_BUDGET, centred_summary, training_points
 from .posterior_torch import streaming_posterior
 
 NUMBA_MAX_DIM = 8
-"""``kernel='auto'`` uses the fused numba kernel on CPU up to this dimension, the GEMM kernel above.
+"""``kernel='auto'`` uses the pruned kernel on CPU up to this dimension, the GEMM kernel above.
 
-In low dimension the fused kernel computes distances by exact differences (no cancellation) and
-allocates nothing per chunk; it is as fast as the GEMM kernel on a quiet 2-core machine and about 3x
-faster when the memory bus is shared (benchmarks/RESULTS.md)."""
+In low dimension the fused numba kernel computes distances by exact differences (no cancellation) and
+allocates nothing per chunk; the pruned kernel (:mod:`toymodels.posterior_pruned`) adds a KD-tree that
+skips, with a certified bound, the pairs whose weight is below float64 rounding, and falls back to the
+fused kernel for the queries where that does not pay (benchmarks/RESULTS.md)."""
 
-KERNELS = ("auto", "torch", "numba")
+KERNELS = ("auto", "torch", "numba", "pruned")
 
 
 def compute_dtype(data_dtype, dtype) -> torch.dtype:
@@ -51,7 +52,9 @@ class EmpiricalDenoiser(Denoiser):
         dtype: computation dtype, ``torch.float32`` or ``torch.float64``; default: float64 for float64
             data, float32 otherwise.
         budget: bytes one call may allocate beyond its inputs and output (default 64 MiB).
-        kernel: ``'auto'`` (numba for d <= 8 on CPU, else torch), ``'torch'`` or ``'numba'``.
+        kernel: ``'auto'`` (``'pruned'`` for d <= 8 on CPU, else ``'torch'``), ``'torch'`` (streamed
+            GEMMs, any d, any device), ``'numba'`` (fused loops, CPU) or ``'pruned'`` (numba plus a
+            KD-tree that skips pairs of weight below float64 rounding, with a certified bound; CPU).
 
     The training set is kept as given (no copy): chunks are centred on the stored training mean as they
     are read, which keeps the GEMM expansion of the distances accurate in float32 for uncentred data.
@@ -91,22 +94,32 @@ class EmpiricalDenoiser(Denoiser):
         """The training points ``[n, *shape]`` (the caller's data, not a copy)."""
         return self.store.reshape(self.n, *self.event_shape)
 
-    def _use_numba(self) -> bool:
+    def _lowdim_kernel(self) -> str | None:
+        """``'numba'`` or ``'pruned'`` when the fused CPU kernels compute the mean, else None (torch)."""
         if self.kernel == "auto":
-            return self.center.device.type == "cpu" and self.center.shape[0] <= NUMBA_MAX_DIM
-        return self.kernel == "numba"
+            cpu = self.center.device.type == "cpu"
+            return "pruned" if cpu and self.center.shape[0] <= NUMBA_MAX_DIM else None
+        return self.kernel if self.kernel in ("numba", "pruned") else None
 
     def _stats(self, x: torch.Tensor, sigma: torch.Tensor, **kw) -> dict:
         """Posterior statistics for validated ``x`` [B, *shape] and sigma [B] (see ``streaming_posterior``)."""
         flat = x.reshape(x.shape[0], -1).to(self.center.device)
         sigma = sigma.to(self.center.device)
-        if not kw and self._use_numba():
-            from .posterior_numba import numba_posterior
+        lowdim = None if kw else self._lowdim_kernel()
+        if lowdim is not None:
             if self.center.device.type != "cpu":
-                raise ValueError("kernel='numba' runs on CPU tensors only; use kernel='torch' on GPU")
+                raise ValueError(f"kernel={lowdim!r} runs on CPU tensors only; use kernel='torch' on GPU")
             y = self.array if self.array is not None else self.points.detach().numpy()
-            out = numba_posterior(flat.detach().numpy(), y, self.center.double().numpy(), self.radius,
-                                  sigma.detach().numpy())
+            args = (flat.detach().numpy(), y)
+            rest = (self.center.double().numpy(), self.radius, sigma.detach().numpy())
+            if lowdim == "pruned":
+                from .posterior_pruned import build_tree, pruned_posterior
+                if getattr(self, "_tree", None) is None:
+                    self._tree = build_tree(y)
+                out = pruned_posterior(*args, self._tree, *rest)
+            else:
+                from .posterior_numba import numba_posterior
+                out = numba_posterior(*args, *rest)
             return {k: torch.from_numpy(v).to(self.dtype) for k, v in out.items()}
         return streaming_posterior(flat, self.store, self.center, self.sqnorm, self.radius, sigma,
                                    budget=self.budget, **kw)

@@ -40,20 +40,21 @@ def _d2(x, y, center, b, j, far, offset):
 
 
 @numba.njit(parallel=True, cache=True)
-def _posterior_lowdim(x, y, center, coef, far, offset, mean, entropy, log_normalizer):
+def _posterior_lowdim(x, y, center, coef, far, offset, idx, start, stop, mean, entropy, log_normalizer):
+    """Query ``b`` sums over the training points ``idx[start[b]:stop[b]]`` (all of them: ``idx = arange(n)``)."""
     B, d = x.shape
-    n = y.shape[0]
     for b in numba.prange(B):
         c = coef[b]
         m = -np.inf
-        for j in range(n):
-            lj = c * _d2(x, y, center, b, j, far[b], offset[b])
+        for p in range(start[b], stop[b]):
+            lj = c * _d2(x, y, center, b, idx[p], far[b], offset[b])
             if lj > m:
                 m = lj
         s = 0.0
         t = 0.0
         acc = np.zeros(d)
-        for j in range(n):
+        for p in range(start[b], stop[b]):
+            j = idx[p]
             r = c * _d2(x, y, center, b, j, far[b], offset[b]) - m
             if r > -745.0:                      # exp underflows to exactly 0 below this
                 e = math.exp(r)
@@ -68,10 +69,13 @@ def _posterior_lowdim(x, y, center, coef, far, offset, mean, entropy, log_normal
         log_normalizer[b] = m + math.log(s)
 
 
-def numba_posterior(x: np.ndarray, y: np.ndarray, center: np.ndarray, radius: float, sigma: np.ndarray) -> dict:
+def numba_posterior(x: np.ndarray, y: np.ndarray, center: np.ndarray, radius: float, sigma: np.ndarray,
+                    subsets: tuple | None = None) -> dict:
     """Mean ``[B, d]``, entropy ``[B]`` and log normalizer ``[B]`` of the posterior (float64 numpy).
 
     ``y`` (``[n, d]``, float32 or float64) is used in place; ``center``/``radius`` as in the module doc.
+    ``subsets = (idx, start, stop)`` restricts query ``b`` to the points ``idx[start[b]:stop[b]]``
+    (default: all n points for every query).
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     if y.dtype not in (np.float32, np.float64) or not y.flags.c_contiguous:
@@ -87,7 +91,9 @@ def numba_posterior(x: np.ndarray, y: np.ndarray, center: np.ndarray, radius: fl
     far = lower > 0
     B = x.shape[0]
     mean, entropy, logz = np.empty_like(x), np.empty(B), np.empty(B)
-    _posterior_lowdim(x, y, center, coef, far, offset, mean, entropy, logz)
+    if subsets is None:
+        subsets = (np.arange(y.shape[0]), np.zeros(B, np.int64), np.full(B, y.shape[0], np.int64))
+    _posterior_lowdim(x, y, center, coef, far, offset, *subsets, mean, entropy, logz)
     if not np.isfinite(logz).all():
         raise ValueError("x, sigma: the logits -||x - y||^2 / (2 sigma^2) overflow float64; pass smaller inputs")
     return {"mean": mean, "entropy": entropy, "log_normalizer": logz + coef * lower}
