@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from memgen.checks import as_batch, integer
 from memgen.pairwise import DEFAULT_BUDGET, centred_summary, shifted_distance_chunks, training_points
+from memgen.sharding import gathered, world
 
 
 class Neighbours(NamedTuple):
@@ -117,6 +118,28 @@ def nearest_two(queries, train, *, feature_map=None, budget: int = DEFAULT_BUDGE
         dist.append(exact.gather(1, order).cpu())
         idx.append(best_i.gather(1, order).cpu())
     out = Neighbours(torch.cat(dist), torch.cat(idx))
+    if isinstance(queries, np.ndarray):
+        return Neighbours(out.distances.numpy(), out.indices.numpy())
+    return out
+
+
+def sharded_nearest_two(queries, shard, *, group=None, feature_map=None, budget: int = DEFAULT_BUDGET,
+                        dtype: torch.dtype = torch.float32, progress: bool = True) -> Neighbours:
+    """:func:`nearest_two` over a training set split across ``torch.distributed`` ranks.
+
+    Every rank passes the same ``queries`` and its own ``shard`` of training rows (at least 2; global
+    indices follow rank order, rank 0's rows first); each finds its shard's two nearest points, and
+    the per-shard lists (exact float64 distances) are gathered and merged, so every rank returns the
+    two nearest points of the whole set, as :func:`nearest_two` on the union would (ties aside).
+    """
+    local = nearest_two(queries, shard, feature_map=feature_map, budget=budget, dtype=dtype, progress=progress)
+    dist_, idx = torch.as_tensor(local.distances), torch.as_tensor(local.indices)
+    sizes = gathered(torch.tensor([len(shard)]), group).reshape(-1)
+    start = int(sizes[:world(group)[0]].sum())
+    dist_ = gathered(dist_, group).permute(1, 0, 2).reshape(dist_.shape[0], -1)
+    idx = gathered(idx + start, group).permute(1, 0, 2).reshape(idx.shape[0], -1)
+    best, pos = dist_.topk(2, dim=1, largest=False, sorted=True)
+    out = Neighbours(best, idx.gather(1, pos))
     if isinstance(queries, np.ndarray):
         return Neighbours(out.distances.numpy(), out.indices.numpy())
     return out

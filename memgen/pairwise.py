@@ -82,17 +82,24 @@ class Centred(NamedTuple):
     radius: float
 
 
-def centred_summary(y, name: str = "train") -> Centred:
-    """:class:`Centred` of ``y`` (tensor or numpy ``[n, d]``) in two float64 passes; rejects NaN/inf.
-
-    Never holds more than one block of rows (4 MiB) in float64, so a memory-mapped set stays on disk.
-    """
+def column_sum(y, name: str = "train") -> torch.Tensor:
+    """``sum_j y_j`` ``[d]`` in float64, one block of rows at a time; rejects NaN/inf."""
     total = torch.zeros(y.shape[1], dtype=torch.float64)
     for _, _, b in row_blocks(y):
         if not bool(torch.isfinite(b).all()):
             raise ValueError(f"{name}: contains NaN or inf")
         total += b.sum(0)
-    center = total / y.shape[0]
+    return total
+
+
+def centred_summary(y, name: str = "train", center: torch.Tensor | None = None) -> Centred:
+    """:class:`Centred` of ``y`` (tensor or numpy ``[n, d]``) in float64 passes over blocks of rows
+    (``center`` defaults to the mean of ``y``; a shard passes the mean of the whole set).
+
+    Never holds more than one block of rows (4 MiB) in float64, so a memory-mapped set stays on disk.
+    """
+    if center is None:
+        center = column_sum(y, name) / y.shape[0]
     sq = torch.cat([(b - center).square().sum(1) for _, _, b in row_blocks(y)])
     return Centred(center, sq, float(sq.max().sqrt()))
 

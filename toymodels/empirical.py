@@ -69,12 +69,16 @@ class EmpiricalDenoiser(Denoiser):
         self.kernel = kernel
         y, self.event_shape = training_points(train)
         dtype = compute_dtype(y.dtype, dtype)
-        summary = centred_summary(y)
+        summary = self._summary(y)
         self.array = y if isinstance(y, np.ndarray) else None
         self.register_buffer("points", None if self.array is not None else y)
         self.register_buffer("center", summary.center.to(dtype))
         self.register_buffer("sqnorm", summary.sqnorm.to(dtype))
         self.radius = summary.radius
+
+    def _summary(self, y):
+        """Centre, centred squared norms and radius of the stored points (:func:`memgen.pairwise.centred_summary`)."""
+        return centred_summary(y)
 
     @property
     def n(self) -> int:

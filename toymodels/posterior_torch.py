@@ -129,6 +129,23 @@ def finish(state: State, lower: torch.Tensor, sigma: torch.Tensor, extras: dict 
     return out
 
 
+def centred_queries(x: torch.Tensor, center: torch.Tensor, radius: float, budget: int):
+    """``(u, lower, offset, reserved)``: the centred queries ``u = x - center``, the far-query shift
+    (:func:`memgen.pairwise.far_shift`) and the bytes of the two query-sized buffers (``u`` and the
+    accumulator) that the budget must hold besides one chunk."""
+    B, d = x.shape
+    reserved = 2 * B * d * x.element_size()
+    if budget <= reserved + (2 * B + d) * x.element_size():
+        raise ValueError(f"budget: {budget} bytes cannot hold the {B} x {d} query-sized buffers ({reserved} bytes)"
+                         " plus one chunk; pass a larger budget or fewer queries at a time")
+    u = x - center.to(x.dtype)
+    u_sq = squared_norms(u, dtype=torch.float64)
+    if not bool(torch.isfinite(u_sq).all()):
+        raise overflow_error(torch.float64)
+    lower, offset = far_shift(u_sq, radius)
+    return u, lower, offset, reserved
+
+
 def streaming_posterior(x: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor, radius: float,
                         sigma: torch.Tensor, *, budget: int = DEFAULT_BUDGET, topk: int | None = None,
                         all_weights: bool = False) -> dict:
@@ -140,16 +157,7 @@ def streaming_posterior(x: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torc
     two query-sized ``[B, d]`` buffers (centred queries, accumulator), the ``[B, c]`` blocks and the
     ``[c, d]`` buffer of one chunk. Returns :func:`finish`'s dict, ``mean`` in original coordinates.
     """
-    B, d = x.shape
-    reserved = 2 * B * d * x.element_size()          # centred queries, accumulator
-    if budget <= reserved + (2 * B + d) * x.element_size():
-        raise ValueError(f"budget: {budget} bytes cannot hold the {B} x {d} query-sized buffers ({reserved} bytes)"
-                         " plus one chunk; pass a larger budget or fewer queries at a time")
-    u = x - center.to(x.dtype)
-    u_sq = squared_norms(u, dtype=torch.float64)
-    if not bool(torch.isfinite(u_sq).all()):
-        raise overflow_error(torch.float64)
-    lower, offset = far_shift(u_sq, radius)
+    u, lower, offset, reserved = centred_queries(x, center, radius, budget)
     state, extras = streaming_state(u, y, center, v_sqnorm, offset, sigma, budget=budget, topk=topk,
                                     all_weights=all_weights, reserved=reserved)
     out = finish(state, lower, sigma, extras)
