@@ -72,7 +72,6 @@ def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Te
     coef = (-0.5 / sigma ** 2).unsqueeze(1)
     # Without autograd the [B, c] blocks are updated in place (2 alive per chunk); with it, out of place (5).
     grad = torch.is_grad_enabled() and (u.requires_grad or sigma.requires_grad)
-    floor = torch.finfo(u.dtype).min
     m = s = t = acc = None
     top = None
     chunks = []
@@ -84,6 +83,7 @@ def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Te
         if not bool(torch.isfinite(m_new).all()):
             raise overflow_error(u.dtype)
         mcol = m_new.unsqueeze(1)
+        floor = torch.finfo(l.dtype).min            # l is bf16 under autocast
         shifted = (l - mcol).clamp(min=floor) if grad else l.sub_(mcol).clamp_(min=floor)
         e = shifted.exp()
         chunk_s = e.sum(1)
