@@ -147,6 +147,12 @@ class EmpiricalDenoiser(Denoiser):
         x, s = self.inputs(x, sigma, dtype=self.dtype)
         return self._posterior(x, s, topk)
 
+    def sample_reusing(self, noise, sigmas, **kw):
+        """Heun samples that skip full passes once the posterior has collapsed
+        (:func:`toymodels.trajectory.sample_reusing`; what is certified is said there)."""
+        from .trajectory import sample_reusing
+        return sample_reusing(self, noise, sigmas, **kw)
+
 
 class SmoothedDenoiser(EmpiricalDenoiser):
     """``D_delta(x, sigma) = (delta^2 x + sigma^2 D*(x, sqrt(sigma^2 + delta^2))) / (sigma^2 + delta^2)``.
