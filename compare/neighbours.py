@@ -4,7 +4,7 @@ For queries ``q_b`` and training points ``y_j`` (after an optional feature map `
 distances ``||phi(q_b) - phi(y_j)||^2 = ||q||^2 - 2 q.y + ||y||^2`` come chunk by chunk from
 :func:`memgen.pairwise.shifted_distance_chunks` (one matrix product per chunk, memory bounded by a
 byte budget, never ``[m, n, d]``); a running top-2 per query is merged with each chunk's top-2. Each
-chunk is centred on the training mean as it is read (distances are translation invariant; centring
+chunk is centred as it is read (on the mean of up to 1,024 evenly spaced training points) (distances are translation invariant; centring
 keeps the expansion accurate in float32), and the two distances returned are recomputed directly,
 ``||phi(q) - phi(y_j)||`` accumulated in float64, from the feature vectors of the two selected points.
 Memory: the byte budget (the training set is never copied; with a ``feature_map``, its features are).
@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from memgen.checks import as_batch, integer
-from memgen.pairwise import DEFAULT_BUDGET, centred_summary, shifted_distance_chunks, training_points
+from memgen.pairwise import DEFAULT_BUDGET, centred_summary, sample_center, shifted_distance_chunks, training_points, uses_raw_rows
 from memgen.sharding import gathered, world
 
 
@@ -49,14 +49,14 @@ def features(x: torch.Tensor, feature_map, batch_size: int, dtype: torch.dtype) 
     return out
 
 
-def top2_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor, *, budget: int,
-                start: int = 0):
+def top2_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor | None, *, budget: int,
+                start: int = 0, raw: bool = False):
     """Indices ``[B, 2]`` (into ``y``, plus ``start``) of the two smallest ``||v_j||^2 - 2 u.v_j`` over the
     centred points ``v_j = y_j - center``: the two nearest points of the centred queries ``u``
     (the missing ``||u||^2`` is the same for every point of a query), nearest first up to rounding."""
     best_d = best_i = None
     zero = torch.zeros(u.shape[0], dtype=torch.float64, device=u.device)
-    for j0, j1, _, d2 in shifted_distance_chunks(u, y, center, v_sqnorm, zero, budget=budget, temporaries=2):
+    for j0, j1, _, d2 in shifted_distance_chunks(u, y, center, v_sqnorm, zero, budget=budget, temporaries=2, raw=raw):
         v, i = d2.topk(min(2, j1 - j0), dim=1, largest=False)
         i = i + (j0 + start)
         if best_d is not None:
@@ -102,8 +102,10 @@ def nearest_two(queries, train, *, feature_map=None, budget: int = DEFAULT_BUDGE
     if feature_map is None and tuple(q.shape[1:]) != shape:
         raise ValueError(f"queries: shape {tuple(q.shape)} does not match the training points {(y.shape[0], *shape)}")
     fy = y if feature_map is None else features(y.reshape(y.shape[0], *shape), feature_map, 1024, dtype)
-    summary = centred_summary(fy)
-    center, ysq = summary.center.to(dtype), summary.sqnorm.to(dtype)
+    center, spread = sample_center(fy)       # a centre from a few rows: the norms are the one pass before the search
+    raw = uses_raw_rows(fy, dtype, center, spread)
+    ysq = centred_summary(fy, center=center, dtype=dtype).sqnorm.to(dtype)
+    center = center.to(dtype)
     f = fy.shape[1]
     itemsize = torch.finfo(dtype).bits // 8
     block = int(max(1, min(q.shape[0], budget // (4 * f * itemsize))))    # the centred query block: a quarter
@@ -112,7 +114,7 @@ def nearest_two(queries, train, *, feature_map=None, budget: int = DEFAULT_BUDGE
         fq = features(q[b0:b0 + block], feature_map, block, dtype)
         if fq.shape[1] != f:
             raise ValueError(f"queries: {fq.shape[1]} features per query, {f} per training point")
-        best_i = top2_chunks(fq - center, fy, center, ysq, budget=budget - fq.shape[0] * f * itemsize)
+        best_i = top2_chunks(fq - center, fy, center, ysq, budget=budget - fq.shape[0] * f * itemsize, raw=raw)
         exact = exact_distances(fq, fy, best_i)
         order = exact.argsort(dim=1, stable=True)
         dist.append(exact.gather(1, order).cpu())

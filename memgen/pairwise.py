@@ -46,23 +46,29 @@ def squared_norms(y: torch.Tensor, block_bytes: int = 4 * 2 ** 20, dtype: torch.
                       for b in y.split(rows)]).to(dtype or y.dtype)
 
 
-def row_blocks(y, block_bytes: int = 4 * 2 ** 20):
-    """Yield ``(j0, j1, block)``: consecutive rows of ``y`` (tensor or numpy ``[n, d]``) as float64 tensors."""
+def row_blocks(y, block_bytes: int = 16 * 2 ** 20):
+    """Yield ``(j0, j1, block)``: consecutive rows of ``y`` (tensor or numpy ``[n, d]``) as tensors of the
+    data's dtype (a view of a tensor; a copy of the rows of a numpy array), ``block_bytes`` at a time."""
     n, d = y.shape
-    rows = max(1, block_bytes // (8 * max(1, d)))
+    rows = max(1, block_bytes // (y.dtype.itemsize * max(1, d)))
     for j0 in range(0, n, rows):
         j1 = min(j0 + rows, n)
         b = y[j0:j1]
-        yield j0, j1, (b.double() if isinstance(b, torch.Tensor) else torch.from_numpy(np.array(b, np.float64)))
+        yield j0, j1, (b if isinstance(b, torch.Tensor) else torch.from_numpy(np.array(b)))
 
 
 def training_points(train):
     """``[n, d]`` view of the training set and its event shape, never a copy of float data.
 
-    Tensors, lists and in-memory numpy arrays go through :func:`memgen.checks.as_points` (which shares
-    the memory of float data); memory-mapped or read-only arrays are kept as they are (checked for
-    NaN/inf block by block by :func:`memgen.pairwise.centred_summary`), so they are never read whole.
+    Float tensors and memory-mapped or read-only arrays are kept as they are (checked for NaN/inf
+    block by block by :func:`centred_summary`: a whole-set check would allocate several times the
+    set's size); lists, integer data and in-memory numpy arrays go through
+    :func:`memgen.checks.as_points` (which shares the memory of float data).
     """
+    if isinstance(train, torch.Tensor) and train.is_floating_point():   # NaN/inf: checked block by block
+        if train.dim() < 2 or train.shape[0] == 0:
+            raise ValueError(f"train: expected a non-empty point set [n, *shape] (at least 2-D), got {tuple(train.shape)}")
+        return train.reshape(train.shape[0], -1), tuple(train.shape[1:])
     if isinstance(train, np.memmap) or (isinstance(train, np.ndarray) and not train.flags.writeable):
         if train.ndim < 2 or train.shape[0] == 0:
             raise ValueError(f"train: expected a non-empty point set [n, *shape] (at least 2-D), got {train.shape}")
@@ -83,24 +89,48 @@ class Centred(NamedTuple):
 
 
 def column_sum(y, name: str = "train") -> torch.Tensor:
-    """``sum_j y_j`` ``[d]`` in float64, one block of rows at a time; rejects NaN/inf."""
-    total = torch.zeros(y.shape[1], dtype=torch.float64)
+    """``sum_j y_j`` ``[d]`` in float64 (per-block sums in the data's precision, blocks added in float64);
+    rejects NaN/inf (which make a column's sum NaN/inf)."""
+    total = None
     for _, _, b in row_blocks(y):
-        if not bool(torch.isfinite(b).all()):
-            raise ValueError(f"{name}: contains NaN or inf")
-        total += b.sum(0)
+        part = b.sum(0).double()
+        total = part if total is None else total.add_(part)
+    if not bool(torch.isfinite(total).all()):
+        raise ValueError(f"{name}: contains NaN or inf")
     return total
 
 
-def centred_summary(y, name: str = "train", center: torch.Tensor | None = None) -> Centred:
-    """:class:`Centred` of ``y`` (tensor or numpy ``[n, d]``) in float64 passes over blocks of rows
-    (``center`` defaults to the mean of ``y``; a shard passes the mean of the whole set).
+def sample_center(y, rows: int = 1024) -> tuple[torch.Tensor, float]:
+    """Mean (float64 ``[d]``) of at most ``rows`` evenly spaced rows of ``y``, and their largest distance
+    to it: a centre for the GEMM expansion (any centre is exact; one near the data keeps float32
+    accurate) and the spread of the data around it, at the cost of a few rows."""
+    idx = np.linspace(0, y.shape[0] - 1, min(rows, y.shape[0])).round().astype(np.int64)
+    pts = (y[torch.from_numpy(idx)] if isinstance(y, torch.Tensor) else torch.from_numpy(np.array(y[idx]))).double()
+    center = pts.mean(0)
+    return center, float((pts - center).norm(dim=1).max())
 
-    Never holds more than one block of rows (4 MiB) in float64, so a memory-mapped set stays on disk.
+
+def centred_norms(v: torch.Tensor, name: str = "train") -> torch.Tensor:
+    """``||v_j||^2`` ``[c]`` of centred rows, accumulated in float64; rejects NaN/inf."""
+    sq = torch.linalg.vector_norm(v, dim=1, dtype=torch.float64).square_()
+    if not bool(torch.isfinite(sq).all()):
+        raise ValueError(f"{name}: contains NaN or inf")
+    return sq
+
+
+def centred_summary(y, name: str = "train", center: torch.Tensor | None = None,
+                    dtype: torch.dtype | None = None) -> Centred:
+    """:class:`Centred` of ``y`` (tensor or numpy ``[n, d]``), one block of rows at a time (``center``
+    defaults to the mean of ``y``; a shard passes the mean of the whole set). The norms are those of
+    the rows centred in ``dtype`` (default: the data's), exactly as the streaming kernels centre them.
+
+    Never holds more than one block of rows (16 MiB) at a time, so a memory-mapped set stays on disk.
     """
     if center is None:
         center = column_sum(y, name) / y.shape[0]
-    sq = torch.cat([(b - center).square().sum(1) for _, _, b in row_blocks(y)])
+    dtype = dtype or (torch.float64 if y.dtype in (torch.float64, np.float64) else torch.float32)
+    c = center.to(dtype)
+    sq = torch.cat([centred_norms(b.to(dtype) - c.to(b.device), name) for _, _, b in row_blocks(y)])
     return Centred(center, sq, float(sq.max().sqrt()))
 
 
@@ -140,21 +170,39 @@ def far_shift(u_sqnorm: torch.Tensor, radius: float):
     return lower, offset
 
 
-def shifted_distance_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor, offset: torch.Tensor,
-                            *, budget: int = DEFAULT_BUDGET, temporaries: int = 2):
+def uses_raw_rows(y, dtype: torch.dtype, center: torch.Tensor, radius: float) -> bool:
+    """Whether a GEMM may read the rows of ``y`` in place instead of centring a copy of each chunk: ``y`` is
+    a tensor of the computation's dtype and its centre is no farther from the origin than its radius,
+    so that ``u . y`` rounds like ``u . (y - c)`` up to a factor of 2."""
+    return isinstance(y, torch.Tensor) and y.dtype == dtype and float(center.norm()) <= radius
+
+
+def shifted_distance_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor | None, offset: torch.Tensor,
+                            *, budget: int = DEFAULT_BUDGET, temporaries: int = 2, raw: bool = False):
     """Yield ``(j0, j1, v, d2)`` with ``d2[b, j] = ||v_j||^2 - 2 u_b.v_j + offset_b`` for consecutive chunks.
 
     ``u`` ``[B, d]`` are the centred queries, ``v_j = y_j - center`` the centred points (``v`` is the
-    chunk ``[c, d]``, read from ``y``), ``v_sqnorm`` ``[n]`` their squared norms. With
-    ``offset = ||u||^2`` this is ``||u_b - v_j||^2``; any other per-query constant shifts every
-    distance of that query alike (softmaxes, top-k and argmins do not change; see :func:`far_shift`).
-    The budget covers ``temporaries`` ``[B, c]`` blocks and the ``[c, d]`` chunk buffer.
+    chunk ``[c, d]``, read from ``y``), ``v_sqnorm`` ``[n]`` their squared norms (None: computed per
+    chunk from ``v``, which also rejects NaN/inf in ``y``). With ``offset = ||u||^2`` this is
+    ``||u_b - v_j||^2``; any other per-query constant shifts every distance of that query alike
+    (softmaxes, top-k and argmins do not change; see :func:`far_shift`). With ``raw``
+    (:func:`uses_raw_rows`) the chunk ``v`` is the rows ``y_j`` themselves, read in place, and the
+    shift by the centre goes into the per-query constant: ``-2 u.v_j = -2 u.y_j + 2 u.c``.
+    The budget covers ``temporaries`` ``[B, c]`` blocks and the ``[c, d]`` chunk buffer (none with ``raw``).
     """
     B, d = u.shape
-    c = chunk_length(B, y.shape[0], u.element_size(), budget, temporaries, row_bytes=d * u.element_size())
+    row_bytes = 0 if raw else d * u.element_size()
+    c = chunk_length(B, y.shape[0], u.element_size(), budget, temporaries, row_bytes=row_bytes)
+    if raw:
+        offset = offset + 2 * (u.double() @ center.double().to(u.device))
+        chunks = ((j0, min(j0 + c, y.shape[0]), y[j0:j0 + c]) for j0 in range(0, y.shape[0], c))
+    else:
+        chunks = centred_chunks(y, center, c, u.dtype, u.device)
     rest = offset.to(u.dtype).unsqueeze(1)
-    for j0, j1, v in centred_chunks(y, center, c, u.dtype, u.device):
-        d2 = torch.addmm(v_sqnorm[j0:j1].unsqueeze(0), u, v.T, beta=1, alpha=-2)
+    for j0, j1, v in chunks:
+        vsq = (centred_norms(v - center.to(v)) if raw else centred_norms(v)).to(u.dtype) if v_sqnorm is None \
+            else v_sqnorm[j0:j1]
+        d2 = torch.addmm(vsq.unsqueeze(0), u, v.T, beta=1, alpha=-2)
         yield j0, j1, v, d2.add_(rest)
         del d2                                        # free this block before the next one is allocated
 

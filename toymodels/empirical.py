@@ -69,16 +69,16 @@ class EmpiricalDenoiser(Denoiser):
         self.kernel = kernel
         y, self.event_shape = training_points(train)
         dtype = compute_dtype(y.dtype, dtype)
-        summary = self._summary(y)
+        summary = self._summary(y, dtype)
         self.array = y if isinstance(y, np.ndarray) else None
         self.register_buffer("points", None if self.array is not None else y)
         self.register_buffer("center", summary.center.to(dtype))
         self.register_buffer("sqnorm", summary.sqnorm.to(dtype))
         self.radius = summary.radius
 
-    def _summary(self, y):
+    def _summary(self, y, dtype):
         """Centre, centred squared norms and radius of the stored points (:func:`memgen.pairwise.centred_summary`)."""
-        return centred_summary(y)
+        return centred_summary(y, dtype=dtype)
 
     @property
     def n(self) -> int:

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import torch
 
-from memgen.pairwise import DEFAULT_BUDGET, far_shift, shifted_distance_chunks, squared_norms
+from memgen.pairwise import DEFAULT_BUDGET, far_shift, shifted_distance_chunks, squared_norms, uses_raw_rows
 
 
 class State(NamedTuple):
@@ -60,14 +60,16 @@ def overflow_error(dtype) -> ValueError:
 
 def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor, offset: torch.Tensor,
                     sigma: torch.Tensor, *, budget: int = DEFAULT_BUDGET, topk: int | None = None,
-                    all_weights: bool = False, reserved: int = 0):
+                    all_weights: bool = False, reserved: int = 0, raw: bool = False):
     """One pass over the training points ``y`` (``[n, d]``, tensor or numpy) for centred queries ``u``.
 
     Streams ``d2 = ||u - v_j||^2 - lower`` (see :func:`memgen.pairwise.shifted_distance_chunks`;
     ``offset = ||u||^2 - lower``) and returns ``(State, extras)``; ``extras`` holds, on request,
     ``topk`` = (relative logits ``l - m`` [B, k], indices [B, k]) and ``chunks`` = list of
     (relative logits [B, c], the maximum they are relative to [B]) covering all n points.
-    ``budget`` bounds the ``[B, c]`` blocks and the chunk buffer, after ``reserved`` bytes.
+    ``budget`` bounds the ``[B, c]`` blocks and the chunk buffer, after ``reserved`` bytes. ``raw``: the
+    GEMMs read the rows in place (:func:`memgen.pairwise.uses_raw_rows`); ``acc`` is then corrected by
+    ``- s c`` so that the state is the same.
     """
     coef = (-0.5 / sigma ** 2).unsqueeze(1)
     # Without autograd the [B, c] blocks are updated in place (2 alive per chunk); with it, out of place (5).
@@ -75,8 +77,9 @@ def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Te
     m = s = t = acc = None
     top = None
     chunks = []
+    cshift = center.to(u.dtype).unsqueeze(0) if raw else None
     for j0, j1, v, d2 in shifted_distance_chunks(u, y, center, v_sqnorm, offset, budget=budget - reserved,
-                                                 temporaries=5 if grad else 2):
+                                                 temporaries=5 if grad else 2, raw=raw):
         l = d2 * coef if grad else d2.mul_(coef)
         cm = l.amax(1)
         m_new = cm if m is None else torch.maximum(m, cm)
@@ -94,6 +97,8 @@ def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Te
             alpha, s, t = rescaled(m, s, t, m_new)
             s, t = s + chunk_s, t + chunk_t
             acc = torch.addmm(acc * alpha.unsqueeze(1), e, v) if grad else acc.mul_(alpha.unsqueeze(1)).addmm_(e, v)
+        if raw:                                      # sum e (y - c) = sum e y - (sum e) c
+            acc = acc - chunk_s.unsqueeze(1) * cshift if grad else acc.sub_(chunk_s.unsqueeze(1) * cshift)
         if topk is not None:
             r, i = shifted.topk(min(topk, j1 - j0), dim=1)
             if top is not None:
@@ -159,7 +164,8 @@ def streaming_posterior(x: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torc
     """
     u, lower, offset, reserved = centred_queries(x, center, radius, budget)
     state, extras = streaming_state(u, y, center, v_sqnorm, offset, sigma, budget=budget, topk=topk,
-                                    all_weights=all_weights, reserved=reserved)
+                                    all_weights=all_weights, reserved=reserved,
+                                    raw=uses_raw_rows(y, x.dtype, center, radius))
     out = finish(state, lower, sigma, extras)
     out["mean"] = out["mean"] + center.to(x.dtype)
     return out

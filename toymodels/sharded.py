@@ -38,10 +38,10 @@ class ShardedEmpiricalDenoiser(EmpiricalDenoiser):
         self.start = int(sizes[:world(group)[0]].sum())
         self.n_total = int(sizes.sum())
 
-    def _summary(self, y):
+    def _summary(self, y, dtype):
         count = all_sum(torch.tensor([float(y.shape[0])], dtype=torch.float64), self.group)
         center = all_sum(column_sum(y), self.group) / count
-        local = centred_summary(y, center=center)
+        local = centred_summary(y, center=center, dtype=dtype)
         radius = float(all_max(torch.tensor([local.radius], dtype=torch.float64), self.group))
         return local._replace(radius=radius)
 
