@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memgen.checks import as_points, as_tensor, flag, function, in_interval, integer
+from memgen.checks import as_points, as_tensor, flag, function, integer
 from memgen.contract import model_device
 from memgen.progress import progress_bar
 
@@ -198,7 +198,9 @@ def generalization_gap(model, train, val, sigmas, *, train_noise=None, val_noise
     def statistic(wt, wv):
         mt, mv = weighted_mean(wt, et), weighted_mean(wv, ev)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.stack([mt, mv, (mv - mt) / mt, mv - mt], -1)
+            # E_train can be exactly 0 (the exact denoiser at tiny sigma): the smallest positive float as
+            # denominator keeps the gap huge but finite, so its bootstrap quantiles are not inf - inf = NaN
+            return np.stack([mt, mv, (mv - mt) / np.maximum(mt, np.finfo(np.float64).tiny), mv - mt], -1)
 
     est, lo, hi = bootstrap(statistic, et.shape[0], ev.shape[0], n_boot=n_boot, level=level, seed=boot_seed)
     rows = Records()

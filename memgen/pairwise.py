@@ -1,43 +1,221 @@
 """Squared distances between a batch and a large point set, streamed in chunks by GEMM.
 
 ``||x_b - y_j||^2 = ||x_b||^2 - 2 x_b . y_j + ||y_j||^2``: one matrix product per chunk of y, so the
-work runs at the machine's GEMM rate, and memory stays bounded: only ``[B, c]`` blocks are ever
-allocated, with the chunk length ``c`` chosen from a byte budget. No ``[B, n, d]`` tensor exists.
+work runs at the machine's GEMM rate, and memory stays bounded: only ``[B, c]`` blocks (and, when the
+chunk is centred or converted, one ``[c, d]`` buffer) are ever allocated, with the chunk length ``c``
+chosen from a byte budget. No ``[B, n, d]`` tensor exists and the point set is never copied whole.
+
+Accuracy in float32: the expansion cancels when the points are far from the origin, so the chunks
+are centred on a stored centre ``c`` (a ``[d]`` vector) as they are read, ``v_j = y_j - c``, and the
+queries likewise, ``u_b = x_b - c``; the distances are translation invariant. The point set itself
+may be a torch tensor or a numpy array (a memory-mapped ``.npy`` included: only the rows of one chunk
+are read at a time).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import torch
+
+from .checks import as_points
 
 DEFAULT_BUDGET = 64 * 2 ** 20
 """Default memory budget (bytes) for the temporaries of one chunk: 64 MiB."""
 
 
-def chunk_length(batch: int, n: int, itemsize: int, budget: int = DEFAULT_BUDGET, temporaries: int = 3) -> int:
-    """Largest chunk length ``c <= n`` with ``temporaries * batch * c * itemsize <= budget`` (at least 1)."""
+def chunk_length(batch: int, n: int, itemsize: int, budget: int = DEFAULT_BUDGET, temporaries: int = 3,
+                 row_bytes: int = 0) -> int:
+    """Largest ``c <= n`` with ``temporaries * batch * c * itemsize + c * row_bytes <= budget`` (at least 1).
+
+    ``row_bytes`` is what one training row costs in a chunk buffer (0 when the chunk is a view).
+    """
     if budget <= 0:
         raise ValueError(f"budget: must be a positive number of bytes, got {budget!r}")
-    return int(max(1, min(n, budget // max(1, temporaries * batch * itemsize))))
+    return int(max(1, min(n, budget // max(1, temporaries * batch * itemsize + row_bytes))))
 
 
-def squared_norms(y: torch.Tensor, block_bytes: int = 4 * 2 ** 20) -> torch.Tensor:
-    """Row norms ``||y_j||^2`` of a ``[n, d]`` matrix, accumulated in float64, then cast back.
+def squared_norms(y: torch.Tensor, block_bytes: int = 4 * 2 ** 20, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Row norms ``||y_j||^2`` of a ``[n, d]`` matrix, accumulated in float64, then cast to ``dtype``
+    (default: the dtype of ``y``).
 
     Rows are converted ``block_bytes`` of float64 at a time, so the temporary stays small.
     """
     rows = max(1, block_bytes // (8 * max(1, y.shape[1])))
     return torch.cat([torch.bmm((c := b.double()).unsqueeze(1), c.unsqueeze(2)).reshape(-1)
-                      for b in y.split(rows)]).to(y.dtype)
+                      for b in y.split(rows)]).to(dtype or y.dtype)
+
+
+def row_blocks(y, block_bytes: int = 16 * 2 ** 20):
+    """Yield ``(j0, j1, block)``: consecutive rows of ``y`` (tensor or numpy ``[n, d]``) as tensors of the
+    data's dtype (a view of a tensor; a copy of the rows of a numpy array), ``block_bytes`` at a time."""
+    n, d = y.shape
+    rows = max(1, block_bytes // (y.dtype.itemsize * max(1, d)))
+    for j0 in range(0, n, rows):
+        j1 = min(j0 + rows, n)
+        b = y[j0:j1]
+        yield j0, j1, (b if isinstance(b, torch.Tensor) else torch.from_numpy(np.array(b)))
+
+
+def training_points(train):
+    """``[n, d]`` view of the training set and its event shape, never a copy of float data.
+
+    Float tensors and memory-mapped or read-only arrays are kept as they are (checked for NaN/inf
+    block by block by :func:`centred_summary`: a whole-set check would allocate several times the
+    set's size); lists, integer data and in-memory numpy arrays go through
+    :func:`memgen.checks.as_points` (which shares the memory of float data).
+    """
+    if isinstance(train, torch.Tensor) and train.is_floating_point():   # NaN/inf: checked block by block
+        if train.dim() < 2 or train.shape[0] == 0:
+            raise ValueError(f"train: expected a non-empty point set [n, *shape] (at least 2-D), got {tuple(train.shape)}")
+        return train.reshape(train.shape[0], -1), tuple(train.shape[1:])
+    if isinstance(train, np.memmap) or (isinstance(train, np.ndarray) and not train.flags.writeable):
+        if train.ndim < 2 or train.shape[0] == 0:
+            raise ValueError(f"train: expected a non-empty point set [n, *shape] (at least 2-D), got {train.shape}")
+        if not np.issubdtype(train.dtype, np.floating):
+            raise TypeError(f"train: expected a real floating-point array, got dtype {train.dtype}")
+        return train.reshape(train.shape[0], -1), tuple(train.shape[1:])
+    y = as_points(train, "train")
+    return y.reshape(y.shape[0], -1), tuple(y.shape[1:])
+
+
+class Centred(NamedTuple):
+    """Summary of a point set read once, block by block, in float64: ``center`` ``[d]`` (the mean),
+    ``sqnorm`` ``[n]`` (``||y_j - center||^2``) and ``radius`` (``max_j ||y_j - center||``)."""
+
+    center: torch.Tensor
+    sqnorm: torch.Tensor
+    radius: float
+
+
+def column_sum(y, name: str = "train") -> torch.Tensor:
+    """``sum_j y_j`` ``[d]`` in float64 (per-block sums in the data's precision, blocks added in float64);
+    rejects NaN/inf (which make a column's sum NaN/inf)."""
+    total = None
+    for _, _, b in row_blocks(y):
+        part = b.sum(0).double()
+        total = part if total is None else total.add_(part)
+    if not bool(torch.isfinite(total).all()):
+        raise ValueError(f"{name}: contains NaN or inf")
+    return total
+
+
+def sample_center(y, rows: int = 1024) -> tuple[torch.Tensor, float]:
+    """Mean (float64 ``[d]``) of at most ``rows`` evenly spaced rows of ``y``, and their largest distance
+    to it: a centre for the GEMM expansion (any centre is exact; one near the data keeps float32
+    accurate) and the spread of the data around it, at the cost of a few rows."""
+    idx = np.linspace(0, y.shape[0] - 1, min(rows, y.shape[0])).round().astype(np.int64)
+    pts = (y[torch.from_numpy(idx)] if isinstance(y, torch.Tensor) else torch.from_numpy(np.array(y[idx]))).double()
+    center = pts.mean(0)
+    return center, float((pts - center).norm(dim=1).max())
+
+
+def centred_norms(v: torch.Tensor, name: str = "train") -> torch.Tensor:
+    """``||v_j||^2`` ``[c]`` of centred rows, accumulated in float64; rejects NaN/inf."""
+    sq = torch.linalg.vector_norm(v, dim=1, dtype=torch.float64).square_()
+    if not bool(torch.isfinite(sq).all()):
+        raise ValueError(f"{name}: contains NaN or inf")
+    return sq
+
+
+def centred_summary(y, name: str = "train", center: torch.Tensor | None = None,
+                    dtype: torch.dtype | None = None) -> Centred:
+    """:class:`Centred` of ``y`` (tensor or numpy ``[n, d]``), one block of rows at a time (``center``
+    defaults to the mean of ``y``; a shard passes the mean of the whole set). The norms are those of
+    the rows centred in ``dtype`` (default: the data's), exactly as the streaming kernels centre them.
+
+    Never holds more than one block of rows (16 MiB) at a time, so a memory-mapped set stays on disk.
+    """
+    if center is None:
+        center = column_sum(y, name) / y.shape[0]
+    dtype = dtype or (torch.float64 if y.dtype in (torch.float64, np.float64) else torch.float32)
+    c = center.to(dtype)
+    sq = torch.cat([centred_norms(b.to(dtype) - c.to(b.device), name) for _, _, b in row_blocks(y)])
+    return Centred(center, sq, float(sq.max().sqrt()))
+
+
+def centred_chunks(y, center: torch.Tensor, length: int, dtype: torch.dtype, device=None):
+    """Yield ``(j0, j1, v)`` with ``v = y[j0:j1] - center`` in ``dtype``, written into one reused buffer.
+
+    ``y`` is a tensor or a numpy array (memory-mapped files included); only one chunk is read at a time.
+    The caller must be done with ``v`` before asking for the next chunk.
+    """
+    n, d = y.shape
+    device = y.device if isinstance(y, torch.Tensor) else (device or "cpu")
+    buf = torch.empty(min(length, n), d, dtype=dtype, device=device)
+    c = center.to(dtype=dtype, device=device)
+    for j0 in range(0, n, length):
+        j1 = min(j0 + length, n)
+        v = buf[:j1 - j0]
+        rows = y[j0:j1]
+        if isinstance(rows, torch.Tensor):
+            torch.sub(rows.to(dtype), c, out=v)
+        elif v.device.type == "cpu":
+            np.subtract(rows, c.numpy(), out=v.numpy(), casting="unsafe")
+        else:
+            v.copy_(torch.from_numpy(np.array(rows))).sub_(c)
+        yield j0, j1, v
+
+
+def far_shift(u_sqnorm: torch.Tensor, radius: float):
+    """``(lower, offset)`` per query, float64: ``lower = max(0, |u| - R)^2`` bounds every ``||u - v_j||^2``
+    from below (``R = max_j |v_j|``) and ``offset = ||u||^2 - lower`` (``2 |u| R - R^2`` for a far query,
+    computed without cancellation). Streaming ``||v||^2 - 2 u.v + offset = ||u - v||^2 - lower`` keeps
+    the distances of a far query (``|u| >> R``) representable; ``lower`` goes back into the log-normalizer.
+    """
+    norm = u_sqnorm.sqrt()
+    far = norm > radius
+    lower = torch.where(far, (norm - radius).square(), torch.zeros_like(norm))
+    offset = torch.where(far, radius * (2 * norm - radius), u_sqnorm)
+    return lower, offset
+
+
+def uses_raw_rows(y, dtype: torch.dtype, center: torch.Tensor, radius: float) -> bool:
+    """Whether a GEMM may read the rows of ``y`` in place instead of centring a copy of each chunk: ``y`` is
+    a tensor of the computation's dtype and its centre is no farther from the origin than its radius,
+    so that ``u . y`` rounds like ``u . (y - c)`` up to a factor of 2."""
+    return isinstance(y, torch.Tensor) and y.dtype == dtype and float(center.norm()) <= radius
+
+
+def shifted_distance_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor | None, offset: torch.Tensor,
+                            *, budget: int = DEFAULT_BUDGET, temporaries: int = 2, raw: bool = False):
+    """Yield ``(j0, j1, v, d2)`` with ``d2[b, j] = ||v_j||^2 - 2 u_b.v_j + offset_b`` for consecutive chunks.
+
+    ``u`` ``[B, d]`` are the centred queries, ``v_j = y_j - center`` the centred points (``v`` is the
+    chunk ``[c, d]``, read from ``y``), ``v_sqnorm`` ``[n]`` their squared norms (None: computed per
+    chunk from ``v``, which also rejects NaN/inf in ``y``). With ``offset = ||u||^2`` this is
+    ``||u_b - v_j||^2``; any other per-query constant shifts every distance of that query alike
+    (softmaxes, top-k and argmins do not change; see :func:`far_shift`). With ``raw``
+    (:func:`uses_raw_rows`) the chunk ``v`` is the rows ``y_j`` themselves, read in place, and the
+    shift by the centre goes into the per-query constant: ``-2 u.v_j = -2 u.y_j + 2 u.c``.
+    The budget covers ``temporaries`` ``[B, c]`` blocks and the ``[c, d]`` chunk buffer (none with ``raw``).
+    """
+    B, d = u.shape
+    row_bytes = 0 if raw else d * u.element_size()
+    c = chunk_length(B, y.shape[0], u.element_size(), budget, temporaries, row_bytes=row_bytes)
+    if raw:
+        offset = offset + 2 * (u.double() @ center.double().to(u.device))
+        chunks = ((j0, min(j0 + c, y.shape[0]), y[j0:j0 + c]) for j0 in range(0, y.shape[0], c))
+    else:
+        chunks = centred_chunks(y, center, c, u.dtype, u.device)
+    rest = offset.to(u.dtype).unsqueeze(1)
+    for j0, j1, v in chunks:
+        vsq = (centred_norms(v - center.to(v)) if raw else centred_norms(v)).to(u.dtype) if v_sqnorm is None \
+            else v_sqnorm[j0:j1]
+        d2 = torch.addmm(vsq.unsqueeze(0), u, v.T, beta=1, alpha=-2)
+        yield j0, j1, v, d2.add_(rest)
+        del d2                                        # free this block before the next one is allocated
 
 
 def sq_distance_chunks(x: torch.Tensor, y: torch.Tensor, y_sqnorm: torch.Tensor | None = None, *,
                        budget: int = DEFAULT_BUDGET, temporaries: int = 3):
     """Yield ``(j0, j1, d2)`` with ``d2[b, j - j0] = ||x_b - y_j||^2`` for consecutive chunks of ``y``.
 
-    ``x`` is ``[B, d]``, ``y`` is ``[n, d]`` (same dtype and device); ``y_sqnorm`` (``[n]``) may be
-    passed to avoid recomputing it. ``temporaries`` is how many ``[B, c]`` blocks the caller keeps
-    alive per chunk (the budget covers them all; the caller drops its references before asking
-    for the next chunk, so blocks of consecutive chunks never coexist). Distances are clamped at 0 (rounding can make the
-    expanded form slightly negative).
+    ``x`` is ``[B, d]``, ``y`` is ``[n, d]`` (same dtype and device, used as given: centre them first
+    for float32 accuracy); ``y_sqnorm`` (``[n]``) may be passed to avoid recomputing it. ``temporaries``
+    is how many ``[B, c]`` blocks the caller keeps alive per chunk (the budget covers them all; the
+    caller drops its references before asking for the next chunk, so blocks of consecutive chunks
+    never coexist). Distances are clamped at 0 (rounding can make the expanded form slightly negative).
     """
     if y_sqnorm is None:
         y_sqnorm = squared_norms(y)

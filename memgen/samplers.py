@@ -79,7 +79,7 @@ class Trajectory:
 
 
 def sample(model, noise, sigmas, *, method: str = "heun", generator: torch.Generator | None = None,
-           return_trajectory: bool = False):
+           return_trajectory: bool = False, reuse: bool = False, tol: float = 1e-12, record: list | None = None):
     """Draw samples: start at ``x = sigmas[0] * noise`` and integrate down the grid ``sigmas``.
 
     Args:
@@ -89,11 +89,23 @@ def sample(model, noise, sigmas, *, method: str = "heun", generator: torch.Gener
         method: ``'heun'`` (default), ``'euler'`` or ``'ancestral'``.
         generator: randomness of the stochastic sampler.
         return_trajectory: also return a :class:`Trajectory` of every state and denoised output.
+        reuse: Heun steps that stop touching every training point once the posterior has collapsed,
+            for models with that capability (``model.sample_reusing``, e.g. ``toymodels.EmpiricalDenoiser``:
+            same samples as the plain sampler up to a certified dropped weight ``< n tol`` per call);
+            ``record`` (a list) then receives one dict per denoiser call, saying which were full passes.
     """
     function(model, "model", "a denoiser model(x, sigma)")
     return_trajectory = flag(return_trajectory, "return_trajectory")
     if method not in SAMPLERS:
         raise ValueError(f"method: expected one of {sorted(SAMPLERS)}, got {method!r}")
+    if reuse:
+        if method != "heun" or return_trajectory:
+            raise ValueError("reuse: only for method='heun' without return_trajectory")
+        if not callable(getattr(model, "sample_reusing", None)):
+            raise TypeError(f"reuse: {type(model).__name__} has no sample_reusing capability"
+                            " (toymodels.EmpiricalDenoiser has)")
+        out = model.sample_reusing(noise, sigmas, tol=tol, record=record)
+        return out.to(noise.dtype) if isinstance(noise, torch.Tensor) else out
     noise = as_batch(noise, "noise", event_shape=getattr(model, "event_shape", None))
     sig = as_tensor(sigmas, "sigmas", dtype=torch.float64).reshape(-1)
     if sig.numel() < 2:

@@ -13,101 +13,145 @@ its posterior over training points is the empirical one at ``sigma_t``. ``delta 
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from memgen.checks import as_points, integer, non_negative
+from memgen.checks import integer, non_negative
 from memgen.contract import Denoiser, Posterior
-from memgen.pairwise import DEFAULT_BUDGET, squared_norms
+from memgen.pairwise import DEFAULT_BUDGET, centred_summary, training_points
 
 from .posterior_torch import streaming_posterior
 
 NUMBA_MAX_DIM = 8
-"""``kernel='auto'`` uses the fused numba kernel on CPU up to this dimension, the GEMM kernel above.
+"""``kernel='auto'`` uses the pruned kernel on CPU up to this dimension, the GEMM kernel above.
 
-In low dimension the fused kernel computes distances by exact differences (no cancellation) and
-allocates nothing per chunk; it is as fast as the GEMM kernel on a quiet 2-core machine and about 3x
-faster when the memory bus is shared (benchmarks/RESULTS.md)."""
+In low dimension the fused numba kernel computes distances by exact differences (no cancellation) and
+allocates nothing per chunk; the pruned kernel (:mod:`toymodels.posterior_pruned`) adds a KD-tree that
+skips, with a certified bound, the pairs whose weight is below float64 rounding, and falls back to the
+fused kernel for the queries where that does not pay (benchmarks/RESULTS.md)."""
 
-KERNELS = ("auto", "torch", "numba")
+KERNELS = ("auto", "torch", "numba", "pruned")
+
+
+def compute_dtype(data_dtype, dtype) -> torch.dtype:
+    """The dtype of the computation: ``dtype`` if given (float32 or float64), else float64 for float64
+    data and float32 for anything else (numpy's and torch's habit of following the data)."""
+    if dtype is None:
+        return torch.float64 if data_dtype in (torch.float64, np.float64) else torch.float32
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype: expected None, torch.float32 or torch.float64, got {dtype!r}")
+    return dtype
 
 
 class EmpiricalDenoiser(Denoiser):
     """``D*(x, sigma) = sum_i softmax_i(-||x - y_i||^2 / (2 sigma^2)) y_i`` over the training set.
 
     Args:
-        train: training points ``[n, *shape]`` (tensor or numpy).
-        dtype: computation dtype, ``torch.float32`` (default) or ``torch.float64``.
-        budget: bytes one call may allocate beyond its inputs (streaming kernel; default 64 MiB).
-        kernel: ``'auto'`` (numba for d <= 8 on CPU, else torch), ``'torch'`` or ``'numba'``.
+        train: training points ``[n, *shape]``: a tensor, or a numpy array (a memory-mapped ``.npy``,
+            ``np.load(path, mmap_mode='r')``, is streamed from disk chunk by chunk, so n may exceed RAM).
+        dtype: computation dtype, ``torch.float32`` or ``torch.float64``; default: float64 for float64
+            data, float32 otherwise.
+        budget: bytes one call may allocate beyond its inputs and output (default 64 MiB).
+        kernel: ``'auto'`` (``'pruned'`` for d <= 8 on CPU, else ``'torch'``), ``'torch'`` (streamed
+            GEMMs, any d, any device), ``'numba'`` (fused loops, CPU) or ``'pruned'`` (numba plus a
+            KD-tree that skips pairs of weight below float64 rounding, with a certified bound; CPU).
 
-    The data are stored centred on their mean (which is added back), which keeps the GEMM
-    expansion of the distances accurate in float32 for uncentred data.
+    The training set is kept as given (no copy): chunks are centred on the stored training mean as they
+    are read, which keeps the GEMM expansion of the distances accurate in float32 for uncentred data.
     """
 
-    def __init__(self, train, *, dtype: torch.dtype = torch.float32, budget: int = DEFAULT_BUDGET,
+    def __init__(self, train, *, dtype: torch.dtype | None = None, budget: int = DEFAULT_BUDGET,
                  kernel: str = "auto"):
         super().__init__()
-        if dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
         if kernel not in KERNELS:
             raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
-        y = as_points(train, "train", dtype=dtype)
-        self.event_shape = tuple(y.shape[1:])
-        flat = y.reshape(y.shape[0], -1)
-        center = flat.mean(0, dtype=torch.float64).to(dtype)
-        self.register_buffer("center", center)
-        self.register_buffer("points", flat - center)
-        self.register_buffer("sqnorm", squared_norms(self.points))
         self.budget = integer(budget, "budget")
         self.kernel = kernel
+        y, self.event_shape = training_points(train)
+        dtype = compute_dtype(y.dtype, dtype)
+        summary = self._summary(y, dtype)
+        self.array = y if isinstance(y, np.ndarray) else None
+        self.register_buffer("points", None if self.array is not None else y)
+        self.register_buffer("center", summary.center.to(dtype))
+        self.register_buffer("sqnorm", summary.sqnorm.to(dtype))
+        self.radius = summary.radius
+
+    def _summary(self, y, dtype):
+        """Centre, centred squared norms and radius of the stored points (:func:`memgen.pairwise.centred_summary`)."""
+        return centred_summary(y, dtype=dtype)
 
     @property
     def n(self) -> int:
-        return self.points.shape[0]
+        return self.sqnorm.shape[0]
 
     @property
-    def train(self) -> torch.Tensor:
-        """The training points ``[n, *shape]``."""
-        return (self.points + self.center).reshape(self.n, *self.event_shape)
+    def dtype(self) -> torch.dtype:
+        return self.center.dtype
 
-    def _use_numba(self) -> bool:
+    @property
+    def store(self):
+        """The ``[n, d]`` training points as stored: a tensor, or the caller's numpy array."""
+        return self.array if self.array is not None else self.points
+
+    @property
+    def train(self):
+        """The training points ``[n, *shape]`` (the caller's data, not a copy)."""
+        return self.store.reshape(self.n, *self.event_shape)
+
+    def _lowdim_kernel(self) -> str | None:
+        """``'numba'`` or ``'pruned'`` when the fused CPU kernels compute the mean, else None (torch)."""
         if self.kernel == "auto":
-            return self.points.device.type == "cpu" and self.points.shape[1] <= NUMBA_MAX_DIM
-        return self.kernel == "numba"
+            cpu = self.center.device.type == "cpu"
+            return "pruned" if cpu and self.center.shape[0] <= NUMBA_MAX_DIM else None
+        return self.kernel if self.kernel in ("numba", "pruned") else None
 
     def _stats(self, x: torch.Tensor, sigma: torch.Tensor, **kw) -> dict:
-        """Posterior statistics for validated ``x`` [B, *shape] and sigma [B] (centred coordinates)."""
-        xc = x.reshape(x.shape[0], -1).to(self.points.device) - self.center
-        sigma = sigma.to(self.points.device)
-        if not kw and self._use_numba():
-            from .posterior_numba import numba_posterior
-            if self.points.device.type != "cpu":
-                raise ValueError("kernel='numba' runs on CPU tensors only; use kernel='torch' on GPU")
-            out = numba_posterior(xc.cpu().numpy(), self.points.cpu().numpy(), sigma.cpu().numpy())
-            return {k: torch.from_numpy(v).to(self.points.dtype) for k, v in out.items()}
-        return streaming_posterior(xc, self.points, self.sqnorm, sigma, budget=self.budget, **kw)
+        """Posterior statistics for validated ``x`` [B, *shape] and sigma [B] (see ``streaming_posterior``)."""
+        flat = x.reshape(x.shape[0], -1).to(self.center.device)
+        sigma = sigma.to(self.center.device)
+        lowdim = None if kw else self._lowdim_kernel()
+        if lowdim is not None:
+            if self.center.device.type != "cpu":
+                raise ValueError(f"kernel={lowdim!r} runs on CPU tensors only; use kernel='torch' on GPU")
+            y = self.array if self.array is not None else self.points.detach().numpy()
+            args = (flat.detach().numpy(), y)
+            rest = (self.center.double().numpy(), self.radius, sigma.detach().numpy())
+            if lowdim == "pruned":
+                from .posterior_pruned import build_tree, pruned_posterior
+                if getattr(self, "_tree", None) is None:
+                    self._tree = build_tree(y)
+                out = pruned_posterior(*args, self._tree, *rest)
+            else:
+                from .posterior_numba import numba_posterior
+                out = numba_posterior(*args, *rest)
+            return {k: torch.from_numpy(v).to(self.dtype) for k, v in out.items()}
+        return streaming_posterior(flat, self.store, self.center, self.sqnorm, self.radius, sigma,
+                                   budget=self.budget, **kw)
 
     def _mean(self, x, sigma):
-        return (self._stats(x, sigma)["mean"] + self.center).reshape(x.shape)
+        return self._stats(x, sigma)["mean"].reshape(x.shape)
 
     def forward(self, x, sigma):
-        x, s = self.inputs(x, sigma, dtype=self.points.dtype)
+        x, s = self.inputs(x, sigma, dtype=self.dtype)
         return self._mean(x, s)
 
     def _posterior(self, x, sigma, topk):
-        topk = None if topk is None else integer(topk, "topk")
         if topk is None:
             st = self._stats(x, sigma, all_weights=True)
-            w = torch.exp(st["logits"] - st["log_normalizer"].unsqueeze(1))
-            return Posterior(w, st["entropy"], st["log_normalizer"])
-        st = self._stats(x, sigma, topk=int(topk))
-        w = torch.exp(st["topk_logits"] - st["log_normalizer"].unsqueeze(1))
-        return Posterior(w, st["entropy"], st["log_normalizer"], st["topk_indices"])
+            return Posterior(st["weights"], st["entropy"], st["log_normalizer"])
+        st = self._stats(x, sigma, topk=integer(topk, "topk"))
+        return Posterior(st["topk_weights"], st["entropy"], st["log_normalizer"], st["topk_indices"])
 
     def posterior(self, x, sigma, topk: int | None = None) -> Posterior:
         """Weights of the training points at ``(x, sigma)``: all ``[B, n]`` or the top-k with indices."""
-        x, s = self.inputs(x, sigma, dtype=self.points.dtype)
+        x, s = self.inputs(x, sigma, dtype=self.dtype)
         return self._posterior(x, s, topk)
+
+    def sample_reusing(self, noise, sigmas, **kw):
+        """Heun samples that skip full passes once the posterior has collapsed
+        (:func:`toymodels.trajectory.sample_reusing`; what is certified is said there)."""
+        from .trajectory import sample_reusing
+        return sample_reusing(self, noise, sigmas, **kw)
 
 
 class SmoothedDenoiser(EmpiricalDenoiser):
@@ -122,7 +166,7 @@ class SmoothedDenoiser(EmpiricalDenoiser):
         self.delta = non_negative(delta, "delta")
 
     def forward(self, x, sigma):
-        x, s = self.inputs(x, sigma, dtype=self.points.dtype)
+        x, s = self.inputs(x, sigma, dtype=self.dtype)
         if self.delta == 0:
             return self._mean(x, s)
         d2 = self.delta ** 2
@@ -132,5 +176,5 @@ class SmoothedDenoiser(EmpiricalDenoiser):
 
     def posterior(self, x, sigma, topk: int | None = None) -> Posterior:
         """The empirical posterior at ``sqrt(sigma^2 + delta^2)``."""
-        x, s = self.inputs(x, sigma, dtype=self.points.dtype)
+        x, s = self.inputs(x, sigma, dtype=self.dtype)
         return self._posterior(x, (s ** 2 + self.delta ** 2).sqrt(), topk)

@@ -10,75 +10,162 @@ For queries ``x_b`` at noise ``sigma_b`` and training points ``y_j``, with logit
 where, over chunks of training points, ``m`` is the running maximum logit, ``s = sum exp(l - m)``
 and ``t = sum exp(l - m) (l - m)``. When the maximum rises from m to m', the accumulators are
 rescaled exactly: ``s' = e^(m-m') s``, ``t' = e^(m-m') (t + (m - m') s)``, ``acc' = e^(m-m') acc``.
-Nothing is ever exponentiated without subtracting the running maximum, so no weight underflows to a
-0/0 even as sigma -> 0 (the mean then tends to the nearest training point).
+The same rule merges the states of two disjoint parts of the training set (chunks here, shards in
+:mod:`toymodels.sharded`). Nothing is ever exponentiated without subtracting the running maximum, and
+weights are formed from logits *relative* to it (``w = exp((l - m) - log s)``), never from the
+absolute logits, which at small sigma are so large that their rounding alone would move a weight by a
+factor of two.
+
+Far queries: the distances are streamed less a per-query lower bound (:func:`memgen.pairwise.far_shift`),
+added back in float64 to the log normalizer only, so a query at ``|x| = 1e20`` in float32 still finds
+its posterior (the log normalizer then overflows to ``-inf``, its true value rounded).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
-from memgen.pairwise import DEFAULT_BUDGET, sq_distance_chunks
+from memgen.pairwise import DEFAULT_BUDGET, far_shift, shifted_distance_chunks, squared_norms, uses_raw_rows
 
 
-def streaming_posterior(x: torch.Tensor, y: torch.Tensor, y_sqnorm: torch.Tensor, sigma: torch.Tensor, *,
-                        budget: int = DEFAULT_BUDGET, topk: int | None = None, all_weights: bool = False):
-    """One pass over ``y`` (``[n, d]``) for queries ``x`` (``[B, d]``) at ``sigma`` (``[B]``).
+class State(NamedTuple):
+    """Unnormalized posterior over a part of the training set: running maximum logit ``m`` [B],
+    ``s = sum exp(l - m)`` [B], ``t = sum exp(l - m)(l - m)`` [B], ``acc = sum exp(l - m) v`` [B, d]."""
 
-    ``budget`` bounds what the call allocates beyond its inputs: three query-sized ``[B, d]`` buffers
-    (the caller's centred copy, the accumulator, the result) and the ``[B, c]`` blocks of one chunk.
+    m: torch.Tensor
+    s: torch.Tensor
+    t: torch.Tensor
+    acc: torch.Tensor
 
-    Returns a dict with ``mean`` [B, d], ``entropy`` [B], ``log_normalizer`` [B] and, on request,
-    ``topk_logits``/``topk_indices`` [B, k] (largest first) or ``logits`` [B, n] (``all_weights``).
+
+def rescaled(m: torch.Tensor, s: torch.Tensor, t: torch.Tensor, m_new: torch.Tensor):
+    """``(alpha, alpha s, alpha (t + (m - m_new) s))`` with ``alpha = e^(m - m_new)``: a state moved to a new maximum."""
+    alpha = torch.exp(m - m_new)
+    return alpha, alpha * s, alpha * (t + (m - m_new) * s)
+
+
+def merge(a: State, b: State) -> State:
+    """The state of the union of two disjoint parts of the training set (exact up to rounding)."""
+    m = torch.maximum(a.m, b.m)
+    al, sa, ta = rescaled(a.m, a.s, a.t, m)
+    bl, sb, tb = rescaled(b.m, b.s, b.t, m)
+    return State(m, sa + sb, ta + tb, a.acc * al.unsqueeze(1) + b.acc * bl.unsqueeze(1))
+
+
+def overflow_error(dtype) -> ValueError:
+    return ValueError(f"x, sigma: the logits -||x - y||^2 / (2 sigma^2) overflow {dtype} (x too far from the"
+                      " training points for this sigma); pass smaller inputs or dtype=torch.float64")
+
+
+def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor, offset: torch.Tensor,
+                    sigma: torch.Tensor, *, budget: int = DEFAULT_BUDGET, topk: int | None = None,
+                    all_weights: bool = False, reserved: int = 0, raw: bool = False):
+    """One pass over the training points ``y`` (``[n, d]``, tensor or numpy) for centred queries ``u``.
+
+    Streams ``d2 = ||u - v_j||^2 - lower`` (see :func:`memgen.pairwise.shifted_distance_chunks`;
+    ``offset = ||u||^2 - lower``) and returns ``(State, extras)``; ``extras`` holds, on request,
+    ``topk`` = (relative logits ``l - m`` [B, k], indices [B, k]) and ``chunks`` = list of
+    (relative logits [B, c], the maximum they are relative to [B]) covering all n points.
+    ``budget`` bounds the ``[B, c]`` blocks and the chunk buffer, after ``reserved`` bytes. ``raw``: the
+    GEMMs read the rows in place (:func:`memgen.pairwise.uses_raw_rows`); ``acc`` is then corrected by
+    ``- s c`` so that the state is the same.
     """
-    B, d = x.shape
-    reserved = 3 * B * d * x.element_size()          # centred queries, accumulator, result
-    if budget <= reserved + 2 * B * x.element_size():
-        raise ValueError(f"budget: {budget} bytes cannot hold the {B} x {d} query-sized buffers ({reserved} bytes)"
-                         " plus one chunk; pass a larger budget or fewer queries at a time")
     coef = (-0.5 / sigma ** 2).unsqueeze(1)
     # Without autograd the [B, c] blocks are updated in place (2 alive per chunk); with it, out of place (5).
-    grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad or sigma.requires_grad)
+    grad = torch.is_grad_enabled() and (u.requires_grad or sigma.requires_grad)
     m = s = t = acc = None
-    top_l = top_i = None
-    kept = []
-    for j0, j1, d2 in sq_distance_chunks(x, y, y_sqnorm, budget=budget - reserved,
-                                             temporaries=5 if grad else 2):
+    top = None
+    chunks = []
+    cshift = center.to(u.dtype).unsqueeze(0) if raw else None
+    for j0, j1, v, d2 in shifted_distance_chunks(u, y, center, v_sqnorm, offset, budget=budget - reserved,
+                                                 temporaries=5 if grad else 2, raw=raw):
         l = d2 * coef if grad else d2.mul_(coef)
         cm = l.amax(1)
         m_new = cm if m is None else torch.maximum(m, cm)
+        if not bool(torch.isfinite(m_new).all()):
+            raise overflow_error(u.dtype)
         mcol = m_new.unsqueeze(1)
-        shifted = l - mcol if grad else l.sub_(mcol)
+        floor = torch.finfo(l.dtype).min            # l is bf16 under autocast
+        shifted = (l - mcol).clamp(min=floor) if grad else l.sub_(mcol).clamp_(min=floor)
         e = shifted.exp()
         chunk_s = e.sum(1)
         chunk_t = torch.bmm(e.unsqueeze(1), shifted.unsqueeze(2)).reshape(-1)    # sum_j e_j (l_j - m)
         if m is None:
-            s, t, acc = chunk_s, chunk_t, e @ y[j0:j1]
+            s, t, acc = chunk_s, chunk_t, e @ v
         else:
-            alpha = torch.exp(m - m_new)
-            t = alpha * (t + (m - m_new) * s) + chunk_t
-            s = alpha * s + chunk_s
-            acc = torch.addmm(acc * alpha.unsqueeze(1), e, y[j0:j1]) if grad else \
-                acc.mul_(alpha.unsqueeze(1)).addmm_(e, y[j0:j1])
+            alpha, s, t = rescaled(m, s, t, m_new)
+            s, t = s + chunk_s, t + chunk_t
+            acc = torch.addmm(acc * alpha.unsqueeze(1), e, v) if grad else acc.mul_(alpha.unsqueeze(1)).addmm_(e, v)
+        if raw:                                      # sum e (y - c) = sum e y - (sum e) c
+            acc = acc - chunk_s.unsqueeze(1) * cshift if grad else acc.sub_(chunk_s.unsqueeze(1) * cshift)
+        if topk is not None:
+            r, i = shifted.topk(min(topk, j1 - j0), dim=1)
+            if top is not None:
+                r, i = torch.cat([top[0] + (m - m_new).unsqueeze(1), r], 1), torch.cat([top[1], i + j0], 1)
+                r, pos = r.topk(min(topk, r.shape[1]), dim=1)
+                i = i.gather(1, pos)
+            else:
+                i = i + j0
+            top = (r, i)
+        if all_weights:
+            chunks.append((shifted, m_new))
         m = m_new
-        if all_weights or topk is not None:
-            logits = shifted + mcol
-            if all_weights:
-                kept.append(logits)
-            if topk is not None:
-                idx = torch.arange(j0, j1, device=x.device).expand_as(logits)
-                if top_l is not None:
-                    logits, idx = torch.cat([top_l, logits], 1), torch.cat([top_i, idx], 1)
-                top_l, pos = logits.topk(min(topk, logits.shape[1]), dim=1)
-                top_i = idx.gather(1, pos)
-            del logits
         del d2, l, shifted, e                        # this chunk's blocks go before the next is allocated
+    return State(m, s, t, acc), {"topk": top, "chunks": chunks}
+
+
+def finish(state: State, lower: torch.Tensor, sigma: torch.Tensor, extras: dict | None = None) -> dict:
+    """Normalized statistics of a :class:`State`: ``mean`` (centred) [B, d], ``entropy`` [B],
+    ``log_normalizer`` [B] (``m + log s - lower / (2 sigma^2)``, the last term in float64), and from
+    ``extras`` ``topk_weights``/``topk_indices`` [B, k] (largest first) or ``weights`` [B, n]."""
+    m, s, t, acc = state
+    log_s = s.log()
     out = {
-        "mean": acc / s.unsqueeze(1) if grad else acc.div_(s.unsqueeze(1)),
-        "entropy": (s.log() - t / s).clamp(min=0),
-        "log_normalizer": m + s.log(),
+        "mean": acc / s.unsqueeze(1),
+        "entropy": (log_s - t / s).clamp(min=0),
+        "log_normalizer": ((m + log_s).double() - lower.double() / (2 * sigma.double() ** 2)).to(m.dtype),
     }
-    if topk is not None:
-        out["topk_logits"], out["topk_indices"] = top_l, top_i
-    if all_weights:
-        out["logits"] = torch.cat(kept, 1)
+    if extras and extras.get("topk") is not None:
+        r, i = extras["topk"]
+        out["topk_weights"], out["topk_indices"] = (r - log_s.unsqueeze(1)).exp(), i
+    if extras and extras.get("chunks"):
+        out["weights"] = torch.cat([(r + (mc - m - log_s).unsqueeze(1)).exp() for r, mc in extras["chunks"]], 1)
+    return out
+
+
+def centred_queries(x: torch.Tensor, center: torch.Tensor, radius: float, budget: int):
+    """``(u, lower, offset, reserved)``: the centred queries ``u = x - center``, the far-query shift
+    (:func:`memgen.pairwise.far_shift`) and the bytes of the two query-sized buffers (``u`` and the
+    accumulator) that the budget must hold besides one chunk."""
+    B, d = x.shape
+    reserved = 2 * B * d * x.element_size()
+    if budget <= reserved + (2 * B + d) * x.element_size():
+        raise ValueError(f"budget: {budget} bytes cannot hold the {B} x {d} query-sized buffers ({reserved} bytes)"
+                         " plus one chunk; pass a larger budget or fewer queries at a time")
+    u = x - center.to(x.dtype)
+    u_sq = squared_norms(u, dtype=torch.float64)
+    if not bool(torch.isfinite(u_sq).all()):
+        raise overflow_error(torch.float64)
+    lower, offset = far_shift(u_sq, radius)
+    return u, lower, offset, reserved
+
+
+def streaming_posterior(x: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor, radius: float,
+                        sigma: torch.Tensor, *, budget: int = DEFAULT_BUDGET, topk: int | None = None,
+                        all_weights: bool = False) -> dict:
+    """Posterior statistics of queries ``x`` [B, d] at ``sigma`` [B] over the training points ``y``.
+
+    ``y`` ``[n, d]`` is read chunk by chunk (tensor or numpy, memory-mapped included) and centred on
+    ``center`` as it is read; ``v_sqnorm`` [n] are the ``||y_j - center||^2`` and ``radius`` their
+    largest square root. ``budget`` bounds what the call allocates beyond its inputs and outputs:
+    two query-sized ``[B, d]`` buffers (centred queries, accumulator), the ``[B, c]`` blocks and the
+    ``[c, d]`` buffer of one chunk. Returns :func:`finish`'s dict, ``mean`` in original coordinates.
+    """
+    u, lower, offset, reserved = centred_queries(x, center, radius, budget)
+    state, extras = streaming_state(u, y, center, v_sqnorm, offset, sigma, budget=budget, topk=topk,
+                                    all_weights=all_weights, reserved=reserved,
+                                    raw=uses_raw_rows(y, x.dtype, center, radius))
+    out = finish(state, lower, sigma, extras)
+    out["mean"] = out["mean"] + center.to(x.dtype)
     return out

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from memgen.progress import progress_bar
 
 from memgen.contract import model_device
 
@@ -90,8 +90,8 @@ def _sample(model, probes, s: AuditSettings, progress: bool):
     sigmas = edm_sigmas(s.steps, 0.002, s.sigma_max)
     noise, labels = probes.sample_noise, probes.sample_labels
     outs, states, dens = [], [], []
-    for k, b0 in enumerate(tqdm(range(0, len(noise), s.batch_size), desc="sampling", leave=False,
-                                disable=None if progress else True)):
+    for k, b0 in enumerate(progress_bar(range(0, len(noise), s.batch_size), enabled=progress, desc="sampling",
+                                        leave=False)):
         den = model if labels is None else model.with_labels(labels[b0:b0 + s.batch_size].to(device))
         g = torch.Generator(device).manual_seed(s.seed + k)
         x, traj = sample(den, noise[b0:b0 + s.batch_size].to(device), sigmas, method=s.sampler, generator=g,
@@ -160,7 +160,7 @@ def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None,
         raise ValueError(f"val: need at least 2 validation points, got {len(data.val)}; pass --val DATA")
     device = model_device(model)
     d = math.prod(data.train.shape[1:])
-    stages = tqdm(total=6, desc="audit", disable=None if progress else True)
+    stages = progress_bar(total=6, enabled=progress, desc="audit")
     probes = _probes(model, data, s)
     optimal = EmpiricalDenoiser(data.train).to(device)
     kw = dict(train_noise=probes.train_noise, val_noise=probes.val_noise, n_boot=s.n_boot, seed=s.seed,

@@ -49,9 +49,9 @@ class Claim:
 
 def progress_bar(items, claim: int, progress: bool):
     """``items`` under a progress bar (with rate and ETA) named after the claim; silent when not a TTY."""
-    from tqdm.auto import tqdm
+    from memgen.progress import progress_bar
 
-    return tqdm(list(items), desc=f"claim {claim}", leave=False, disable=None if progress else True)
+    return progress_bar(list(items), enabled=progress, desc=f"claim {claim}", leave=False)
 
 
 def new_figure(ncols: int = 1, figsize=(5.5, 4)):

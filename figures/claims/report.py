@@ -97,7 +97,7 @@ def markdown(rows: list, scale: str, claims: dict) -> str:
 def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int | None = None,
                progress: bool = True) -> list:
     """Run the selected claims (module doc) and write the report; returns the rows of ``claims.csv``."""
-    from tqdm.auto import tqdm
+    from memgen.progress import progress_bar
 
     from compare.records import Records
 
@@ -111,7 +111,7 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
         raise ValueError(f"seeds: expected a positive number of seeds, got {seeds!r}")
     out = Path(out)
     rows = []
-    bar = tqdm(_claim_numbers(only, CLAIMS), desc="claims", unit="claim", disable=None if progress else True)
+    bar = progress_bar(_claim_numbers(only, CLAIMS), enabled=progress, desc="claims", unit="claim")
     for number in bar:
         bar.set_postfix_str(f"claim {number}")
         rows.append(run_claim(CLAIMS[number], out / f"claim{number:02d}", scale, list(range(n_seeds)), progress))
