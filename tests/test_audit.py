@@ -113,7 +113,7 @@ def test_audit_of_the_optimal_denoiser_by_factory(tmp_path):
     model, own, kind = load_model("test_audit:optimal_factory")
     assert kind == "factory" and own is None
     data = load_data(GMM)
-    s = AuditSettings(probes=8, sigmas=3, samples=16, trajectories=4, steps=6, n_reference=50, n_boot=50)
+    s = AuditSettings(probes=8, sigmas=3, samples=16, trajectories=16, steps=18, n_reference=50, n_boot=50)
     summary = audit(model, data, tmp_path, settings=s, progress=False)
     # the model IS the optimal denoiser: zero distance, the same errors, and its samples copy training points
     assert summary["optimal_distance_train_at_smallest_sigma"] == pytest.approx(0, abs=1e-6)
@@ -122,3 +122,9 @@ def test_audit_of_the_optimal_denoiser_by_factory(tmp_path):
         assert a["e_train"] == pytest.approx(b["e_train"], rel=1e-5)
     assert summary["replicate_fraction"] == 1.0
     assert summary["trajectory_distance_train_median"] < summary["trajectory_distance_val_median"]
+    # the validation control: exact trajectories (fine enough steps) stay typical of the noisy training data;
+    # noisy validation points part from it
+    control = read_csv(tmp_path / "typicality_control.csv")
+    assert len(control) == 18 and all(r["n"] == 16 for r in control)
+    assert summary["parting_sigma_model"] is None
+    assert summary["parting_sigma_validation"] is not None

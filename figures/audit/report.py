@@ -105,15 +105,14 @@ def _sample(model, probes, s: AuditSettings, progress: bool):
 
 
 def _trajectory_rows(traj, data: AuditData, s: AuditSettings, progress: bool):
-    """Trajectory distances to the training set (with the validation control where offered) and to the validation set."""
-    import inspect
-
-    from compare import trajectory_distances
+    """Trajectory distances to the training set (with noisy validation points as the control) and to the
+    validation set; and the control per sigma (:func:`compare.typicality_control`)."""
+    from compare import trajectory_distances, typicality_control
 
     kw = dict(n_reference=s.n_reference, seed=s.seed, progress=progress)
-    control = {"val": data.val} if "val" in inspect.signature(trajectory_distances).parameters else {}
-    rows = trajectory_distances(traj, data.train, tags={"reference": "train"}, **control, **kw)
-    return rows + trajectory_distances(traj, data.val, tags={"reference": "val"}, **kw)
+    rows = trajectory_distances(traj, data.train, val=data.val, tags={"reference": "train"}, **kw)
+    control = typicality_control(rows)
+    return rows + trajectory_distances(traj, data.val, tags={"reference": "val"}, **kw), control
 
 
 def _subset(x: torch.Tensor, m: int, seed: int) -> torch.Tensor:
@@ -195,7 +194,8 @@ def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None,
     stages.update()
 
     stages.set_postfix_str("trajectories")
-    trows = _trajectory_rows(traj, data, s, progress)
+    trows, control = _trajectory_rows(traj, data, s, progress)
+    control.to_csv(out / "typicality_control.csv")
     by = ["reference"] + (["source"] if "source" in trows.columns() else []) + ["step", "sigma"]
     tsum = summarize(trows, by, ["normalized_distance", "typicality"])
     tsum.to_csv(out / "trajectories.csv")
@@ -230,7 +230,7 @@ def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None,
     stages.update()
     stages.close()
 
-    summary = _summary(gap, dist, tsum, rep, cos, fid, model_name, s, data)
+    summary = _summary(gap, dist, tsum, control, rep, cos, fid, model_name, s, data)
     atomic_write_json(out / "summary.json", summary)
     write_record(out, command="audit", settings=asdict(s), data=data.description, model=model_name)
     from .plots import audit_figure
@@ -251,7 +251,9 @@ def _at_smallest_sigma(rows, column, **equal):
     return min(sel, key=lambda r: r["sigma"])[column]
 
 
-def _summary(gap, dist, tsum, rep, cos, fid, name, s: AuditSettings, data: AuditData) -> dict:
+def _summary(gap, dist, tsum, control, rep, cos, fid, name, s: AuditSettings, data: AuditData) -> dict:
+    from compare import parting_sigma
+
     all_rows = rep.summary[0]
     last = {}
     for ref in ("train", "val"):
@@ -269,6 +271,7 @@ def _summary(gap, dist, tsum, rep, cos, fid, name, s: AuditSettings, data: Audit
         "trajectory_distance_train_median": last["train"]["normalized_distance_q50"],
         "trajectory_distance_val_median": last["val"]["normalized_distance_q50"],
         "trajectory_typicality_median": last["train"]["typicality_q50"],
+        "parting_sigma_model": parting_sigma(control), "parting_sigma_validation": parting_sigma(control, source="validation"),
         "replicate_fraction": all_rows["replicate_fraction"],
         "replicate_fraction_lo": all_rows["replicate_fraction_lo"],
         "replicate_fraction_hi": all_rows["replicate_fraction_hi"],
@@ -277,6 +280,10 @@ def _summary(gap, dist, tsum, rep, cos, fid, name, s: AuditSettings, data: Audit
         "cosine_threshold": s.cosine_threshold, "features": s.features,
         **{f"{r['metric']}_{r['reference']}": r["value"] for r in fid},
     }
+
+
+def _sigma_text(sigma) -> str:
+    return "never" if sigma is None else f"{sigma:.3g}"
 
 
 def _report(summary: dict, out: Path) -> str:
@@ -298,6 +305,9 @@ def _report(summary: dict, out: Path) -> str:
         f"(units of sigma sqrt(d)) | {g['trajectory_distance_train_median']:.3g} / "
         f"{g['trajectory_distance_val_median']:.3g} |",
         f"| median typicality under the noisy training data (percentile) | {g['trajectory_typicality_median']:.3g} |",
+        f"| largest sigma where the states part from the noisy training data: model / noisy validation points "
+        f"(KS p < 0.01; typicality_control.csv) | {_sigma_text(g['parting_sigma_model'])} / "
+        f"{_sigma_text(g['parting_sigma_validation'])} |",
         f"| replicate fraction (d1/d2 < {g['ratio_threshold']:.3g}) | {g['replicate_fraction']:.3f} "
         f"[{g['replicate_fraction_lo']:.3f}, {g['replicate_fraction_hi']:.3f}] |",
         f"| training points replicated at least once | {g['train_replicated']} |",
@@ -314,9 +324,12 @@ def _report(summary: dict, out: Path) -> str:
               "* A generalizing model has a gap near 0, stays away from the optimal denoiser at small sigma, and its "
               "samples are as close to validation points as to training points.",
               "* Typicality alone cannot tell the two apart at small sigma (every new point is atypical of the noisy "
-              "training data there); compare it with the validation control. Duplicated training images make the "
-              "ratio criterion blind (d1/d2 = 1 for two equal neighbours).", "",
-              "Files: gap.csv, optimal_distance.csv, trajectories.csv, replicates.csv, replicates_per_sample.csv, "
+              "training data there); compare it with the validation control: noisy validation points part from "
+              "the noisy training data too, and a model whose states part where they do behaves like unseen data. "
+              "The replicate search takes the second-nearest over distinct training points, so duplicated "
+              "training images are counted.", "",
+              "Files: gap.csv, optimal_distance.csv, trajectories.csv, typicality_control.csv, replicates.csv, "
+              "replicates_per_sample.csv, "
               "fidelity.csv, summary.json, record.json" + (", gallery.png" if (out / "gallery.png").exists() else "")
               + "."]
     return "\n".join(lines) + "\n"
