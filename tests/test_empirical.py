@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from toymodels import EmpiricalDenoiser
+from toymodels import EmpiricalDenoiser, SmoothedDenoiser
 
 SIGMAS = [1e-4, 1e-2, 0.3, 1.0, 10.0, 1e4]
 SHAPES = [(7, (2,)), (31, (5,)), (50, (3, 4, 4)), (1, (3,))]
@@ -114,3 +114,12 @@ def test_gradients_flow_through_x():
     x = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
     EmpiricalDenoiser(y, dtype=torch.float64, kernel="torch")(x, 0.5).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_is_a_module_like_any_other():
+    """``.eval()``/``.train()`` work (nn.Module.train is not shadowed) and the training points come back as given."""
+    y = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
+    for model in (EmpiricalDenoiser(y), SmoothedDenoiser(y, 0.5)):
+        assert model.eval() is model and not model.training
+        assert model.train() is model and model.training
+        torch.testing.assert_close(model.train_points, y)

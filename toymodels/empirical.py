@@ -94,8 +94,9 @@ class EmpiricalDenoiser(Denoiser):
         return self.array if self.array is not None else self.points
 
     @property
-    def train(self):
-        """The training points ``[n, *shape]`` (the caller's data, not a copy)."""
+    def train_points(self):
+        """The training points ``[n, *shape]`` (the caller's data, not a copy). (Not ``train``: that is
+        :meth:`torch.nn.Module.train`, which ``.eval()`` calls.)"""
         return self.store.reshape(self.n, *self.event_shape)
 
     def _lowdim_kernel(self) -> str | None:
