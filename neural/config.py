@@ -372,7 +372,8 @@ def as_config(config) -> Config:
     raise TypeError(f"config: expected a Config, a dict or a TOML path, got {type(config).__name__}")
 
 
-def _toml_value(v) -> str:
+def toml_value(v) -> str:
+    """``v`` (bool, number, string, list or dict) written as a TOML value; a dict as an inline table."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -382,9 +383,9 @@ def _toml_value(v) -> str:
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+        return "{" + ", ".join(f"{_toml_key(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
@@ -397,6 +398,6 @@ def dump_toml(config: Config) -> str:
     lines = []
     for name, values in config.to_dict().items():
         lines.append(f"[{name}]")
-        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()]
+        lines += [f"{_toml_key(k)} = {toml_value(v)}" for k, v in values.items()]
         lines.append("")
     return "\n".join(lines)

@@ -37,10 +37,11 @@ from figures.errorprone_toy import effective_number
 from memgen import edm_sigmas, sample
 from memgen.data import circle, load
 from memgen.noise import log_sigmas
+from neural.config import toml_value
 from toymodels import SmoothedDenoiser
 
 from .base import Claim, Outcome, new_figure, progress_bar, save_figure, envelope, fmt, fmt_interval
-from .networks import checkpoint_models, gap_peak_of, inline, read_metrics, trained
+from .networks import checkpoint_models, gap_peak_of, read_metrics, trained
 from .verdicts import below, interval_check, verdict
 
 PAPER = "Kaiser & Kollmann"
@@ -116,7 +117,7 @@ def errorprone(s: dict, out: Path, seeds, progress: bool) -> Outcome:
 
 
 def network_overrides(s: dict) -> list:
-    return [f"data.name={s['data']}", f"data.params={inline(s['data_params'])}", f"model.preset={s['preset']}",
+    return [f"data.name={s['data']}", f"data.params={toml_value(s['data_params'])}", f"model.preset={s['preset']}",
             f"train.steps={s['steps']}", f"train.batch_size={s['batch_size']}", f"train.lr={s['lr']}",
             "train.first_checkpoint=10", "train.checkpoints_per_decade=4", f"train.save_every={s['steps']}",
             "measure.probes=32", "measure.sigmas=8", f"measure.samples={s['samples']}",

@@ -18,9 +18,10 @@ import numpy as np
 from compare.records import Records
 from compare.timescales import fit_tau_mem, timescales
 from neural import read_metrics
+from neural.config import toml_value
 
 from .base import Claim, Outcome, new_figure, progress_bar, save_figure, fmt, fmt_interval
-from .networks import inline, trained
+from .networks import trained
 from .verdicts import interval_check, verdict
 
 PAPER = "Marion & Wu"
@@ -28,7 +29,7 @@ PAPER = "Marion & Wu"
 
 
 def _overrides(s: dict, batch: int, width: int) -> list:
-    return [f"data.name={s['data']}", f"data.params={inline(s['data_params'])}", f"model.preset={s['preset']}",
+    return [f"data.name={s['data']}", f"data.params={toml_value(s['data_params'])}", f"model.preset={s['preset']}",
             f"model.params={{{s['width_key']} = {width}}}", f"train.steps={s['steps']}", f"train.batch_size={batch}",
             f"train.lr={s['lr']}", "train.first_checkpoint=10", f"train.checkpoints_per_decade={s['per_decade']}",
             f"train.save_every={s['steps']}", 'measure.metrics=["replicates", "sliced_wasserstein"]',

@@ -14,21 +14,6 @@ from figures.run_metrics import METRICS
 from neural import list_checkpoints, load_config, load_denoiser, read_metrics, train
 
 
-def inline(params: dict) -> str:
-    """A dict of numbers, strings and lists as an inline TOML table, e.g. ``{n = 64, d = 4}``."""
-    def value(v):
-        if isinstance(v, bool):
-            return str(v).lower()
-        if isinstance(v, str):
-            return '"' + v + '"'
-        if isinstance(v, dict):
-            return inline(v)
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v)
-    return "{" + ", ".join(f"{k} = {value(v)}" for k, v in params.items()) + "}"
-
-
 def run_folder(runs_dir, overrides, seed: int) -> Path:
     """``runs_dir/<12 hex digits of the overrides and seed>``: the same experiment always lands in one folder."""
     key = hashlib.sha1(("\n".join(overrides) + f"\nseed={seed}").encode()).hexdigest()[:12]

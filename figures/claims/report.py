@@ -135,7 +135,10 @@ def _main(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("report", help="run the papers' claims and write a report with computed verdicts",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="output folder (reused: finished claims and runs are kept)")
+    from memgen.cli import out_folder  # refuses a file as --out before any work
+
+    p.add_argument("--out", type=out_folder, required=True,
+                   help="output folder (reused: finished claims and runs are kept)")
     p.add_argument("--scale", choices=("quick", "cpu", "paper"), default="quick",
                    help="quick: CI, minutes; cpu: a 2-core machine, hours; paper: a GPU")
     p.add_argument("--only", default=None, help="comma-separated claim numbers, e.g. 2,5,9 (default: all twelve)")

@@ -26,9 +26,10 @@ from compare.replicates import replicates
 from figures.yoon_replication import MONDRIAN, mondrian_samples, mondrian_scores
 from memgen import edm_sigmas, sample
 from memgen.data import load
+from neural.config import toml_value
 
 from .base import Claim, Outcome, new_figure, progress_bar, save_figure, envelope, fmt, fmt_interval
-from .networks import checkpoint_models, final_row, inline, trained
+from .networks import checkpoint_models, final_row, trained
 from .verdicts import below, interval_check, verdict
 
 PAPER = "Yoon et al."
@@ -44,7 +45,7 @@ def capacity(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     rows = Records()
     for seed, w, n in progress_bar([(sd, w, n) for sd in seeds for w in s["widths"] for n in s["sizes"]], 8,
                                    progress):
-        ov = [f"data.name={s['data']}", f"data.params={inline({**s['data_params'], 'n_train': n})}",
+        ov = [f"data.name={s['data']}", f"data.params={toml_value({**s['data_params'], 'n_train': n})}",
               *_base(s, s["steps"]), f"model.params={{{s['width_key']} = {w}}}", 'measure.metrics=["replicates"]',
               f"measure.samples={s['samples']}", f"measure.batch_size={s['samples']}"]
         r = final_row(trained(out.parent / "runs", ov, seed))
@@ -80,7 +81,7 @@ def dummies(s: dict, out: Path, seeds, progress: bool) -> Outcome:
                                          ("dummies", {"mondrian": n_m, "gm_dummies": k * n_m}, True,
                                           s["steps"] * (1 + k))):
             params = {"parts": parts, "size": s["size"], "seed": seed}
-            ov = ["data.name=mixture", f"data.params={inline(params)}", *_base(s, steps),
+            ov = ["data.name=mixture", f"data.params={toml_value(params)}", *_base(s, steps),
                   f"model.class_conditional={'true' if cond else 'false'}", "measure.enabled=false"]
             run = trained(out.parent / "runs", ov, seed)
             model = checkpoint_models(run)[-1][1]
@@ -118,7 +119,7 @@ def minority(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     per = []
     for seed in progress_bar(seeds, 10, progress):
         params = {"parts": {"mondrian": s["n_major"], "random_ink": s["n_minor"]}, "size": s["size"], "seed": seed}
-        ov = ["data.name=mixture", f"data.params={inline(params)}", *_base(s, s["steps"]), "measure.enabled=false"]
+        ov = ["data.name=mixture", f"data.params={toml_value(params)}", *_base(s, s["steps"]), "measure.enabled=false"]
         model = checkpoint_models(trained(out.parent / "runs", ov, seed))[-1][1]
         data = load("mixture", **params)
         noise = torch.randn(s["samples"], *data.shape, generator=torch.Generator().manual_seed(seed + 1))
