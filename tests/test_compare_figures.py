@@ -7,7 +7,8 @@ from compare.errors import common_noise
 from compare.records import read_csv
 from figures.circle_panels import gap_and_trajectory_panels
 from figures.claims.kaiser import toy_gap
-from memgen.data import circle
+from figures.memorization_capacity import memorization_capacity, smoothed_samples
+from memgen.data import circle, mondrian
 from memgen.noise import log_sigmas
 
 
@@ -62,3 +63,16 @@ def test_circle_panels_for_the_demo(tmp_path):
     assert 20 < end["circle / optimal"]["typicality_median"] < 80                  # stays typical
     assert end["circle / optimal"]["normalized_distance_median"] == pytest.approx(
         end["circle / noisy training data"]["normalized_distance_median"], rel=0.5)
+
+
+def test_memorization_capacity_counts_replicates_by_the_ratio_criterion(tmp_path):
+    paths, summary = memorization_capacity(tmp_path, deltas=(0.0, 0.3), sizes=(8, 16), n_samples=6, steps=6,
+                                           n_boot=50, progress=False)
+    assert all(p.is_file() for p in paths)
+    for n in (8, 16):
+        train = mondrian(n, seed=0).train
+        for delta in (0.0, 0.3):
+            x = smoothed_samples(train, delta, n_samples=6, steps=6, seed=1)
+            d = torch.cdist(x.reshape(6, -1).double(), train.reshape(n, -1).double()).sort(1).values
+            assert summary[str(delta)][str(n)] == pytest.approx(float((d[:, 0] / d[:, 1] < 1 / 3).double().mean()))
+        assert summary["0.0"][str(n)] == 1.0                   # the optimal denoiser reproduces training images
