@@ -125,3 +125,11 @@ def test_side_by_side_matches_brute_force_denoisers(tmp_path):
     assert summary["optimal"]["replicate_fraction"] == 1.0
     assert summary["optimal"]["small_sigma_trajectory"]["normalized_distance_median"] < 3
     assert summary["Gaussian (fitted)"]["small_sigma_trajectory"]["normalized_distance_median"] > 10
+
+
+def test_side_by_side_names_a_bad_scale_or_setting_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="stepz: not a setting"):
+        side_by_side(tmp_path, stepz=10)
+    with pytest.raises(ValueError, match="scale"):
+        side_by_side(tmp_path, scale="huge")
+    assert not any(tmp_path.iterdir())
