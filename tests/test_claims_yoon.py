@@ -1,4 +1,4 @@
-"""Claims 9's measurements (figures.claims.yoon): Mondrian-class samples of a class-conditional denoiser, and their
+"""Claim 9's measurements (figures.claims.yoon): Mondrian-class samples of a class-conditional denoiser, and their
 replicate fraction and Mondrian validity, against brute force and an exact class-conditional denoiser."""
 import numpy as np
 import pytest
