@@ -3,11 +3,14 @@
 A run's metrics file (``metrics.jsonl``: one JSON row per checkpoint, with ``step`` and metric
 columns) gives series ``v_k`` at steps ``t_1 < ... < t_K``.
 
-* Generalization time (quality reaches its plateau), for a quality ``q`` where lower is better
-  (``higher_is_better`` flips the sign): with the plateau ``q* = min_k q_k`` (the best value reached),
-  ``tau_gen = min { t_k : q_k - q* <= tol (q_1 - q*) }``: the first checkpoint that has made a fraction
-  ``1 - tol`` of the whole improvement. Scale-free, so it applies to distances, likelihoods and
-  valid fractions alike.
+* Generalization time (quality settles on its plateau), for a quality ``q`` where lower is better
+  (``higher_is_better`` flips the sign): over the checkpoints up to ``until`` (the memorization time, so
+  the plateau is that of the generalizing phase), with the best value ``q* = min q_k`` reached at ``k*``
+  and the band ``B = q* + tol (q_1 - q*)``, ``tau_gen`` is the settling time into the band,
+  ``tau_gen = t_k`` for the smallest ``k`` with ``q_j <= B`` for every ``k <= j <= k*``: the quality has
+  made a fraction ``1 - tol`` of its whole improvement and stays there up to its best value. An early
+  dip that leaves the band again is not a plateau. Scale-free, so it applies to distances,
+  likelihoods and valid fractions alike.
 * Memorization time: for a memorization measure ``m`` (the replicate fraction, or the relative
   val-train loss gap at a noise level) and a threshold ``theta``, the first upward crossing,
   interpolated linearly in log-step: with ``k`` the first index where ``m_k >= theta``,
@@ -88,13 +91,18 @@ def _check_series(steps, values, name: str = "values") -> tuple[np.ndarray, np.n
     return t, v
 
 
-def tau_gen(steps, quality, *, tol: float = 0.1, higher_is_better: bool = False) -> float:
-    """First step whose quality is within ``tol`` of the whole improvement from the plateau (module doc)."""
+def tau_gen(steps, quality, *, tol: float = 0.1, higher_is_better: bool = False,
+            until: float = float("inf")) -> float:
+    """Settling time of the quality into the band ``tol`` of its whole improvement, over the checkpoints
+    up to ``until`` (module doc): the first step from which it stays in the band up to its best value."""
     t, q = _check_series(steps, quality, "quality")
     tol = in_interval(tol, "tol", 0.0, 1.0, closed="left")
-    q = -q if higher_is_better else q
-    best = q.min()
-    return float(t[np.flatnonzero(q - best <= float(tol) * (q[0] - best))[0]])
+    if isinstance(until, bool) or not isinstance(until, (int, float, np.integer, np.floating)) or not until > 0:
+        raise ValueError(f"until: expected a step > 0 (inf when the run never memorized), got {until!r}")
+    q = -q[t <= max(until, t[0])] if higher_is_better else q[t <= max(until, t[0])]
+    best = int(np.argmin(q))
+    outside = np.flatnonzero(q[:best + 1] - q[best] > float(tol) * (q[0] - q[best]))
+    return float(t[0 if outside.size == 0 else outside[-1] + 1])
 
 
 def tau_mem(steps, values, *, threshold: float = 0.1) -> float:
@@ -132,7 +140,8 @@ def timescales(run, *, quality: str | None = None, memorization: str = "replicat
     if quality is not None:
         hib = quality.startswith(HIGHER_IS_BETTER) if higher_is_better is None else bool(higher_is_better)
         tq, q = series(rows, quality, sigma=sigma)
-        out.update(quality=quality, tol=float(tol), tau_gen=tau_gen(tq, q, tol=tol, higher_is_better=hib),
+        out.update(quality=quality, tol=float(tol),
+                   tau_gen=tau_gen(tq, q, tol=tol, higher_is_better=hib, until=out["tau_mem"]),
                    best_quality=float(q.max() if hib else q.min()))
     return out
 

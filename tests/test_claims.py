@@ -68,6 +68,11 @@ def test_report_of_the_analytic_claims_is_written_and_reused(tmp_path):
     again = run_report(tmp_path, scale="quick", only="1", progress=False)      # finished: reused, not rerun
     assert (tmp_path / "claim01" / "outcome.json").stat().st_mtime_ns == before
     assert again[0]["our_value"] == rows[0]["our_value"]
+    stale = json.loads((tmp_path / "claim01" / "outcome.json").read_text())
+    stale["settings"]["n_draws"] += 1                            # finished with other settings: run again
+    (tmp_path / "claim01" / "outcome.json").write_text(json.dumps(stale))
+    run_report(tmp_path, scale="quick", only="1", progress=False)
+    assert json.loads((tmp_path / "claim01" / "outcome.json").read_text())["settings"] == CLAIMS[1].settings("quick")
     with pytest.raises(ValueError, match="only"):
         run_report(tmp_path, only="13", progress=False)
     with pytest.raises(ValueError, match="scale"):

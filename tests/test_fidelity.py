@@ -204,3 +204,16 @@ def test_bad_input_names_the_argument():
         frechet_distance(x, torch.full((4, 3), float("nan")))
     with pytest.raises(ValueError, match="samples"):
         log_likelihood(torch.randn(3), GMMDenoiser([1.0], torch.zeros(1, 3), [1.0]))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sliced_wasserstein_to_a_larger_reference_is_not_larger_on_average(seed):
+    """Claim 12 compares distances to a small training set and a large held-out set. W_2^2 is jointly convex
+    and an (m+1)-point empirical measure is the mean of its m-point leave-one-out measures, so with the same
+    directions SW_2^2(s, R) <= mean_i SW_2^2(s, R without point i), exactly, for any samples s."""
+    rng = np.random.default_rng(seed)
+    s, ref = torch.as_tensor(rng.standard_normal((40, 5))), torch.as_tensor(rng.standard_normal((9, 5)) + 0.3)
+    full = sliced_wasserstein(s, ref, seed=seed) ** 2
+    leave_one_out = [sliced_wasserstein(s, torch.cat([ref[:i], ref[i + 1:]]), seed=seed) ** 2 for i in range(9)]
+    assert full <= np.mean(leave_one_out) * (1 + 1e-12)
+    assert full < max(leave_one_out)

@@ -34,6 +34,20 @@ def test_tau_gen_of_geometric_relaxation():
     assert tau_gen(STEPS, bump, tol=tol) == expected
 
 
+def test_tau_gen_is_the_settling_time_not_an_early_dip():
+    """An early dip into the band that leaves it again is not the plateau: tau_gen is the last entry into
+    the band before the best value; ``until`` (tau_mem) keeps the memorizing phase out of the best value."""
+    q = np.array([10.0, 1.5, 6.0, 4.0, 1.9, 1.2, 1.0, 1.1, 0.5, 0.2])         # band: 1 + 0.1 * 9 = 1.9
+    t = np.arange(1.0, 11.0)
+    assert tau_gen(t, q, tol=0.1, until=7.5) == 5.0            # dip at t=2 left the band; settled at t=5
+    assert tau_gen(t, q, tol=0.1, until=2.0) == 2.0            # up to t=2 the dip is the best value
+    assert tau_gen(t, q, tol=0.1) == 7.0                       # best 0.2 at t=10: band 1.18; settles at t=7
+    noisy = np.r_[q[:7], 1.0 + 0.3 * np.sin(np.arange(1, 21))]      # a noisy plateau: best ~0.70, band ~1.63
+    assert tau_gen(np.arange(1.0, noisy.size + 1), noisy, tol=0.1) == 6.0       # 1.9 at t=5 is outside it
+    with pytest.raises(ValueError, match="until"):
+        tau_gen(t, q, until=-1.0)
+
+
 def test_fit_recovers_exact_and_noisy_power_laws():
     n = np.array([256, 512, 1024, 2048, 4096, 8192], dtype=float)
     exact = fit_tau_mem(n, 3.0 * n, n_boot=200)

@@ -3,8 +3,9 @@
 Claim 5. Criterion (fixed before the run): over all runs and seeds, (a) the 95% bootstrap interval of the
 log-log slope of tau_mem against n (first checkpoint where the replicate fraction reaches 0.1) overlaps
 [0.8, 1.2]; (b) that of tau_gen overlaps 0; (c) the window exists: tau_gen < tau_mem in every run that
-memorizes (some but not all: partial). tau_gen is :func:`compare.timescales.tau_gen`: the first checkpoint
-whose sliced Wasserstein distance to held-out data has made 90% of its whole improvement (the plateau).
+memorizes (some but not all: partial). tau_gen is :func:`compare.timescales.tau_gen`: the settling time of the
+sliced Wasserstein distance to held-out data into 10% of its whole improvement before tau_mem (the first
+checkpoint from which it stays within that band up to its best value, so an early dip is not a plateau).
 
 Claim 6. Criterion: for both covariances of the figure, the Kolmogorov-Smirnov distance between the
 theoretical spectrum of U and the eigenvalues of its Gaussian-equivalent matrix is at most 0.05 at

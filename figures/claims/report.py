@@ -3,7 +3,7 @@
 ``memgen report --out DIR [--scale quick|cpu|paper] [--only 2,5,9] [--seeds 3]`` writes, under ``DIR``:
 
 * ``claimNN/``: each claim's figure, numbers and ``outcome.json`` (written when the claim finishes; a later
-  call with the same scale and seeds reuses it), and ``runs/``: the trained networks' run folders (one per
+  call with the same scale, seeds and settings reuses it, other settings run the claim again), and ``runs/``: the trained networks' run folders (one per
   configuration and seed; a finished run is reused, a killed one resumes from its last checkpoint);
 * ``claims.csv``: one row per claim, columns :data:`COLUMNS`;
 * ``report.md``: the table with every figure linked, each claim's criterion and the time it took;
@@ -37,19 +37,21 @@ def _claim_numbers(only: str | None, known) -> list:
 
 
 def run_claim(claim, folder: Path, scale: str, seeds: list, progress: bool) -> dict:
-    """The claim's outcome row, from ``folder/outcome.json`` when it was finished at this scale and seeds."""
+    """The claim's outcome row, from ``folder/outcome.json`` when it was finished at this scale, seeds and settings."""
     from .base import Outcome
     from .verdicts import VERDICTS
 
+    settings = claim.settings(scale)
     done = folder / "outcome.json"
     if done.is_file():
         row = json.loads(done.read_text())
-        if row.get("scale") == scale and row.get("seeds") == len(seeds) and row.get("error") is None:
+        if (row.get("scale") == scale and row.get("seeds") == len(seeds) and row.get("error") is None
+                and row.get("settings") == json.loads(json.dumps(settings))):
             return row
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        outcome = claim.run(claim.settings(scale), folder, seeds, progress)
+        outcome = claim.run(settings, folder, seeds, progress)
         error = None
     except Exception as e:                      # a failed claim is reported as not run, with the reason
         outcome, error = Outcome("", "", "not run"), f"{type(e).__name__}: {e}"
@@ -59,7 +61,8 @@ def run_claim(claim, folder: Path, scale: str, seeds: list, progress: bool) -> d
            "paper_value": claim.paper_value, "our_value": outcome.our_value, "interval": outcome.interval,
            "verdict": outcome.verdict, "scale": scale, "seeds": len(seeds),
            "figure": f"{folder.name}/{outcome.figure}" if outcome.figure else "",
-           "seconds": round(time.perf_counter() - t0, 1), "error": error, "numbers": outcome.numbers}
+           "seconds": round(time.perf_counter() - t0, 1), "error": error, "settings": settings,
+           "numbers": outcome.numbers}
     atomic_write_json(done, row)
     return row
 
