@@ -3,7 +3,8 @@
 On Kaiser & Kollmann's toy (20 points on a circle of radius 10, alternately train and validation):
 
 * gap: ``G = (E_val - E_train) / E_train`` vs sigma of the smoothed denoiser for a few delta
-  (unsquared L2, common noise draws, bootstrap bands; :func:`figures.errorprone_toy.gap_sweep`);
+  (unsquared L2, common noise draws), with its peak fitted in log sigma and a bootstrap interval over
+  the points (:func:`figures.claims.kaiser.toy_gap`, the computation of claim 2 of ``memgen report``);
 * trajectories: nearest-training-point distance in units of ``sigma sqrt(d)`` and typicality under the
   noisy training data vs sigma, for the optimal and the smoothed denoiser and for real noisy training
   samples (:func:`figures.trajectories.distance_records`).
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from figures.errorprone_toy import gap_sweep, peaks, plot_gap
+from compare.records import Records
+from figures.claims.kaiser import plot_toy_gaps, toy_gap
 from figures.trajectories import distance_records, final_summary, plot_distances
 from figures.cli import figure_parser
 from memgen.data import circle
@@ -32,7 +34,7 @@ def gap_and_trajectory_panels(out_dir, *, deltas=(2.2, 1.6, 1.2), delta: float =
                               progress: bool = False):
     """Write the gap panel and the two trajectory panels for the circle; returns ``(paths, summary)``.
 
-    summary: ``gap_peaks`` (per delta: sigma of the largest gap, the gap and its interval) and
+    summary: ``gap_peaks`` (per delta: the fitted peak's sigma and gap with their intervals) and
     ``trajectories`` (per model: median normalized distance and typicality at the smallest sigma).
     """
     import matplotlib
@@ -41,24 +43,25 @@ def gap_and_trajectory_panels(out_dir, *, deltas=(2.2, 1.6, 1.2), delta: float =
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
-    gap = gap_sweep([(n_points, d) for d in deltas], log_sigmas(33, 0.01, 100.0), n_draws=n_draws, seed=seed,
-                    n_boot=200, progress=progress)
+    sigmas = log_sigmas(33, 0.01, 100.0)
+    gaps = {d: toy_gap(n_points, d, sigmas, n_draws=n_draws, seed=seed) for d in deltas}
     ring = circle(n_points).train.double()
     traj = distance_records({"optimal": EmpiricalDenoiser(ring, dtype=torch.float64),
                              f"smoothed (delta={delta:g})": SmoothedDenoiser(ring, delta, dtype=torch.float64)},
                             ring, n_samples=n_samples, steps=steps, sigma_min=0.01, seed=seed, data="circle",
                             progress=progress)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), constrained_layout=True)
-    plot_gap(axes[0], gap, "delta", "delta")
+    plot_toy_gaps(axes[0], sigmas, {f"delta = {d:g}": g for d, g in gaps.items()})
     axes[0].set_title(f"generalization gap of the smoothed denoiser ({n_points} points, unsquared L2)", fontsize=10)
     plot_distances(axes[1], axes[2], traj, "sampling trajectories")
     fig.suptitle(f"Circle toy: the gap peaks at intermediate sigma; smoothed trajectories (delta = {delta:g}) "
                  f"leave the noisy training data, optimal ones do not")
     paths = [atomic_save_figure(fig, out / "circle_panels.png", dpi=110)]
     plt.close(fig)
-    paths.append(gap.to_csv(out / "circle_gap.csv"))
+    paths.append(Records({"delta": d, "sigma": s, "gap": v} for d, g in gaps.items()
+                         for s, v in zip(sigmas.tolist(), g["curve"])).to_csv(out / "circle_gap.csv"))
     paths.append(traj.to_csv(out / "circle_trajectories.csv"))
-    summary = {"gap_peaks": {str(k): v for k, v in peaks(gap, "delta").items()},
+    summary = {"gap_peaks": {str(d): {k: v for k, v in g.items() if k != "curve"} for d, g in gaps.items()},
                "trajectories": final_summary(traj)}
     return paths, summary
 

@@ -7,7 +7,8 @@ it writes, into ``--out`` (default ``memgen-out/``):
   denoiser at a small, a middle and a large sigma, the identity-like region ``||D - x|| < sigma`` shaded;
 * ``samples.png``: samples of each model (optimal, smoothed, fitted Gaussian) beside the training points;
 * ``circle_panels.png`` (+ ``circle_gap.csv``, ``circle_trajectories.csv``): the generalization gap
-  ``(E_val - E_train) / E_train`` of the smoothed denoiser vs sigma for several delta, and the
+  ``(E_val - E_train) / E_train`` of the smoothed denoiser vs sigma for several delta with its peak
+  fitted in log sigma (as claim 2 of ``memgen report`` locates it), and the
   nearest-training-point distance and typicality of sampling trajectories vs sigma
   (:func:`figures.circle_panels.gap_and_trajectory_panels`);
 * ``summary.csv`` / ``summary.json``: per model, the fraction of samples within 1% of the radius of a
@@ -161,8 +162,9 @@ def _main(args) -> int:
     rows, panels = run_demo(args.out, seed=args.seed, samples=args.samples, steps=args.steps, delta=args.delta)
     print(format_table(rows))
     for d, v in panels["gap_peaks"].items():
-        print(f"gap of the smoothed denoiser, delta = {d}: peaks at sigma = {v['sigma_peak']:.3g},"
-              f" G = {v['gap_peak']:.3f} [{v['gap_peak_lo']:.3f}, {v['gap_peak_hi']:.3f}]")
+        print(f"gap of the smoothed denoiser, delta = {d}: peaks at sigma = {v['sigma_peak']:.3g}"
+              f" [{v['sigma_peak_lo']:.3g}, {v['sigma_peak_hi']:.3g}], G = {v['gap_peak']:.3f}"
+              f" [{v['gap_peak_lo']:.3f}, {v['gap_peak_hi']:.3f}] (fitted peak, 95% bootstrap intervals)")
     print(f"wrote {args.out}/ in {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -43,6 +43,7 @@ from compare.errors import generalization_gap
 from compare.records import Records
 from compare.replicates import replicates
 from figures.cli import figure_parser
+from figures.settings import scale_settings
 from figures.trajectories import REFERENCE, distance_records, final_summary, plot_distances
 from memgen import edm_sigmas, sample
 from memgen.data import gmm
@@ -148,12 +149,7 @@ def side_by_side(out_dir, *, scale: str = "cpu", d: int = 8, delta: float = 0.5,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if scale not in SCALES:
-        raise ValueError(f"scale: expected one of {sorted(SCALES)}, got {scale!r}")
-    unknown = sorted(set(overrides) - set(SCALES[scale]))
-    if unknown:
-        raise TypeError(f"side_by_side: unknown settings {unknown}; expected some of {sorted(SCALES[scale])}")
-    p = {**SCALES[scale], **overrides}
+    p = scale_settings(SCALES, scale, overrides)
     out = Path(out_dir)
     data = split(n_train=p["n_train"], n_val=p["n_val"], d=d, seed=seed)
     run = train_network(out / "run", n_train=p["n_train"], n_val=p["n_val"], d=d, steps=p["steps"], seed=seed,

@@ -1,6 +1,6 @@
-"""The training-time figures at a tiny scale: what they save is what the runs measured, the time scales
-and the fit agree with brute-force recomputations, and the side-by-side curves of the closed-form models
-agree with float64 brute-force denoisers on the same noise draws."""
+"""Training at a tiny scale: claim 5's runs (figures.claims.timescale_runs) train nested sets with the stated
+batch and steps and their time scales agree with brute-force recomputations, and the side-by-side curves of the
+closed-form models agree with float64 brute-force denoisers on the same noise draws."""
 import json
 import math
 
@@ -9,9 +9,11 @@ import pytest
 
 from compare.errors import common_noise, generalization_gap
 from compare.records import read_csv
+from compare.timescales import timescales
+from figures.claims.timescale_runs import digits_setup, mlp_setup, run_config
+from figures.run_metrics import METRICS
 from figures.side_by_side import side_by_side, split
-from figures.training_timescales import mlp_setup, run_dir, timescale_records, training_timescales, unet_setup
-from neural import load_denoiser
+from neural import load_denoiser, train
 from neural.checkpoint import read_metrics
 
 
@@ -26,55 +28,64 @@ def _crossing(steps, values, threshold):
     return math.inf
 
 
+def _settling(steps, quality, until, tol=0.1):
+    """Settling time of a lower-is-better quality into the band ``q* + tol (q_1 - q*)`` over the checkpoints
+    up to ``until`` (at least the first): the first step from which it stays in the band up to its best value
+    (brute force, written independently)."""
+    kept = [(t, v) for t, v in zip(steps, quality) if t <= max(until, steps[0])]
+    best = min(range(len(kept)), key=lambda k: kept[k][1])
+    band = kept[best][1] + tol * (kept[0][1] - kept[best][1])
+    return next(float(kept[k][0]) for k in range(best + 1) if all(v <= band for _, v in kept[k:best + 1]))
+
+
 @pytest.fixture(scope="module")
-def timescale_figure(tmp_path_factory):
+def timescale_runs(tmp_path_factory):
+    """Claim 5's runs at a tiny size: the mixture MLP and the digits MLP, each at three nested sizes."""
     out = tmp_path_factory.mktemp("timescales")
     setups = [mlp_setup(8, (4, 8, 16), steps_per_n=2, samples=64, n_val=64),
-              unet_setup("unet-tiny", 4, (2, 3, 4), steps_per_n=2, samples=8, n_val=8)]
-    _, summary = training_timescales(out, setups_=setups, threshold=0.0)
-    return out, setups, summary
+              digits_setup((4, 8, 16), steps_per_n=2, samples=32, batch_max=8)]
+    runs = {(s["name"], n): train(run_config(s, n, seed=0), out / f"{k}-{n}", metrics=METRICS)
+            for k, s in enumerate(setups) for n in s["sizes"]}
+    return setups, runs
 
 
-def test_timescale_figure_saves_what_the_runs_measured(timescale_figure):
-    out, setups, summary = timescale_figure
-    curves, scales = read_csv(out / "curves.csv"), read_csv(out / "timescales.csv")
-    assert (out / "training_timescales.png").stat().st_size > 0
+def test_timescale_runs_train_nested_sets_and_their_time_scales_are_the_brute_force_ones(timescale_runs):
+    setups, runs = timescale_runs
     for setup in setups:
+        index = {}
         for n in setup["sizes"]:
-            run = run_dir(out / "runs", setup, n)
+            run = runs[setup["name"], n]
             record = json.loads((run / "record.json").read_text())
             assert record["n_train"] == n and len(set(record["train_index"])) == n
-            assert record["config"]["train"]["batch_size"] == min(n, 512)
+            assert record["config"]["train"]["batch_size"] == min(n, setup["batch_max"])
+            index[n] = record["train_index"]
             rows = read_metrics(run)
             assert rows[-1]["step"] == setup["steps_per_n"] * n
-            sub = curves.where(setup=setup["name"], n=n)
-            assert sub.column("step").tolist() == [r["step"] for r in rows]
-            np.testing.assert_array_equal(sub.column("replicate_fraction").astype(float),
-                                          [r["replicate_fraction"] for r in rows])
-            np.testing.assert_array_equal(sub.column("quality_value").astype(float),
-                                          [r["sliced_wasserstein_val"] for r in rows])
             q = np.array([r["sliced_wasserstein_val"] for r in rows])
             assert np.isfinite(q).all() and (q > 0).all()
-            # threshold 0: every fraction >= 0 crosses at the first checkpoint
-            row = scales.where(setup=setup["name"], n=n)[0]
-            assert row["tau_mem"] == rows[0]["step"]
-            assert row["tau_gen"] == rows[0]["step"]        # the plateau is looked for before tau_mem: here t_1
-        # the fit: ordinary least squares on log-log, recomputed with numpy
-        tau = scales.where(setup=setup["name"]).column("tau_mem").astype(float)
-        slope = np.polyfit(np.log(setup["sizes"]), np.log(tau), 1)[0]
-        assert summary[setup["name"]]["fit_tau_mem"]["slope"] == pytest.approx(slope, abs=1e-9)
+            steps = [r["step"] for r in rows]
+            ts = timescales(run, quality=setup["quality"], memorization="replicate_fraction", threshold=0.0)
+            assert ts["tau_mem"] == steps[0]                  # threshold 0: every fraction >= 0 crosses at once
+            for threshold in (0.1, 2.0):                      # 2.0: never crossed, tau_gen over the whole run
+                ts = timescales(run, quality=setup["quality"], memorization="replicate_fraction",
+                                threshold=threshold)
+                until = _crossing(steps, [r["replicate_fraction"] for r in rows], threshold)
+                assert ts["tau_gen"] == _settling(steps, q.tolist(), until)
+        sizes = sorted(index)
+        for small, large in zip(sizes, sizes[1:]):            # nested: the smaller set is a prefix of the larger
+            assert index[large][:small] == index[small]
 
 
-def test_tau_mem_is_the_interpolated_first_crossing(timescale_figure):
-    out, setups, _ = timescale_figure
+def test_tau_mem_is_the_interpolated_first_crossing(timescale_runs):
+    setups, runs = timescale_runs
     setup = setups[0]
-    runs = {n: run_dir(out / "runs", setup, n) for n in setup["sizes"]}
-    fractions = {n: [r["replicate_fraction"] for r in read_metrics(run)] for n, run in runs.items()}
+    fractions = {n: [r["replicate_fraction"] for r in read_metrics(runs[setup["name"], n])] for n in setup["sizes"]}
     threshold = 0.5 * max(max(f) for f in fractions.values()) + 1e-3     # crossed by some run or by none
-    rows = timescale_records(setup, runs, threshold=threshold)
-    for row in rows:
-        steps = [r["step"] for r in read_metrics(runs[row["n"]])]
-        assert row["tau_mem"] == pytest.approx(_crossing(steps, fractions[row["n"]], threshold), rel=1e-12)
+    for n in setup["sizes"]:
+        run = runs[setup["name"], n]
+        steps = [r["step"] for r in read_metrics(run)]
+        ts = timescales(run, quality=setup["quality"], memorization="replicate_fraction", threshold=threshold)
+        assert ts["tau_mem"] == pytest.approx(_crossing(steps, fractions[n], threshold), rel=1e-12)
 
 
 def _optimal_float64(x, y, s):
@@ -128,3 +139,11 @@ def test_side_by_side_matches_brute_force_denoisers(tmp_path):
     assert summary["optimal"]["replicate_fraction"] == 1.0
     assert summary["optimal"]["small_sigma_trajectory"]["normalized_distance_median"] < 3
     assert summary["Gaussian (fitted)"]["small_sigma_trajectory"]["normalized_distance_median"] > 10
+
+
+def test_side_by_side_names_a_bad_scale_or_setting_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="stepz: not a setting"):
+        side_by_side(tmp_path, stepz=10)
+    with pytest.raises(ValueError, match="scale"):
+        side_by_side(tmp_path, scale="huge")
+    assert not any(tmp_path.iterdir())

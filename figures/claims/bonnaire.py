@@ -25,7 +25,7 @@ from compare.records import Records
 from compare.timescales import fit_tau_mem, timescales
 from figures import rf_spectrum, rf_timescales
 from figures.run_metrics import METRICS
-from figures.training_timescales import digits_setup, mlp_setup, run_config
+from figures.claims.timescale_runs import digits_setup, mlp_setup, run_config
 
 from .base import Claim, Outcome, new_figure, progress_bar, save_figure, fmt, fmt_interval
 from .networks import run_folder

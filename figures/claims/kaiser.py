@@ -30,15 +30,16 @@ import numpy as np
 import torch
 
 from compare.bootstrap import mean_interval
-from compare.errors import point_errors
+from compare.errors import common_noise, point_errors
+from compare.localization import localization
 from compare.peaks import gap_peak
+from compare.records import Records, summarize
 from compare.trajectories import trajectory_distances, typicality_control
-from figures.errorprone_toy import effective_number
 from memgen import edm_sigmas, sample
 from memgen.data import circle, load
 from memgen.noise import log_sigmas
 from neural.config import toml_value
-from toymodels import SmoothedDenoiser
+from toymodels import EmpiricalDenoiser, SmoothedDenoiser
 
 from .base import Claim, Outcome, new_figure, progress_bar, save_figure, envelope, fmt, fmt_interval
 from .networks import checkpoint_models, gap_peak_of, read_metrics, trained
@@ -46,6 +47,39 @@ from .verdicts import below, interval_check, verdict
 
 PAPER = "Kaiser & Kollmann"
 
+
+
+def effective_number(sigmas, *, n_points: int = 20, n_draws: int = 50, seed: int = 0,
+                     radius: float = 10.0) -> Records:
+    """``exp(H)`` of the optimal denoiser's posterior over the training points of the ``n_points`` circle
+    (:func:`memgen.data.circle`), at noisy training and validation points ``y + sigma n`` (``n_draws`` fixed
+    draws per point, from ``seed`` and ``seed + 1``); one row per (point, draw, sigma)."""
+    ds = circle(n_points, radius)
+    model = EmpiricalDenoiser(ds.train, dtype=torch.float64)
+    rows = Records()
+    for name, pts, s in (("train", ds.train, seed), ("validation", ds.val, seed + 1)):
+        z = common_noise(pts.shape[0], pts.shape[1:], n_draws=n_draws, seed=s, dtype=torch.float64)
+        x = pts.double().expand(n_draws, *pts.shape).reshape(-1, *pts.shape[1:])
+        rows += localization(model, x, sigmas, noise=z.reshape(x.shape), dtype=torch.float64, progress=False,
+                             tags={"points": name, "n_points": n_points})
+    return rows
+
+
+def plot_effective_number(ax, rows: Records, n_train: int):
+    """Median and quartiles of ``exp(H)`` vs sigma at noisy training and validation points."""
+    for name, c in (("train", "crimson"), ("validation", "k")):
+        summ = summarize(rows.where(points=name), "sigma", "effective_number")
+        s = np.asarray([r["sigma"] for r in summ])
+        ax.plot(s, [r["effective_number_q50"] for r in summ], color=c, label=f"noisy {name} points (median)")
+        ax.fill_between(s, [r["effective_number_q25"] for r in summ], [r["effective_number_q75"] for r in summ],
+                        color=c, alpha=0.2)
+    ax.axhline(1, color="0.5", lw=0.7, ls="--")
+    ax.axhline(n_train, color="0.5", lw=0.7, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("noise level sigma")
+    ax.set_ylabel("effective number of training points exp(H)")
+    ax.legend(fontsize=7)
 
 
 def localizes(s: dict, out: Path, seeds, progress: bool) -> Outcome:
@@ -64,7 +98,6 @@ def localizes(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     scores = [interval_check(*nums[f"{p}_small"][1:], low=1, high=1.5, strict=True) for p in ("train", "validation")]
     scores += [interval_check(*nums[f"{p}_large"][1:], low=9, high=10) for p in ("train", "validation")]
     fig, ax = new_figure(figsize=(5, 3.5))
-    from figures.errorprone_toy import plot_effective_number
     plot_effective_number(ax, effective_number(sig, n_points=20, n_draws=s["n_draws"], seed=seeds[0]), 10)
     save_figure(fig, out)
     m = nums["train_small"], nums["train_large"]
@@ -73,26 +106,49 @@ def localizes(s: dict, out: Path, seeds, progress: bool) -> Outcome:
                    {k: list(v) for k, v in nums.items()})
 
 
-def _toy_peak(n_points: int, delta: float, sig, n_draws: int, seed: int) -> dict:
+def toy_gap(n_points: int, delta: float, sigmas, *, n_draws: int, seed: int = 0, n_boot: int = 300) -> dict:
+    """Kaiser & Kollmann's toy: the generalization gap of the smoothed denoiser of the ``n_points`` circle
+    (radius 10, alternately train and validation, :func:`memgen.data.circle`) with smoothing ``delta``.
+
+    ``G(sigma) = (E_val - E_train) / E_train`` with the unsquared error ``E = mean_i ||D(y_i + sigma n_i) - y_i||``
+    over the points and ``n_draws`` draws per point, the same draws at every sigma (training draws from
+    ``seed``, validation draws from ``seed + 1``). Returns :func:`compare.peaks.gap_peak` (the peak fitted in
+    log sigma, with bootstrap intervals over the points) and ``curve``, ``G`` on the grid ``sigmas``.
+    """
     ds = circle(n_points)
     model = SmoothedDenoiser(ds.train, delta, dtype=torch.float64)
     kw = dict(n_draws=n_draws, squared=False, dtype=torch.float64, progress=False)
-    et = point_errors(model, ds.train, sig, seed=seed, **kw)
-    ev = point_errors(model, ds.val, sig, seed=seed + 1, **kw)
-    out = gap_peak(et, ev, sig, n_boot=300, seed=seed)
+    et = point_errors(model, ds.train, sigmas, seed=seed, **kw)
+    ev = point_errors(model, ds.val, sigmas, seed=seed + 1, **kw)
+    out = gap_peak(et, ev, sigmas, n_boot=n_boot, seed=seed)
     out["curve"] = ((ev.mean(0) - et.mean(0)) / et.mean(0)).tolist()
     return out
+
+
+def plot_toy_gaps(ax, sigmas, gaps: dict):
+    """``gaps``: ``{label: {'curve', 'sigma_peak', 'sigma_peak_lo', 'sigma_peak_hi', 'gap_peak'}}`` (as
+    :func:`toy_gap` gives); one gap curve per label, its fitted peak marked with the peak's interval."""
+    s = np.asarray(sigmas, dtype=np.float64)
+    for label, p in gaps.items():
+        line, = ax.plot(s, p["curve"], label=f"{label}; peak at {p['sigma_peak']:.3g}")
+        ax.errorbar([p["sigma_peak"]], [p["gap_peak"]], xerr=[[p["sigma_peak"] - p["sigma_peak_lo"]],
+                    [p["sigma_peak_hi"] - p["sigma_peak"]]], color=line.get_color(), marker="o", ms=3, capsize=2)
+    ax.axhline(0, color="0.5", lw=0.7)
+    ax.set_xscale("log")
+    ax.set_xlabel("sigma")
+    ax.set_ylabel("gap (E_val - E_train) / E_train")
+    ax.legend(fontsize=7)
 
 
 def errorprone(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     sig = log_sigmas(s["n_sigmas"], 0.05, 50.0)
     settings = [(20, d) for d in s["deltas"]] + [(n, 1.6) for n in s["densities"]]
-    peaks = {}
+    peaks, shown = {}, {}
     for key in progress_bar(dict.fromkeys(settings), 2, progress):
-        per = [_toy_peak(key[0], key[1], sig, s["n_draws"], seed) for seed in seeds]
+        per = [toy_gap(key[0], key[1], sig, n_draws=s["n_draws"], seed=seed) for seed in seeds]
         peaks[key] = {q: envelope([p[q] for p in per], [p[f"{q}_lo"] for p in per], [p[f"{q}_hi"] for p in per])
                       for q in ("sigma_peak", "gap_peak")}
-        peaks[key]["curve"] = per[0]["curve"]
+        shown[f"n = {key[0]}, delta = {key[1]:g}"] = per[0]
     step = float(sig[1] / sig[0])
     inner = [interval_check(*p["sigma_peak"][1:], low=float(sig.min()) * step, high=float(sig.max()) / step,
                             strict=True) for p in peaks.values()]
@@ -102,18 +158,15 @@ def errorprone(s: dict, out: Path, seeds, progress: bool) -> Outcome:
               below(peaks[dense]["gap_peak"][2], peaks[sparse]["gap_peak"][1]),
               below(peaks[dense]["sigma_peak"][2], peaks[sparse]["sigma_peak"][1])]
     fig, ax = new_figure(figsize=(6, 4))
-    for (n, d), p in peaks.items():
-        ax.plot(sig.numpy(), p["curve"], label=f"n = {n}, delta = {d:g}; peak at {p['sigma_peak'][0]:.3g}")
-    ax.set_xlabel("sigma")
-    ax.set_ylabel("gap (E_val - E_train) / E_train")
+    plot_toy_gaps(ax, sig, shown)                    # the first seed's curves and fitted peaks
     save_figure(fig, out)
     sp, dn = peaks[sparse]["sigma_peak"], peaks[dense]["sigma_peak"]
     return Outcome(f"peak sigma {fmt(sp[0])} (n={sparse[0]}) -> {fmt(dn[0])} (n={dense[0]}); peak gap "
                    f"{fmt(peaks[d_lo]['gap_peak'][0])} (delta {d_lo[1]:g}) -> {fmt(peaks[d_hi]['gap_peak'][0])} "
                    f"(delta {d_hi[1]:g})", f"{fmt_interval(*sp[1:])} -> {fmt_interval(*dn[1:])}",
                    verdict(scores), "claim.png",
-                   {f"n={n}, delta={d}": {q: list(p[q]) for q in ("sigma_peak", "gap_peak")}
-                    for (n, d), p in peaks.items()} | {"scores": scores})
+                   {f"n={n}, delta={d}": {q: list(v) for q, v in p.items()} for (n, d), p in peaks.items()}
+                   | {"scores": scores})
 
 
 def network_overrides(s: dict) -> list:

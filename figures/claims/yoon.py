@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compare.bootstrap import mean_interval
+from compare.fidelity import mondrian_validity
 from compare.records import Records
 from compare.replicates import replicates
-from figures.yoon_replication import MONDRIAN, mondrian_samples, mondrian_scores
 from memgen import edm_sigmas, sample
 from memgen.data import load
 from neural.config import toml_value
@@ -33,6 +34,32 @@ from .networks import checkpoint_models, final_row, trained
 from .verdicts import below, interval_check, verdict
 
 PAPER = "Yoon et al."
+
+MONDRIAN = 0
+"""Class index of the Mondrian images in every mixture of these claims (the first part of the mixture)."""
+
+
+def mondrian_samples(model, shape, *, n_samples: int, steps: int = 18, seed: int = 0) -> torch.Tensor:
+    """``n_samples`` Mondrian-class images of a class-conditional denoiser: Heun on the EDM grid from
+    ``torch.Generator().manual_seed(seed)`` noise, clipped to the image range [-1, 1] as saved images are."""
+    noise = torch.randn(int(n_samples), *shape, generator=torch.Generator().manual_seed(int(seed)))
+    with torch.no_grad():
+        return sample(model.with_labels(MONDRIAN), noise, edm_sigmas(steps), method="heun").clamp(-1, 1)
+
+
+def mondrian_scores(samples, train, train_labels, *, tol: float, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Replicate fraction of Mondrian-class ``samples`` against the whole training set (a sample replicates
+    when ``d1 / d2 < 1/3`` for its two nearest training images, :func:`compare.replicates.replicates`) and
+    their Mondrian validity (four flat quadrants, max - min per channel within ``tol``,
+    :func:`compare.fidelity.mondrian_validity`), each with its 95% percentile-bootstrap interval over samples:
+    ``replicate_fraction``, ``validity`` and their ``_lo``/``_hi`` bounds."""
+    labels = torch.full((len(samples),), MONDRIAN, dtype=torch.int64)
+    rep = replicates(samples, train, train_labels=train_labels, sample_labels=labels, n_boot=n_boot, seed=seed,
+                     progress=False).summary.where(group=MONDRIAN)[0]
+    valid = np.asarray(mondrian_validity(samples, tol=tol), dtype=np.float64)
+    est, lo, hi = mean_interval(valid, n_boot=n_boot, seed=seed)
+    return {**{k: rep[k] for k in ("replicate_fraction", "replicate_fraction_lo", "replicate_fraction_hi")},
+            "validity": float(est), "validity_lo": float(lo), "validity_hi": float(hi)}
 
 
 
@@ -92,7 +119,7 @@ def dummies(s: dict, out: Path, seeds, progress: bool) -> Outcome:
                 noise = torch.randn(s["samples"], *data.shape, generator=torch.Generator().manual_seed(seed + 1))
                 with torch.no_grad():
                     x = sample(model, noise, edm_sigmas(18)).clamp(-1, 1)
-            row, _ = mondrian_scores(x, data.train, data.train_labels, tol=s["tol"], n_boot=500, seed=seed)
+            row = mondrian_scores(x, data.train, data.train_labels, tol=s["tol"], n_boot=500, seed=seed)
             res[name].append(row)
     q = {f"{name}_{key}": envelope([r[key] for r in rs], [r[f"{key}_lo"] for r in rs], [r[f"{key}_hi"] for r in rs])
          for name, rs in res.items() for key in ("replicate_fraction", "validity")}
