@@ -64,7 +64,31 @@ def gamma(k: int, dtype: torch.dtype) -> float:
     return ku / (1 - ku) if ku < 0.5 else float("inf")
 
 
-def candidates(u: torch.Tensor, y, shift: torch.Tensor | None, norms: torch.Tensor | None, k: int, *, budget: int):
+def equal_parts(total: int, most: int) -> int:
+    """The length of ``ceil(total / most)`` nearly equal parts of ``total`` (none longer than ``most``)."""
+    return -(-total // -(-total // max(1, most)))
+
+
+def search_shape(m: int, n: int, f: int, dtype: torch.dtype, budget: int, centred: bool) -> tuple[int, int, bool]:
+    """``(block, chunk, keep_norms)`` of :func:`nearest_two`'s search of m queries over n points of f
+    features: the query block takes a quarter of the budget left after the ``[n]`` squared norms (kept
+    when they fit in an eighth), the ``[block, chunk]`` GEMM output and, for centred rows, the
+    ``[chunk, f]`` buffer the rest; both in equal parts."""
+    item = torch.finfo(dtype).bits // 8
+    keep = n * item <= budget // 8
+    rest = budget - n * item * keep
+    block = equal_parts(m, min(m, rest // (4 * f * item)))
+    return block, search_chunk(block, n, f, dtype, rest, centred), keep
+
+
+def search_chunk(block: int, n: int, f: int, dtype: torch.dtype, budget: int, centred: bool) -> int:
+    """Training rows per GEMM for a query block: what ``budget`` holds besides the block's ``[block, f]``."""
+    item = torch.finfo(dtype).bits // 8
+    c = chunk_length(block, n, item, budget - block * f * item, temporaries=1, row_bytes=f * item if centred else 0)
+    return equal_parts(n, c)
+
+
+def candidates(u: torch.Tensor, y, shift: torch.Tensor | None, norms: torch.Tensor | None, k: int, *, chunk: int):
     """One pass of the queries ``u`` ``[B, f]`` (already shifted) over the training rows ``y``.
 
     Returns ``(values, indices, radius_sq)``: each query's k smallest ``s_j = ||v_j||^2 - 2 u.v_j``
@@ -74,10 +98,7 @@ def candidates(u: torch.Tensor, y, shift: torch.Tensor | None, norms: torch.Tens
     NaN is filled in by this pass).
     """
     B, f = u.shape
-    n = y.shape[0]
-    item = u.element_size()
-    c = chunk_length(B, n, item, budget, temporaries=1, row_bytes=0 if shift is None else f * item)
-    c = -(-n // -(-n // c))                                   # equal chunks
+    n, c = y.shape[0], chunk
     if shift is None:
         chunks = ((j0, min(j0 + c, n), y[j0:j0 + c]) for j0 in range(0, n, c))
     else:
@@ -149,8 +170,8 @@ def certified_pairs(q: torch.Tensor, y, shift: torch.Tensor | None, best_v: torc
 def nearest_block(q: torch.Tensor, y, shift: torch.Tensor | None, norms: torch.Tensor | None, *, budget: int):
     """``(sq, idx, ok)`` of :func:`certified_pairs` for the query features ``q`` ``[B, f]``."""
     u = q if shift is None else q - shift.to(q)
-    best_v, best_i, radius_sq = candidates(u, y, shift, norms, min(CANDIDATES, y.shape[0]),
-                                           budget=budget - u.numel() * u.element_size())
+    chunk = search_chunk(q.shape[0], y.shape[0], q.shape[1], q.dtype, budget, shift is not None)
+    best_v, best_i, radius_sq = candidates(u, y, shift, norms, min(CANDIDATES, y.shape[0]), chunk=chunk)
     return certified_pairs(q, y, shift, best_v, best_i, radius_sq)
 
 
@@ -197,14 +218,11 @@ def nearest_two(queries, train, *, feature_map=None, budget: int = DEFAULT_BUDGE
     device = fy.device if isinstance(fy, torch.Tensor) else torch.device("cpu")
     searches = {}
     for dt in (dtype, torch.float64):         # the search, and the float64 one for queries it cannot certify
-        item = torch.finfo(dt).bits // 8
-        keep = n * item <= budget // 8
         shift = None if uses_raw_rows(fy, dt, center, spread) else center.to(dt)
-        searches[dt] = (shift, torch.full((n,), float("nan"), dtype=dt, device=device) if keep else None,
-                        budget - n * item * keep)
-    shift, norms, rest = searches[dtype]
-    block = int(max(1, min(q.shape[0], rest // (4 * f * torch.finfo(dtype).bits // 8))))   # a quarter of the budget
-    block = -(-q.shape[0] // -(-q.shape[0] // block))                                      # equal blocks
+        block, _, keep = search_shape(q.shape[0], n, f, dt, budget, shift is not None)
+        searches[dt] = (block, shift, torch.full((n,), float("nan"), dtype=dt, device=device) if keep else None,
+                        budget - n * (torch.finfo(dt).bits // 8) * keep)
+    block, shift, norms, rest = searches[dtype]
     dist, idx = [], []
     for b0 in progress_bar(range(0, q.shape[0], block), enabled=progress, desc="nearest two", leave=False):
         fq = features(q[b0:b0 + block], feature_map, block, dtype)
@@ -213,7 +231,7 @@ def nearest_two(queries, train, *, feature_map=None, budget: int = DEFAULT_BUDGE
         sq, best, ok = nearest_block(fq.to(device), fy, shift, norms, budget=rest)
         if not bool(ok.all()) and dtype != torch.float64:
             bad = (~ok).nonzero().reshape(-1)
-            shift64, norms64, rest64 = searches[torch.float64]
+            _, shift64, norms64, rest64 = searches[torch.float64]
             sq[bad], best[bad], _ = nearest_block(fq[bad].to(device, torch.float64), fy, shift64, norms64, budget=rest64)
         if bool((best < 0).any()):
             raise ValueError("queries: too far from the training points for float64 distances")

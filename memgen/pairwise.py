@@ -100,7 +100,7 @@ def column_sum(y, name: str = "train") -> torch.Tensor:
     return total
 
 
-def sample_center(y, rows: int = 1024) -> tuple[torch.Tensor, float]:
+def sample_center(y, rows: int = 256) -> tuple[torch.Tensor, float]:
     """Mean (float64 ``[d]``) of at most ``rows`` evenly spaced rows of ``y``, and their largest distance
     to it: a centre for the GEMM expansion (any centre is exact; one near the data keeps float32
     accurate) and the spread of the data around it, at the cost of a few rows."""

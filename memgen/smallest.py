@@ -12,7 +12,8 @@ is >= the K-th value at that time, and that value never increases), which is wha
 the search needs (:func:`compare.neighbours.nearest_two`).
 
 :func:`pair_sq_distances` gives ``||q_b - y_{idx[b, k]}||^2`` accumulated in float64 from the rows as
-stored (float32 differences are exact in float64), reading only the selected rows.
+stored (float32 differences are exact in float64; the sum in any order, within ``gamma_d`` of its
+value), reading only the selected rows.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def merge_smallest(g: torch.Tensor, col: torch.Tensor, alpha: float, best_v: tor
     best_i.copy_(i.gather(1, pos))
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})       # a vectorized sum
 def _pair_sq(q, y, qi, yi, out):
     for p in numba.prange(qi.shape[0]):
         a, j = qi[p], yi[p]

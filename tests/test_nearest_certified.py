@@ -60,7 +60,7 @@ def test_search_error_bounds_the_float32_rounding(f, scale, offset, centred, see
     q = ((torch.rand(5, f, generator=g) * 2 - 1) * scale * 3 + offset).float()
     shift = y[:8].double().mean(0).float() if centred else None
     u = q if shift is None else q - shift
-    vals, idx, radius_sq = candidates(u, y, shift, None, y.shape[0], budget=2 ** 12)
+    vals, idx, radius_sq = candidates(u, y, shift, None, y.shape[0], chunk=7)
     c = torch.zeros(f, dtype=torch.float64) if shift is None else shift.double()
     u64, v64 = q.double() - c, y.double() - c
     exact = (v64.square().sum(1)[idx] - 2 * (u64 @ v64.T).gather(1, idx))
