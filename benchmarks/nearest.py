@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     r = run(args.m, args.n, args.d, args.full, args.repeats)
     print(f"nearest_two  m={r['m']} n={r['n']} d={r['d']} float32, {r['threads']} threads")
     print(f"  search:                 {r['search_seconds']:8.2f} s  {r['search_gflops']:7.1f} GFLOP/s")
-    print(f"  addmm on same blocks:   {r['gemm_seconds_same_blocks']:8.2f} s"
+    print(f"  mm on same blocks:      {r['gemm_seconds_same_blocks']:8.2f} s"
           f"  {r['gemm_gflops_same_blocks']:7.1f} GFLOP/s")
     print(f"  rate vs same-run GEMM:  {r['rate_vs_gemm']:8.2f}   (target >= 0.9; wall time)")
     print(f"  same, by CPU time:      {r['cpu_rate_vs_gemm']:8.2f}"
