@@ -1,13 +1,13 @@
 """Exact nearest and second-nearest training points, by GEMM, streamed over training chunks.
 
-For queries ``q_b`` and training points ``y_j`` (after an optional feature map ``phi``), the squared
-distances ``||phi(q_b) - phi(y_j)||^2 = ||q||^2 - 2 q.y + ||y||^2`` come chunk by chunk from
-:func:`memgen.pairwise.shifted_distance_chunks` (one matrix product per chunk, memory bounded by a
-byte budget, never ``[m, n, d]``); a running top-2 per query is merged with each chunk's top-2. Each
-chunk is centred as it is read (on the mean of up to 1,024 evenly spaced training points) (distances are translation invariant; centring
-keeps the expansion accurate in float32), and the two distances returned are recomputed directly,
-``||phi(q) - phi(y_j)||`` accumulated in float64, from the feature vectors of the two selected points.
-Memory: the byte budget (the training set is never copied; with a ``feature_map``, its features are).
+For queries ``q_b`` and training points ``y_j`` (after an optional feature map ``phi``), the search
+streams ``s_j = ||v_j||^2 - 2 u.v_j = ||u - v_j||^2 - ||u||^2`` (``u = q - c``, ``v_j = y_j - c``; the
+rows are centred as they are read, or read in place with ``c = 0`` when the data's centre lies
+within its spread) by one ``[B, f] x [f, c]`` GEMM per block of queries and chunk of training
+points, keeps a few candidates per query in one fused pass over each GEMM's output
+(:mod:`memgen.smallest`), recomputes their distances in float64 and certifies the pair against a
+bound on the search's rounding (:func:`nearest_two`). Memory: the byte budget (the training set is
+never copied; with a ``feature_map``, its features are).
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from memgen.checks import as_batch, integer
-from memgen.pairwise import DEFAULT_BUDGET, centred_summary, sample_center, shifted_distance_chunks, training_points, uses_raw_rows
+from memgen.pairwise import DEFAULT_BUDGET, centred_chunks, chunk_length, sample_center, training_points, uses_raw_rows
+from memgen.smallest import merge_smallest, new_list, pair_sq_distances
 from memgen.progress import progress_bar
 from memgen.sharding import gathered, world
 
@@ -49,45 +50,155 @@ def features(x: torch.Tensor, feature_map, batch_size: int, dtype: torch.dtype) 
     return out
 
 
-def top2_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor | None, *, budget: int,
-                start: int = 0, raw: bool = False):
-    """Indices ``[B, 2]`` (into ``y``, plus ``start``) of the two smallest ``||v_j||^2 - 2 u.v_j`` over the
-    centred points ``v_j = y_j - center``: the two nearest points of the centred queries ``u``
-    (the missing ``||u||^2`` is the same for every point of a query), nearest first up to rounding."""
-    best_d = best_i = None
-    zero = torch.zeros(u.shape[0], dtype=torch.float64, device=u.device)
-    for j0, j1, _, d2 in shifted_distance_chunks(u, y, center, v_sqnorm, zero, budget=budget, temporaries=2, raw=raw):
-        v, i = d2.topk(min(2, j1 - j0), dim=1, largest=False)
-        i = i + (j0 + start)
-        if best_d is not None:
-            v, i = torch.cat([best_d, v], 1), torch.cat([best_i, i], 1)
-        best_d, pos = v.topk(min(2, v.shape[1]), dim=1, largest=False)
-        best_i = i.gather(1, pos)
-    return best_i
+CANDIDATES = 8
+"""Training points kept per query by the search and re-ranked in float64 (enough to certify the pair)."""
 
 
-def exact_distances(q: torch.Tensor, y, idx: torch.Tensor, rows: int = 256) -> torch.Tensor:
-    """``||q_b - y_{idx[b, k]}||`` ``[B, K]`` accumulated in float64 (``y`` a tensor or numpy array)."""
-    out = []
-    for b0 in range(0, q.shape[0], rows):
-        qb, ib = q[b0:b0 + rows].double(), idx[b0:b0 + rows].cpu()
-        pts = y[ib.reshape(-1)] if isinstance(y, torch.Tensor) else torch.from_numpy(
-            np.asarray(y[ib.reshape(-1).numpy()], dtype=np.float64))
-        pts = pts.to(qb).reshape(*ib.shape, -1)
-        out.append(torch.linalg.vector_norm(qb.unsqueeze(1) - pts, dim=2))
-    return torch.cat(out)
+def unit_roundoff(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).eps / 2
+
+
+def gamma(k: int, dtype: torch.dtype) -> float:
+    """``k u / (1 - k u)``: the bound on the relative rounding error of a k-term sum in ``dtype``."""
+    ku = k * unit_roundoff(dtype)
+    return ku / (1 - ku) if ku < 0.5 else float("inf")
+
+
+def equal_parts(total: int, most: int) -> int:
+    """The length of ``ceil(total / most)`` nearly equal parts of ``total`` (none longer than ``most``)."""
+    return -(-total // -(-total // max(1, most)))
+
+
+def search_shape(m: int, n: int, f: int, dtype: torch.dtype, budget: int, centred: bool) -> tuple[int, int, bool]:
+    """``(block, chunk, keep_norms)`` of :func:`nearest_two`'s search of m queries over n points of f
+    features: the query block takes a quarter of the budget left after the ``[n]`` squared norms (kept
+    when they fit in an eighth), the ``[block, chunk]`` GEMM output and, for centred rows, the
+    ``[chunk, f]`` buffer the rest; both in equal parts."""
+    item = torch.finfo(dtype).bits // 8
+    keep = n * item <= budget // 8
+    rest = budget - n * item * keep
+    block = equal_parts(m, min(m, rest // (4 * f * item)))
+    return block, search_chunk(block, n, f, dtype, rest, centred), keep
+
+
+def search_chunk(block: int, n: int, f: int, dtype: torch.dtype, budget: int, centred: bool) -> int:
+    """Training rows per GEMM for a query block: what ``budget`` holds besides the block's ``[block, f]``."""
+    item = torch.finfo(dtype).bits // 8
+    c = chunk_length(block, n, item, budget - block * f * item, temporaries=1, row_bytes=f * item if centred else 0)
+    return equal_parts(n, c)
+
+
+def candidates(u: torch.Tensor, y, shift: torch.Tensor | None, norms: torch.Tensor | None, k: int, *, chunk: int):
+    """One pass of the queries ``u`` ``[B, f]`` (already shifted) over the training rows ``y``.
+
+    Returns ``(values, indices, radius_sq)``: each query's k smallest ``s_j = ||v_j||^2 - 2 u.v_j``
+    (``v_j = y_j - shift``, or ``y_j`` read in place when ``shift`` is None), sorted, every other point's
+    ``s_j`` being >= the k-th (:mod:`memgen.smallest`), and the largest computed ``||v_j||^2``. The
+    squared norms are computed per chunk, or read from ``norms`` ``[n]`` once it holds them (a tensor of
+    NaN is filled in by this pass).
+    """
+    B, f = u.shape
+    n, c = y.shape[0], chunk
+    if shift is None:
+        chunks = ((j0, min(j0 + c, n), y[j0:j0 + c]) for j0 in range(0, n, c))
+    else:
+        chunks = centred_chunks(y, shift, c, u.dtype, u.device)
+    buf = torch.empty(B * c, dtype=u.dtype, device=u.device)
+    best_v, best_i = new_list(B, k, u.dtype, u.device)
+    radius_sq = torch.zeros((), dtype=u.dtype, device=u.device)
+    for j0, j1, v in chunks:
+        if norms is not None and not bool(norms[j0].isnan()):
+            sq = norms[j0:j1]
+        else:
+            sq = torch.linalg.vector_norm(v, dim=1).square_()
+            if not bool(torch.isfinite(sq).all()):
+                raise ValueError(f"train: contains NaN or inf (or squared norms beyond {u.dtype})")
+            if norms is not None:
+                norms[j0:j1] = sq
+        radius_sq = torch.maximum(radius_sq, sq.max())
+        g = torch.mm(u, v.T, out=buf[:B * (j1 - j0)].view(B, j1 - j0))
+        merge_smallest(g, sq, -2.0, best_v, best_i, j0)
+    return best_v, best_i, float(radius_sq)
+
+
+def search_error(f: int, dtype: torch.dtype, radius_sq: float, base: torch.Tensor) -> torch.Tensor:
+    """Bound ``[B]`` on ``|s~_j - (||u - v_j||^2 - ||u||^2)|`` for the search's ``s~_j`` (:func:`candidates`)
+    in ``dtype``, given the largest computed ``||v~_j||^2`` and ``base = ||u||^2`` (float64, exact ``u``).
+
+    ``(2 gamma_f + 8 u)(R^2 + 2 |u| R)``: the GEMM's ``gamma_f |u||v|`` (any summation order), the
+    norm's ``(gamma_f + 3 u) |v|^2``, one rounding of the sum, and the rounding of ``u`` and ``v_j`` to
+    ``dtype`` (``2 u (|v|^2 + 2 |u||v|)``), with a factor of 2 to spare; ``R`` and ``|u|`` are inflated
+    for the rounding of their own computation.
+    """
+    gam, unit = gamma(f, dtype), unit_roundoff(dtype)
+    r = (radius_sq * (1 + 2 * gam + 8 * unit)) ** 0.5
+    a = base.sqrt() * (1 + 2 * unit)
+    return (2 * gam + 8 * unit) * (r * r + 2 * a * r)
+
+
+def certified_pairs(q: torch.Tensor, y, shift: torch.Tensor | None, best_v: torch.Tensor, best_i: torch.Tensor,
+                    radius_sq: float):
+    """``(sq, idx, ok)``: the two candidates nearest in float64 (``||q_b - y_j||^2`` ``[B, 2]``, ascending,
+    and their indices) and whether the pair is certified: every other training point is at least as far
+    as the second, whatever the rounding of the search (see :func:`nearest_two`).
+
+    Each candidate's exact distance is at least ``s_j + ||u||^2 - err``; only the candidates whose lower
+    bound falls below the farther of the first two are recomputed in float64.
+    """
+    B, k = best_i.shape
+    f = q.shape[1]
+    rows = torch.arange(B)
+    best_i = best_i.cpu()
+    c = torch.zeros(1, f, dtype=q.dtype) if shift is None else shift.to(q).reshape(1, f).cpu()
+    base = pair_sq_distances(q, c, rows, torch.zeros(B, dtype=torch.int64))          # ||u||^2 = ||q - c||^2
+    sv = best_v.double().cpu()
+    exact = torch.full((B, k), float("inf"), dtype=torch.float64)
+    exact[:, :2] = pair_sq_distances(q, y, rows.repeat_interleave(2), best_i[:, :2]).reshape(B, 2)
+    far = exact[:, :2].max(1).values
+    slack = 8 * gamma(f + 4, torch.float64) * (sv.abs().amax(1) + base + far)
+    lower = sv + (base - search_error(f, best_v.dtype, radius_sq, base) - slack).unsqueeze(1)
+    need = lower < far.unsqueeze(1)
+    need[:, :2] = False
+    b, p = need.nonzero(as_tuple=True)
+    exact[b, p] = pair_sq_distances(q, y, b, best_i[b, p])
+    order = exact.argsort(dim=1, stable=True)[:, :2]
+    sq, idx = exact.gather(1, order), best_i.gather(1, order)
+    ok = torch.ones(B, dtype=torch.bool) if k == y.shape[0] else sq[:, 1] <= lower[:, -1]
+    return sq, idx, ok & (best_i >= 0).all(1) & torch.isfinite(sv).all(1)     # an unfilled slot: overflow
+
+
+def nearest_block(q: torch.Tensor, y, shift: torch.Tensor | None, norms: torch.Tensor | None, *, budget: int):
+    """``(sq, idx, ok)`` of :func:`certified_pairs` for the query features ``q`` ``[B, f]``."""
+    u = q if shift is None else q - shift.to(q)
+    chunk = search_chunk(q.shape[0], y.shape[0], q.shape[1], q.dtype, budget, shift is not None)
+    best_v, best_i, radius_sq = candidates(u, y, shift, norms, min(CANDIDATES, y.shape[0]), chunk=chunk)
+    return certified_pairs(q, y, shift, best_v, best_i, radius_sq)
 
 
 def nearest_two(queries, train, *, feature_map=None, budget: int = DEFAULT_BUDGET, dtype: torch.dtype = torch.float32,
                 progress: bool = True) -> Neighbours:
     """The two nearest training points of every query, exact (ties broken arbitrarily).
 
+    The search streams ``s_j = ||v_j||^2 - 2 u.v_j`` (``= ||u - v_j||^2 - ||u||^2``) in ``dtype``, one
+    ``[B, f] x [f, c]`` GEMM per block of queries and chunk of training points, with the rows
+    ``v_j = y_j - c`` centred as they are read (``u = q - c``) or, when the data's centre lies within
+    its spread, read in place (``c = 0``), and keeps the :data:`CANDIDATES` smallest ``s_j`` of each
+    query; their distances are recomputed as ``||q - y_j||^2`` accumulated in float64 and the two
+    nearest returned. Certified: with ``gamma_f = f u / (1 - f u)`` (``u`` the unit roundoff of
+    ``dtype``), every computed ``s_j`` is within ``(2 gamma_f + 8 u)(R^2 + 2 |u| R)`` of its exact
+    value (``R`` the largest ``|v_j|``), so when the second candidate's float64 distance is below the
+    last candidate's ``s + ||u||^2`` by more than that (and than float64 rounding), no other point is
+    nearer. Queries not certified so (near-ties, far queries) are searched again in float64, whose
+    pair is exact up to ties within float64 rounding. Distances are those of the queries in ``dtype``
+    to the training points as stored.
+
     Args:
         queries: ``[m, *shape]`` (samples).
         train: ``[n, *shape]`` training points, n >= 2: a tensor or a numpy array (a memory-mapped
             ``.npy`` is read chunk by chunk, never whole, when there is no ``feature_map``).
         feature_map: optional ``phi: [b, *shape] -> [b, ...]`` applied to both (pixel space when None).
-        budget: bytes for the temporaries of one block (query block x training chunk).
+        budget: bytes for what one block allocates: the shifted query block, one ``[B, c]`` GEMM output,
+            the chunk buffer when rows are centred, and the ``[n]`` squared norms when they fit in an eighth.
         dtype: dtype of the distance GEMMs (float32 default; the returned distances are float64).
 
     Returns :class:`Neighbours` (torch tensors, or numpy arrays when ``queries`` is a numpy array).
@@ -102,23 +213,30 @@ def nearest_two(queries, train, *, feature_map=None, budget: int = DEFAULT_BUDGE
     if feature_map is None and tuple(q.shape[1:]) != shape:
         raise ValueError(f"queries, train: shapes {tuple(q.shape)} and {(y.shape[0], *shape)} do not match")
     fy = y if feature_map is None else features(y.reshape(y.shape[0], *shape), feature_map, 1024, dtype)
-    center, spread = sample_center(fy)       # a centre from a few rows: the norms are the one pass before the search
-    raw = uses_raw_rows(fy, dtype, center, spread)
-    ysq = centred_summary(fy, center=center, dtype=dtype).sqnorm.to(dtype)
-    center = center.to(dtype)
-    f = fy.shape[1]
-    itemsize = torch.finfo(dtype).bits // 8
-    block = int(max(1, min(q.shape[0], budget // (4 * f * itemsize))))    # the centred query block: a quarter
+    center, spread = sample_center(fy)        # a centre from a few rows; any centre is exact
+    n, f = fy.shape
+    device = fy.device if isinstance(fy, torch.Tensor) else torch.device("cpu")
+    searches = {}
+    for dt in (dtype, torch.float64):         # the search, and the float64 one for queries it cannot certify
+        shift = None if uses_raw_rows(fy, dt, center, spread) else center.to(dt)
+        block, _, keep = search_shape(q.shape[0], n, f, dt, budget, shift is not None)
+        searches[dt] = (block, shift, torch.full((n,), float("nan"), dtype=dt, device=device) if keep else None,
+                        budget - n * (torch.finfo(dt).bits // 8) * keep)
+    block, shift, norms, rest = searches[dtype]
     dist, idx = [], []
     for b0 in progress_bar(range(0, q.shape[0], block), enabled=progress, desc="nearest two", leave=False):
         fq = features(q[b0:b0 + block], feature_map, block, dtype)
         if fq.shape[1] != f:
             raise ValueError(f"queries: {fq.shape[1]} features per query, {f} per training point")
-        best_i = top2_chunks(fq - center, fy, center, ysq, budget=budget - fq.shape[0] * f * itemsize, raw=raw)
-        exact = exact_distances(fq, fy, best_i)
-        order = exact.argsort(dim=1, stable=True)
-        dist.append(exact.gather(1, order).cpu())
-        idx.append(best_i.gather(1, order).cpu())
+        sq, best, ok = nearest_block(fq.to(device), fy, shift, norms, budget=rest)
+        if not bool(ok.all()) and dtype != torch.float64:
+            bad = (~ok).nonzero().reshape(-1)
+            _, shift64, norms64, rest64 = searches[torch.float64]
+            sq[bad], best[bad], _ = nearest_block(fq[bad].to(device, torch.float64), fy, shift64, norms64, budget=rest64)
+        if bool((best < 0).any()):
+            raise ValueError("queries: too far from the training points for float64 distances")
+        dist.append(sq.sqrt())
+        idx.append(best)
     out = Neighbours(torch.cat(dist), torch.cat(idx))
     if isinstance(queries, np.ndarray):
         return Neighbours(out.distances.numpy(), out.indices.numpy())

@@ -100,7 +100,7 @@ def column_sum(y, name: str = "train") -> torch.Tensor:
     return total
 
 
-def sample_center(y, rows: int = 1024) -> tuple[torch.Tensor, float]:
+def sample_center(y, rows: int = 256) -> tuple[torch.Tensor, float]:
     """Mean (float64 ``[d]``) of at most ``rows`` evenly spaced rows of ``y``, and their largest distance
     to it: a centre for the GEMM expansion (any centre is exact; one near the data keeps float32
     accurate) and the spread of the data around it, at the cost of a few rows."""
@@ -130,12 +130,13 @@ def centred_summary(y, name: str = "train", center: torch.Tensor | None = None,
         center = column_sum(y, name) / y.shape[0]
     dtype = dtype or (torch.float64 if y.dtype in (torch.float64, np.float64) else torch.float32)
     c = center.to(dtype)
-    sq = torch.cat([centred_norms(b.to(dtype) - c.to(b.device), name) for _, _, b in row_blocks(y)])
+    sq = torch.cat([centred_norms(torch.sub(b, c.to(b.device)).to(dtype), name) for _, _, b in row_blocks(y)])
     return Centred(center, sq, float(sq.max().sqrt()))
 
 
 def centred_chunks(y, center: torch.Tensor, length: int, dtype: torch.dtype, device=None):
-    """Yield ``(j0, j1, v)`` with ``v = y[j0:j1] - center`` in ``dtype``, written into one reused buffer.
+    """Yield ``(j0, j1, v)`` with ``v = y[j0:j1] - center`` in ``dtype`` (``center`` rounded to ``dtype``,
+    the difference rounded once), written into one reused buffer.
 
     ``y`` is a tensor or a numpy array (memory-mapped files included); only one chunk is read at a time.
     The caller must be done with ``v`` before asking for the next chunk.
@@ -149,7 +150,7 @@ def centred_chunks(y, center: torch.Tensor, length: int, dtype: torch.dtype, dev
         v = buf[:j1 - j0]
         rows = y[j0:j1]
         if isinstance(rows, torch.Tensor):
-            torch.sub(rows.to(dtype), c, out=v)
+            torch.sub(rows, c, out=v)              # in the wider of the two dtypes, rounded once
         elif v.device.type == "cpu":
             np.subtract(rows, c.numpy(), out=v.numpy(), casting="unsafe")
         else:
