@@ -21,12 +21,16 @@ standard normal, drawn once from the seed) go through the same measure at every 
 distribution looks like to the noisy-training density. :func:`typicality_control` compares, per sigma,
 
 * each source with the noisy-training reference: ``KS_ref = sup_u |F(u) - u|`` over the percentiles
-  ``u`` (uniform for data of that very distribution), with its p-value;
+  ``u`` (uniform for data of that very distribution). The percentiles are read off ``m`` reference draws,
+  so ``KS_ref`` is the two-sample statistic of the ``n`` states against them, and its p-value is that
+  of the two-sample test, ``P(D_{n_eff} > KS_ref)`` with ``n_eff = n m / (n + m)`` (a one-sample test
+  would ignore the reference's own sampling error and reject too often);
 * the states with the validation control: the two-sample Kolmogorov-Smirnov statistic of their
   log-densities, ``KS_val = sup_l |F_traj(l) - F_val(l)|``;
 
-and :func:`parting_sigma` reads off the largest sigma at which a source's states part from the
-noisy-training reference (``KS_ref`` p-value below ``alpha``): a memorizing model's states never part
+and :func:`parting_sigma` reads off the sigma from which a source's states stay apart from the
+noisy-training reference (``KS_ref`` p-value below ``alpha`` there and at every smaller sigma, so one
+chance rejection among many sigmas does not count as parting): a memorizing model's states never part
 (or part at the sigma where the validation control does not), a generalizing model's part where the
 validation control parts.
 
@@ -114,7 +118,7 @@ def trajectory_distances(trajectory, train, *, val=None, n_val: int | None = Non
         dtype: computation dtype (float64 default).
         tags: columns added to every row (e.g. the model's name).
 
-    Returns one row per (source, step with sigma > 0, sample): ``source, step, sigma, sample,
+    Returns one row per (source, step with sigma > 0, sample): ``source, step, sigma, sample, n_reference,
     nearest_index, nearest_distance, normalized_distance, log_density, typicality`` (percentile in
     [0, 100]), plus tags. Summarize the control with :func:`typicality_control`.
     """
@@ -157,11 +161,21 @@ def trajectory_distances(trajectory, train, *, val=None, n_val: int | None = Non
             pct = 50.0 * (np.searchsorted(ref, lp, "left") + np.searchsorted(ref, lp, "right")) / n_reference
             dist = d2[:states.shape[0]].sqrt().cpu().numpy()
             for b in range(states.shape[0]):
-                rows.append({**tags, "source": source, "step": t, "sigma": s, "sample": b,
+                rows.append({**tags, "source": source, "step": t, "sigma": s, "sample": b, "n_reference": n_reference,
                              "nearest_index": int(arg[b]), "nearest_distance": float(dist[b]),
                              "normalized_distance": float(dist[b] / (s * math.sqrt(d))),
                              "log_density": float(lp[b]), "typicality": float(pct[b])})
     return rows
+
+
+def _against_reference(percentiles: np.ndarray, m: int) -> tuple[float, float]:
+    """``(KS_ref, p)``: the statistic ``sup_u |F(u) - u|`` of ``n`` percentiles read off ``m`` reference draws,
+    and its two-sample p-value ``P(D_{n_eff} > KS_ref)``, ``n_eff = n m / (n + m)`` (module doc)."""
+    from scipy import stats
+
+    n = percentiles.size
+    statistic = float(stats.kstest(percentiles, "uniform").statistic)
+    return statistic, float(stats.kstwo.sf(statistic, max(1, round(n * m / (n + m)))))
 
 
 def typicality_control(rows) -> Records:
@@ -184,24 +198,25 @@ def typicality_control(rows) -> Records:
         traj = Records(r for r in rows if r["sigma"] == s and r.get("source", "trajectory") == "trajectory")
         ctrl = rows.where(sigma=s, source="validation")
         tp = traj.column("typicality").astype(float) / 100
-        kt = stats.kstest(tp, "uniform")
+        kt = _against_reference(tp, int(traj[0]["n_reference"]))
         row = dict.fromkeys(CONTROL_COLUMNS)
         row.update({"sigma": s, "n": len(traj), "typicality_median": float(np.median(tp) * 100),
-                    "ks_reference": float(kt.statistic), "ks_reference_pvalue": float(kt.pvalue), "n_val": len(ctrl)})
+                    "ks_reference": kt[0], "ks_reference_pvalue": kt[1], "n_val": len(ctrl)})
         if ctrl:
             vp = ctrl.column("typicality").astype(float) / 100
-            kv = stats.kstest(vp, "uniform")
+            kv = _against_reference(vp, int(ctrl[0]["n_reference"]))
             kx = stats.ks_2samp(traj.column("log_density").astype(float), ctrl.column("log_density").astype(float))
-            row.update({"val_typicality_median": float(np.median(vp) * 100), "val_ks_reference": float(kv.statistic),
-                        "val_ks_reference_pvalue": float(kv.pvalue), "ks_val": float(kx.statistic),
+            row.update({"val_typicality_median": float(np.median(vp) * 100), "val_ks_reference": kv[0],
+                        "val_ks_reference_pvalue": kv[1], "ks_val": float(kx.statistic),
                         "ks_val_pvalue": float(kx.pvalue)})
         out.append(row)
     return out
 
 
 def parting_sigma(control, *, source: str = "trajectory", alpha: float = 0.01) -> float | None:
-    """The largest sigma at which ``source`` ('trajectory' or 'validation') parts from the noisy-training
-    reference: its ``ks_reference`` p-value (:func:`typicality_control`) is below ``alpha``; None if never."""
+    """The sigma from which ``source`` ('trajectory' or 'validation') stays apart from the noisy-training
+    reference: the largest sigma whose ``ks_reference`` p-value (:func:`typicality_control`) is below
+    ``alpha`` there and at every smaller sigma; None if the states are not apart at the smallest sigma."""
     if source not in ("trajectory", "validation"):
         raise ValueError(f"source: expected 'trajectory' or 'validation', got {source!r}")
     if not 0 < float(alpha) < 1:
@@ -209,5 +224,9 @@ def parting_sigma(control, *, source: str = "trajectory", alpha: float = 0.01) -
     key = "ks_reference_pvalue" if source == "trajectory" else "val_ks_reference_pvalue"
     if any(r[key] is None for r in control):
         raise ValueError(f"control: no {source} rows; call trajectory_distances(..., val=...)")
-    parted = [float(r["sigma"]) for r in control if r[key] < float(alpha)]
-    return max(parted) if parted else None
+    parting = None
+    for r in sorted(control, key=lambda r: float(r["sigma"])):          # from the smallest sigma up
+        if r[key] >= float(alpha):
+            break
+        parting = float(r["sigma"])
+    return parting

@@ -139,3 +139,37 @@ def test_validation_control_bad_input():
     assert ctrl[0]["n_val"] == 7
     with pytest.raises(ValueError, match="source"):
         parting_sigma(ctrl, source="train")
+
+
+def test_reference_pvalue_holds_its_level_with_a_finite_reference():
+    """States and reference from one distribution: the percentiles come from m reference draws, so the p-value
+    must be the two-sample one. Over 400 seeded repetitions with n = m = 200, p < 0.05 happens about 5% of the
+    time (below 8.5%, three standard errors above); the one-sample test against U(0, 1) rejects far more often."""
+    from compare.trajectories import typicality_control
+
+    rng = np.random.default_rng(0)
+    n = m = 200
+    rejected = one_sample = 0
+    for _ in range(400):
+        ref, states = np.sort(rng.standard_normal(m)), rng.standard_normal(n)
+        pct = 50.0 * (np.searchsorted(ref, states, "left") + np.searchsorted(ref, states, "right")) / m
+        rows = [{"sigma": 1.0, "source": "trajectory", "n_reference": m, "typicality": float(u), "log_density": 0.0}
+                for u in pct]
+        rejected += typicality_control(rows)[0]["ks_reference_pvalue"] < 0.05
+        one_sample += stats.kstest(pct / 100, "uniform").pvalue < 0.05
+    assert rejected / 400 < 0.085
+    assert one_sample / 400 > 0.15
+
+
+def test_parting_sigma_is_where_the_states_stay_apart():
+    """One chance rejection at a large sigma is not parting; parting is the sigma from which every smaller
+    sigma rejects."""
+    from compare.trajectories import parting_sigma
+
+    def control(pvalues):
+        return [{"sigma": s, "ks_reference_pvalue": p} for s, p in zip((80.0, 10.0, 1.0, 0.1, 0.01), pvalues)]
+
+    assert parting_sigma(control([0.001, 0.5, 0.5, 0.5, 0.5])) is None
+    assert parting_sigma(control([0.001, 0.5, 0.001, 0.001, 0.001])) == 1.0
+    assert parting_sigma(control([0.001] * 5)) == 80.0
+    assert parting_sigma(control([0.5, 0.5, 0.5, 0.5, 0.001]), alpha=0.01) == 0.01
