@@ -49,8 +49,8 @@ ROUNDER = 1.5 * 2.0 ** 52
 _ROUNDER_BITS = int(np.float64(ROUNDER).view(np.int64))
 UNDERFLOW = -708.0
 """At and below this argument :func:`exp` returns 0 (``2^k`` would no longer be a normal float)."""
-_TAYLOR = tuple(1.0 / math.factorial(i) for i in range(14))
-(_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13) = _TAYLOR
+_TAYLOR = tuple(1.0 / math.factorial(i) for i in range(13, -1, -1))
+"""``1 / i!`` for ``i = 13, ..., 0``."""
 
 
 @intrinsic
@@ -88,19 +88,8 @@ def exp(x):
     k = t - ROUNDER                                   # round(x / ln2), exactly
     f = xc - k * LN2_HI                               # exact: k LN2_HI has at most 43 significant bits
     f = f - k * LN2_LO
-    p = _C13
-    p = p * f + _C12
-    p = p * f + _C11
-    p = p * f + _C10
-    p = p * f + _C9
-    p = p * f + _C8
-    p = p * f + _C7
-    p = p * f + _C6
-    p = p * f + _C5
-    p = p * f + _C4
-    p = p * f + _C3
-    p = p * f + _C2
-    p = p * f + _C1
-    p = p * f + _C0
+    p = 0.0
+    for c in _TAYLOR:                                 # Horner, highest degree first
+        p = p * f + c
     scale = _bits_float((_float_bits(t) - _ROUNDER_BITS + 1023) << 52)     # 2^k
     return p * scale if x > UNDERFLOW else 0.0
