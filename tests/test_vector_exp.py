@@ -33,19 +33,19 @@ def _relative_error(x, got):
     return np.abs(got - ref) / ref
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, derandomize=True, database=None, deadline=None)
 @given(st.floats(min_value=np.nextafter(ve.UNDERFLOW, 0), max_value=709.0))
 def test_scalar_exp_within_bound(x):
     assert _relative_error(np.float64(x), ve.exp(x)) <= BOUND
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, derandomize=True, database=None, deadline=None)
 @given(st.floats(min_value=-1e300, max_value=ve.UNDERFLOW))
 def test_clamped_range_is_zero(x):
     assert ve.exp(x) == 0.0 and np.exp(x) <= np.exp(ve.UNDERFLOW)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, derandomize=True, database=None, deadline=None)
 @given(st.integers(0, 2 ** 32 - 1), st.sampled_from([(-708.0, 709.0), (-1.0, 1.0), (-40.0, 0.0), (-1e-12, 1e-12)]))
 def test_vectorized_loop_within_bound(seed, bounds):
     """The SIMD body and its scalar remainder over many points, sums included."""
@@ -54,7 +54,7 @@ def test_vectorized_loop_within_bound(seed, bounds):
     out = np.empty_like(x)
     s = _exp_loop(x, out)
     assert _relative_error(x, out).max() <= BOUND
-    assert abs(s - np.exp(x).sum()) <= 1e-14 * np.exp(x).sum()
+    assert abs(s - np.exp(x).sum()) <= (x.size + 4) * EPS * np.exp(x).sum()     # any order of summation
 
 
 def test_reduction_points():
