@@ -62,3 +62,23 @@ def test_cut_radius_bounds_the_dropped_weight():
         rel = np.exp(-(d ** 2 - d.min(1, keepdims=True) ** 2) / (2 * sigma ** 2))
         outside = d > r[:, None]
         assert (rel[outside] <= np.exp(-np.log(500) - pruned.TAIL_MARGIN) * (1 + 1e-12)).all()
+
+
+def test_chunked_ball_queries_change_nothing(monkeypatch):
+    """Pruned queries taken a few at a time (tiny CHUNK_POINTS) give the same bits as all at once."""
+    y, x = _data("clusters", 2, 7)
+    model = EmpiricalDenoiser(y, kernel="pruned")
+    sig = torch.full((x.shape[0],), 3e-3, dtype=torch.float64)
+    whole = model._stats(x, sig)
+    calls = []
+    real = pruned.numba_posterior
+
+    def counting(xq, *args, subsets=None):
+        calls.append(subsets is not None)
+        return real(xq, *args, subsets=subsets)
+    monkeypatch.setattr(pruned, "numba_posterior", counting)
+    monkeypatch.setattr(pruned, "CHUNK_POINTS", int(pruned.PRUNE_FRACTION * y.shape[0]) * 7)
+    chunked = model._stats(x, sig)
+    assert sum(calls) > 5                       # several chunks went through the tree
+    for k in whole:
+        torch.testing.assert_close(chunked[k], whole[k], rtol=0, atol=0)

@@ -25,10 +25,11 @@ from .posterior_torch import streaming_posterior
 NUMBA_MAX_DIM = 8
 """``kernel='auto'`` uses the pruned kernel on CPU up to this dimension, the GEMM kernel above.
 
-In low dimension the fused numba kernel computes distances by exact differences (no cancellation) and
-allocates nothing per chunk; the pruned kernel (:mod:`toymodels.posterior_pruned`) adds a KD-tree that
-skips, with a certified bound, the pairs whose weight is below float64 rounding, and falls back to the
-fused kernel for the queries where that does not pay (benchmarks/RESULTS.md)."""
+In low dimension the fused numba kernel computes distances by exact differences (no cancellation),
+allocates nothing per chunk and vectorizes its exponentials (:mod:`toymodels.vector_exp`); the pruned
+kernel (:mod:`toymodels.posterior_pruned`) adds a KD-tree that skips, with a certified bound, the pairs
+whose weight is below float64 rounding, and falls back to the fused kernel for the queries where that
+does not pay (benchmarks/RESULTS.md)."""
 
 KERNELS = ("auto", "torch", "numba", "pruned")
 

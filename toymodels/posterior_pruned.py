@@ -14,7 +14,8 @@ A KD-tree (scipy's ``cKDTree``) gives ``r0`` exactly and the points in the ball.
 would hold a large part of the training set (large sigma, or ``x`` far away) gain nothing from the
 tree and go to the dense fused kernel (:mod:`toymodels.posterior_numba`), as does everything when
 few queries would be pruned. The cut-off between the two is a cost estimate only: it decides speed,
-never the result.
+never the result. Pruned queries are handled ``chunk`` at a time, so that the ball indices held at
+once stay near ``CHUNK_POINTS`` when the data are spread evenly.
 """
 from __future__ import annotations
 
@@ -28,8 +29,15 @@ from .posterior_numba import numba_posterior
 TAIL_MARGIN = 37.0
 """``T = log n + TAIL_MARGIN``: the dropped weight is below ``e^-TAIL_MARGIN`` (8.5e-17) of the total."""
 
-PRUNE_FRACTION = 0.125
-"""A query is pruned when its ball is estimated to hold less than this fraction of the training set."""
+PRUNE_FRACTION = 0.04
+"""A query is pruned when its ball is estimated to hold less than this fraction of the training set.
+
+Measured at d = 2 (benchmarks/RESULTS.md, "Low dimension"): a point returned by the ball query costs
+about 30 times a pair of the dense vectorized kernel, and the box estimate overstates the ball's share
+by ``4 / pi``, so pruning pays below about 0.04."""
+
+CHUNK_POINTS = 2 ** 20
+"""Pruned queries go through the tree in chunks whose balls are estimated to hold this many points."""
 
 
 def build_tree(y: np.ndarray) -> cKDTree:
@@ -65,11 +73,7 @@ def pruned_posterior(x: np.ndarray, y: np.ndarray, tree: cKDTree, center: np.nda
     small &= np.isfinite(r) & (np.linalg.norm(x - center, axis=1) <= 2 * radius)    # far queries: dense
     if not small.any():
         return numba_posterior(x, y, center, radius, sigma)
-    balls = tree.query_ball_point(x[small], r[small], return_sorted=False, workers=-1)
-    counts = np.fromiter((len(b) for b in balls), np.int64, count=len(balls))
-    stop = np.cumsum(counts)
-    idx = np.concatenate([np.asarray(b, np.int64) for b in balls])
-    out = numba_posterior(x[small], y, center, radius, sigma[small], subsets=(idx, stop - counts, stop))
+    out = _pruned_chunks(x[small], y, tree, center, radius, sigma[small], r[small])
     if small.all():
         return out
     rest = numba_posterior(x[~small], y, center, radius, sigma[~small])
@@ -77,3 +81,20 @@ def pruned_posterior(x: np.ndarray, y: np.ndarray, tree: cKDTree, center: np.nda
     for k in merged:
         merged[k][small], merged[k][~small] = out[k], rest[k]
     return merged
+
+
+def _pruned_chunks(x, y, tree, center, radius, sigma, r) -> dict:
+    """The posterior of queries ``x`` over the points within ``r`` of each, ``chunk`` queries at a time."""
+    n, B = y.shape[0], x.shape[0]
+    chunk = max(1, CHUNK_POINTS // math.ceil(PRUNE_FRACTION * n))
+    out = {"mean": np.empty_like(x), "entropy": np.empty(B), "log_normalizer": np.empty(B)}
+    for i0 in range(0, B, chunk):
+        i1 = min(B, i0 + chunk)
+        balls = tree.query_ball_point(x[i0:i1], r[i0:i1], return_sorted=False, workers=-1)
+        counts = np.fromiter((len(b) for b in balls), np.int64, count=len(balls))
+        stop = np.cumsum(counts)
+        idx = np.concatenate([np.asarray(b, np.int64) for b in balls])
+        part = numba_posterior(x[i0:i1], y, center, radius, sigma[i0:i1], subsets=(idx, stop - counts, stop))
+        for k, v in part.items():
+            out[k][i0:i1] = v
+    return out
