@@ -5,15 +5,17 @@
                                     [--precision fp32] [--out bench-out/train_step.json]
 
 Both sides train the same preconditioned network (``neural.presets.model_from_config``) on the same
-images (``--data``: Mondrian of side ``--size``, or the 8x8 ``digits``, 64 dimensions) with the EDM loss (log-normal sigma, weight ``(sigma^2 + sigma_d^2) / (sigma sigma_d)^2``),
-Adam and an EMA of the weights. memgen's side is :func:`neural.train` itself (measurement off, its
-step times taken from its per-step callback); the plain side is the loop written out below. They run
-alternately for ``--rounds`` rounds; each round's images/s is the median over the steps after the
-first two (warm-up), and the reported figure is the median over rounds. ``overhead`` is
+images (``--data``: Mondrian of side ``--size``, or the 8x8 ``digits``, 64 dimensions) with the EDM
+loss (log-normal sigma, weight ``(sigma^2 + sigma_d^2) / (sigma sigma_d)^2``), Adam and an EMA of the
+weights. memgen's side is :func:`neural.train` itself (measurement off, its step times taken from its
+per-step callback); the plain side is the loop written out below. They run alternately for
+``--rounds`` rounds; each round's images/s is the median over the steps after the first two
+(warm-up), and the reported figure is the median over rounds. ``overhead`` is
 ``plain images/s / memgen images/s - 1``. Both sides run on ``--threads`` CPU threads (memgen's
-``train.threads``, 1 by default; the plain loop under :func:`memgen.threads.cpu_threads`). ``first_step_s``: seconds from the start of a round to its
-first step (memgen's includes opening the run folder and loading the data; with ``--compile`` it is
-mostly the compilation). The load average is recorded, since the machine may be shared.
+``train.threads``, 1 by default; the plain loop under :func:`memgen.threads.cpu_threads`).
+``first_step_s``: seconds from the start of a round to its first step (memgen's includes opening the
+run folder and loading the data; with ``--compile`` it is mostly the compilation). The load average
+is recorded, since the machine may be shared.
 """
 from __future__ import annotations
 

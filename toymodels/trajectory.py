@@ -63,10 +63,18 @@ def _raw(model: EmpiricalDenoiser) -> bool:
     return uses_raw_rows(model.store, model.dtype, model.center, model.radius)
 
 
+def _centre(model: EmpiricalDenoiser) -> torch.Tensor:
+    return model.center.double().cpu()
+
+
 def _centred_rows(model: EmpiricalDenoiser, idx: np.ndarray) -> torch.Tensor:
+    """``y_k - c`` for the points ``idx``, float64 on the CPU."""
     y = model.store
-    rows = y[torch.from_numpy(idx)] if isinstance(y, torch.Tensor) else torch.from_numpy(np.asarray(y[idx]))
-    return rows.double() - model.center.double()
+    if isinstance(y, torch.Tensor):
+        rows = y[torch.from_numpy(idx).to(y.device)]
+    else:
+        rows = torch.from_numpy(np.asarray(y[idx]))
+    return rows.double().cpu() - _centre(model)
 
 
 class _Gram:
@@ -81,8 +89,8 @@ class _Gram:
     def add(self, new: np.ndarray):
         if new.size == 0:
             return
-        vk = _centred_rows(self.model, new)
-        block = torch.cat([vk @ v.T for _, _, v in _chunks(self.model, new.size, torch.float64)], 1).numpy()
+        vk = _centred_rows(self.model, new).to(self.model.center.device)
+        block = torch.cat([vk @ v.T for _, _, v in _chunks(self.model, new.size, torch.float64)], 1).cpu().numpy()
         if self.size + new.size > self.rows.shape[0]:
             grown = np.zeros((max(2 * self.rows.shape[0], self.size + new.size), self.model.n))
             grown[:self.size] = self.rows[:self.size]
@@ -97,11 +105,11 @@ def _full_pass(model: EmpiricalDenoiser, u: torch.Tensor, rows: np.ndarray, s: t
     r = torch.from_numpy(rows)
     every = rows.size == s.shape[0]
     dst = s if every else torch.empty(rows.size, s.shape[1], dtype=torch.float64)
-    uq = u[r].to(model.dtype)
+    uq = u[r].to(model.center.device, model.dtype)
     raw = _raw(model)
-    shift = (u[r] @ model.center.double()).unsqueeze(1) if raw else torch.zeros(1, 1, dtype=torch.float64)
+    shift = (u[r] @ _centre(model)).unsqueeze(1) if raw else torch.zeros(1, 1, dtype=torch.float64)
     for j0, j1, v in _chunks(model, rows.size, model.dtype, raw):
-        torch.sub(uq @ v.T, shift, out=dst[:, j0:j1])
+        torch.sub((uq @ v.T).cpu(), shift, out=dst[:, j0:j1])
     if not every:
         s[r] = dst
 
@@ -110,9 +118,10 @@ def _dense_mean(model: EmpiricalDenoiser, w: torch.Tensor) -> torch.Tensor:
     """``sum_j w_j v_j`` [b, d] (float64) for weights ``w`` [b, n] in the model's dtype, by one GEMM pass."""
     acc = torch.zeros(w.shape[0], model.center.shape[0], dtype=torch.float64)
     raw = _raw(model)
+    wd = w.to(model.center.device)
     for j0, j1, v in _chunks(model, w.shape[0], model.dtype, raw):
-        acc += (w[:, j0:j1] @ v).double()
-    return acc - w.sum(1, keepdim=True, dtype=torch.float64) * model.center.double() if raw else acc
+        acc += (wd[:, j0:j1] @ v).double().cpu()
+    return acc - w.sum(1, keepdim=True, dtype=torch.float64) * _centre(model) if raw else acc
 
 
 def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-12, record: list | None = None):
@@ -123,7 +132,8 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
     a list that receives one dict per denoiser call: ``step``, ``sigma``, ``full`` (queries that took a
     full pass), ``dense`` (queries whose output was a GEMM over all points), ``carried`` (queries whose
     products the next call reuses), ``kept`` (most kept points of a query) and ``dropped`` (the bound
-    ``(n - |K|) tol / sum_K w`` on the dropped weight fraction, largest over the queries). Memory: two
+    ``(n - |K|) tol / sum_K w`` on the dropped weight fraction, largest over the queries). The GEMMs run
+    where the model's points are; the products and the bookkeeping stay on the CPU. Memory: two
     ``[B, n]`` float64 matrices of products, ``[B, n]`` blocks for the queries that need a GEMM, and the
     cached Gram rows ``[rows, n]``.
     """
@@ -139,10 +149,10 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
     B = x.shape[0]
     n, d = model.n, model.center.shape[0]
     limit = sparse_limit(d)
-    vsq = torch.cat([v.pow(2).sum(1) for _, _, v in _chunks(model, 1, torch.float64)])
+    vsq = torch.cat([v.pow(2).sum(1) for _, _, v in _chunks(model, 1, torch.float64)]).cpu()
     gram = _Gram(model)
     s, s1 = torch.zeros(B, n, dtype=torch.float64), torch.zeros(B, n, dtype=torch.float64)
-    u = x.reshape(B, -1) * sig[0] - model.center.double()
+    u = x.reshape(B, -1).cpu() * sig[0] - _centre(model)
     calls = 2 * (len(sig) - 1) - (sig[-1] == 0)
 
     def call(u, s, known, sigma, step, left):
@@ -209,4 +219,4 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
                     gram.rows)
         else:
             u = u1
-    return (u + model.center.double()).reshape(x.shape)
+    return (u + _centre(model)).reshape(x.shape).to(x.device)
