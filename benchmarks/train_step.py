@@ -11,7 +11,8 @@ weights. memgen's side is :func:`neural.train` itself (measurement off, its step
 per-step callback); the plain side is the loop written out below. They run alternately for
 ``--rounds`` rounds; each round's images/s is the median over the steps after the first two
 (warm-up), and the reported figure is the median over rounds. ``overhead`` is
-``plain images/s / memgen images/s - 1``. Both sides run on ``--threads`` CPU threads (memgen's
+``plain images/s / memgen images/s - 1``; ``cpu_overhead`` the same by the CPU time of the process
+(per step, less sensitive to other jobs on a shared machine than the wall clock). Both sides run on ``--threads`` CPU threads (memgen's
 ``train.threads``, 1 by default; the plain loop under :func:`memgen.threads.cpu_threads`).
 ``first_step_s``: seconds from the start of a round to its first step (memgen's includes opening the
 run folder and loading the data; with ``--compile`` it is mostly the compilation). The load average
@@ -50,31 +51,39 @@ def config(args, steps: int) -> dict:
     }
 
 
-def rate(args, start: float, stamps: list) -> tuple[float, float]:
-    """``(images/s, first_step_s)``: the median per-step rate after the warm-up steps, and the time to the first."""
-    gaps = [b - a for a, b in zip(stamps[WARMUP:], stamps[WARMUP + 1:])]
-    return args.batch / statistics.median(gaps), stamps[0] - start
+def clock() -> tuple[float, float]:
+    """(wall-clock seconds, CPU seconds of this process)."""
+    return time.perf_counter(), time.process_time()
 
 
-def memgen_round(args) -> tuple[float, float]:
+def rate(args, start: tuple, stamps: list) -> tuple[float, float, float]:
+    """``(images/s, images per CPU second, first_step_s)``: the median per-step rates after the warm-up
+    steps (by the wall clock and by the process's CPU time), and the wall time to the first step."""
+    def median_rate(k):
+        gaps = [b[k] - a[k] for a, b in zip(stamps[WARMUP:], stamps[WARMUP + 1:])]
+        return args.batch / max(statistics.median(gaps), 1e-9)
+    return median_rate(0), median_rate(1), stamps[0][0] - start[0]
+
+
+def memgen_round(args) -> tuple[float, float, float]:
     """Images/s of :func:`neural.train` over ``args.steps`` steps, and its time to the first step."""
     from neural import train
     stamps = []
-    start = time.perf_counter()
+    start = clock()
     with tempfile.TemporaryDirectory() as tmp:
         train(config(args, args.steps), os.path.join(tmp, "run"), metrics=False,
-              callback=lambda step, loss: stamps.append(time.perf_counter()))
+              callback=lambda step, loss: stamps.append(clock()))
     return rate(args, start, stamps)
 
 
-def plain_round(args) -> tuple[float, float]:
+def plain_round(args) -> tuple[float, float, float]:
     """Images/s of the same training written as a plain PyTorch loop, and its time to the first step."""
     import memgen.data
     from neural.config import as_config
     from neural.presets import model_from_config
     cfg = as_config(config(args, args.steps))
     device = torch.device(args.device)
-    start = time.perf_counter()
+    start = clock()
     data = memgen.data.load(args.data, **data_params(args))
     y_all = data.x[torch.as_tensor(data.split.train)].to(device)
     torch.manual_seed(0)
@@ -109,7 +118,7 @@ def plain_round(args) -> tuple[float, float]:
                 pe.lerp_(pm, 1 - decay)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
+        stamps.append(clock())
     return rate(args, start, stamps)
 
 
@@ -131,8 +140,7 @@ def main(argv=None) -> dict:
     if args.steps < WARMUP + 3 or args.rounds < 1:
         p.error(f"--steps must be >= {WARMUP + 3} and --rounds >= 1")
     load = os.getloadavg()
-    rates = {"memgen": [], "plain": []}
-    first = {"memgen": [], "plain": []}
+    rates, cpu_rates, first = ({"memgen": [], "plain": []} for _ in range(3))
     cuda = torch.device(args.device).type == "cuda"
     peak = {}
     for _ in range(args.rounds):
@@ -140,8 +148,9 @@ def main(argv=None) -> dict:
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             with cpu_threads(args.threads):
-                r, f = fn(args)
+                r, c, f = fn(args)
             rates[name].append(r)
+            cpu_rates[name].append(c)
             first[name].append(f)
             if cuda:
                 peak[name] = max(peak.get(name, 0), torch.cuda.max_memory_allocated() / 2 ** 20)
@@ -150,13 +159,15 @@ def main(argv=None) -> dict:
     res = {"args": vars(args), "threads": threads, "load_average_before": load,
            "load_average_after": os.getloadavg(),
            "memgen_images_per_s": statistics.median(rates["memgen"]), "plain_images_per_s": statistics.median(rates["plain"]),
-           "rounds": rates, "first_step_s": first, "peak_gpu_mib": peak or None}
+           "rounds": rates, "cpu_rounds": cpu_rates, "first_step_s": first, "peak_gpu_mib": peak or None}
     res["overhead"] = res["plain_images_per_s"] / res["memgen_images_per_s"] - 1
+    res["cpu_overhead"] = statistics.median(cpu_rates["plain"]) / statistics.median(cpu_rates["memgen"]) - 1
     what = f"{args.size}x{args.size} Mondrian" if args.data == "mondrian" else "8x8 digits"
     print(f"{args.preset} on {what}, batch {args.batch}, {args.device}, compile {args.compile},"
           f" channels_last {args.channels_last}, {args.precision}, {res['threads']} threads, load {load[0]:.1f}:"
           f" memgen {res['memgen_images_per_s']:.1f} images/s, plain loop {res['plain_images_per_s']:.1f} images/s,"
-          f" overhead {100 * res['overhead']:+.1f}% (target <= +5%); rounds {rates}; first step (s) {first}")
+          f" overhead {100 * res['overhead']:+.1f}% (target <= +5%); by CPU time {100 * res['cpu_overhead']:+.1f}%;"
+          f" rounds {rates}; CPU rounds {cpu_rates}; first step (s) {first}")
     from memgen.runs import atomic_write_json, versions
     atomic_write_json(args.out, {**res, "versions": versions()})
     return res
