@@ -92,7 +92,7 @@ def sample(model, noise, sigmas, *, method: str = "heun", generator: torch.Gener
         reuse: Heun steps that stop touching every training point once the posterior has collapsed,
             for models with that capability (``model.sample_reusing``, e.g. ``toymodels.EmpiricalDenoiser``:
             same samples as the plain sampler up to a certified dropped weight ``< n tol`` per call);
-            ``record`` (a list) then receives one dict per denoiser call, saying which were full passes.
+            ``record`` (a list) then receives one dict per denoiser call, saying how many queries took a full pass.
     """
     function(model, "model", "a denoiser model(x, sigma)")
     return_trajectory = flag(return_trajectory, "return_trajectory")

@@ -121,6 +121,12 @@ class Run:
     elapsed: float = 0.0                     # seconds of training before this process started
     data_sha256: str | None = None           # fingerprint of the training data (neural.rundir), kept in latest.pt
 
+    def __post_init__(self):
+        # the tensors the EMA reads and writes, listed once (walking the module tree every step costs
+        # more than a small network's step on CPU)
+        self.ema_tensors = (list(self.ema.parameters()), list(self.model.parameters()),
+                            list(self.ema.buffers()), list(self.model.buffers()))
+
     def state_dict(self, cfg: Config, shape, num_classes, *, full: bool) -> dict:
         """What a checkpoint holds: weights and EMA (grid checkpoints), plus what resuming needs (``full``)."""
         out = {"step": self.step, "config": cfg.to_dict(), "shape": list(shape), "num_classes": num_classes,
@@ -181,13 +187,24 @@ def resume(run: Run, state: dict | None, run_dir: Path, ctx: Context) -> bool:
     return True
 
 
-def ema_update(ema, model, decay: float) -> None:
+def ema_update(run: Run, decay: float) -> None:
     """``theta_ema <- decay theta_ema + (1 - decay) theta`` (buffers copied)."""
+    ema_params, params, ema_buffers, buffers = run.ema_tensors
     with torch.no_grad():
-        for pe, pm in zip(ema.parameters(), model.parameters()):
+        for pe, pm in zip(ema_params, params):
             pe.lerp_(pm, 1 - decay)
-        for be, bm in zip(ema.buffers(), model.buffers()):
+        for be, bm in zip(ema_buffers, buffers):
             be.copy_(bm)
+
+
+def seed_global(seed: int, device: torch.device) -> None:
+    """Seed the global generator that dropout draws from on ``device``. On CPU only the CPU generator:
+    :func:`torch.manual_seed` also queues seeds for every lazily initialised accelerator, recording a
+    stack trace each time, which costs more than a small network's step."""
+    if device.type == "cpu":
+        torch.default_generator.manual_seed(seed)
+    else:
+        torch.manual_seed(seed)
 
 
 def train(config, run_dir, *, metrics=None, callback=None) -> Path:
@@ -275,7 +292,7 @@ def optimizer_step(run: Run, cfg: Config, td: TrainingData, order: DataOrder, lo
     shard = ctx.shard(t.batch_size)
     local = torch.as_tensor(order.indices(k), device=device)[shard]
     g = torch.Generator(device).manual_seed(derived_seed(t.seed, k))
-    torch.manual_seed(derived_seed(t.seed, k, ctx.rank))
+    seed_global(derived_seed(t.seed, k, ctx.rank), device)
     draws = loss_fn.draw(t.batch_size, td.data.shape, g, device)
     if t.warmup_steps:
         for group in run.opt.param_groups:
@@ -290,7 +307,7 @@ def optimizer_step(run: Run, cfg: Config, td: TrainingData, order: DataOrder, lo
     if t.grad_clip:
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip)
     run.opt.step()
-    ema_update(run.ema, run.model, min(t.ema_decay, (1 + k) / (10 + k)))
+    ema_update(run, min(t.ema_decay, (1 + k) / (10 + k)))
     run.loss_sum += loss.detach().double()
     run.loss_count += 1
     run.step += 1

@@ -195,3 +195,17 @@ def test_class_conditional_run_is_measured_with_each_probes_label(tmp_path):
         np.testing.assert_allclose(last[name], ref, rtol=1e-5)
         assert not np.allclose(ref, wrong, rtol=1e-5)
     assert {r["group"] for r in last["replicates_by_group"]} == {"all", 0, 1}
+
+
+def test_per_step_seed_draws_what_torch_manual_seed_draws():
+    """The step's dropout seeding on CPU (the CPU generator only) draws exactly what torch.manual_seed does."""
+    from neural.training import seed_global
+    drop = torch.nn.Dropout(0.3)
+    for seed in (0, 12345, 2 ** 62 + 7):
+        torch.manual_seed(seed)
+        want = torch.rand(5), torch.randn(3), drop(torch.ones(64))
+        torch.manual_seed(seed + 1)
+        torch.randn(1)                                   # leave a cached normal behind
+        seed_global(seed, torch.device("cpu"))
+        got = torch.rand(5), torch.randn(3), drop(torch.ones(64))
+        assert all(torch.equal(a, b) for a, b in zip(got, want))

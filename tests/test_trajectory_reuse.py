@@ -1,9 +1,11 @@
 """Heun trajectories that reuse logits after the collapse equal the plain sampler's full passes."""
+import numpy as np
 import pytest
 import torch
 
 from memgen import edm_sigmas, sample
 from toymodels import EmpiricalDenoiser, GaussianDenoiser
+from toymodels.trajectory_kernels import combine, dense_weights, kept_points
 
 
 def _clustered(n, d, seed):
@@ -23,9 +25,10 @@ def test_same_samples_as_full_passes(n, d, seed):
     ref = sample(model, noise, sigmas)
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
     assert float((got - ref).abs().max()) < 1e-9                      # float64: far below the stated 1e-5
-    assert len(record) == 35 and record[0]["full"]
+    assert len(record) == 35 and record[0]["full"] == 40
     full = [r["full"] for r in record]
     assert not all(full)                                              # the collapsed tail reused the logits
+    assert any(0 < f < 40 for f in full)                              # some queries collapsed before others
     assert all(r["dropped"] <= n * 1e-12 for r in record)             # the certified bound per call
     assert [r["step"] for r in record] == [i for i in range(18) for _ in range(2 if i < 17 else 1)]
 
@@ -38,3 +41,64 @@ def test_reuse_refuses_other_models_and_methods():
         sample(EmpiricalDenoiser(y), noise, edm_sigmas(5, 0.01, 10.0), method="euler", reuse=True)
     with pytest.raises(ValueError, match="tol"):
         sample(EmpiricalDenoiser(y), noise, edm_sigmas(5, 0.01, 10.0), reuse=True, tol=0)
+
+
+def test_float32_model_matches_its_full_passes_and_float64_points():
+    y, noise = _clustered(300, 96, 3)
+    y32 = y.float()
+    sigmas = edm_sigmas(18, 0.002, 80.0)
+    model = EmpiricalDenoiser(y32, kernel="torch", budget=2 ** 18)
+    got = sample(model, noise.float(), sigmas, reuse=True)
+    ref = sample(model, noise.float(), sigmas)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+    exact = sample(EmpiricalDenoiser(y32.double(), kernel="torch"), noise, sigmas)
+    nearest = lambda x: torch.cdist(x.double(), y32.double()).argmin(1)     # noqa: E731
+    assert torch.equal(nearest(got), nearest(exact)) and torch.equal(nearest(ref), nearest(exact))
+
+
+@pytest.mark.parametrize("store", ["numpy", "shifted"])
+def test_stores_that_are_centred_per_chunk(store):
+    """A numpy store and a set far from the origin (both centred chunk by chunk, not read in place)."""
+    y, noise = _clustered(200, 64, 4)
+    if store == "shifted":
+        y = y + 3.0
+    train = y.numpy() if store == "numpy" else y
+    model = EmpiricalDenoiser(train, kernel="torch", budget=2 ** 18)
+    sigmas = edm_sigmas(12, 0.002, 80.0)
+    record = []
+    got = sample(model, noise + (3.0 / 80 if store == "shifted" else 0), sigmas, reuse=True, record=record)
+    ref = sample(model, noise + (3.0 / 80 if store == "shifted" else 0), sigmas)
+    assert float((got - ref).abs().max()) < 1e-9 and not all(r["full"] for r in record)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kernels_against_numpy(seed):
+    rng = np.random.default_rng(seed)
+    B, n, cap = 5, 40, 6
+    s = rng.normal(size=(B, n)) * rng.choice([0.1, 10.0], size=(B, 1))
+    vsq = rng.uniform(0, 3, size=n)
+    cut = -float(rng.uniform(0.5, 30))
+    idx, rel, top = np.zeros((B, cap), np.int64), np.zeros((B, cap)), np.zeros(B)
+    count = kept_points(s, vsq, cut, idx, rel, top)
+    z = 2 * s - vsq
+    np.testing.assert_array_equal(top, z.max(1))
+    for r in range(B):
+        want = np.flatnonzero(z[r] - z[r].max() >= cut)
+        assert count[r] == want.size
+        k = min(cap, want.size)
+        np.testing.assert_array_equal(idx[r, :k], want[:k])
+        np.testing.assert_allclose(rel[r, :k], z[r, want[:k]] - z[r].max(), rtol=0, atol=1e-12)
+    rows = np.array([3, 0])
+    out = np.zeros((2, n), np.float32)
+    scale = float(rng.uniform(0.01, 5))
+    dense_weights(s, rows, vsq, top, scale, out)
+    want = torch.softmax(torch.from_numpy(scale * z[rows]), 1).numpy()
+    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-7)
+    gram = rng.normal(size=(7, n))
+    gidx, gcoef = rng.integers(0, 7, size=(2, 3)), rng.normal(size=(2, 3))
+    gcoef[1, 2] = 0.0
+    x, y = rng.normal(size=(B, n)), rng.normal(size=(B, n))
+    want = x.copy()
+    want[rows] = 0.7 * x[rows] - 0.2 * y[rows] - np.einsum("ik,ikj->ij", gcoef, gram[gidx])
+    combine(x, x, 0.7, y, -0.2, rows, gidx, gcoef, gram)                 # in place, as the sampler does
+    np.testing.assert_allclose(x, want, rtol=0, atol=1e-12)

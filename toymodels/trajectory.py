@@ -1,82 +1,141 @@
 """Exact probability-flow trajectories of the empirical denoiser that stop touching every training
-point once the posterior has collapsed.
+point once a query's posterior has collapsed.
 
 Every Euler/Heun update is an affine combination of the state and denoiser outputs whose
 coefficients sum to one, ``x_new = a x + sum_i b_i D_i``, so in coordinates centred on the training
 mean ``c`` (``u = x - c``, ``v_j = y_j - c``) the dot products ``s_j = u . v_j`` that make the logits
 ``l_j = (2 s_j - ||v_j||^2) / (2 sigma^2)`` (up to a per-query constant) follow the same
-combination: ``s_j(u_new) = a s_j(u) + sum_i b_i (D_i - c) . v_j``. A denoiser output is formed from
-the kept points only, ``D~ = sum_{k in K} w_k y_k / sum_{k in K} w_k``, ``K`` = the points whose weight is at
-least ``tol`` times the largest, so ``(D~ - c) . v_j = sum_{k in K} w~_k G[k, j]`` needs only the rows
-of the Gram matrix ``G = V V^T`` of kept points (shared by all queries and cached for the whole
-trajectory). A call is a *full pass* (one GEMM over all n points) when these products are not known
-or when computing them would cost more than the pass.
+combination: ``s_j(u_new) = a s_j(u) + sum_i b_i (D_i - c) . v_j``. A query whose weight sits on
+few points, ``K`` = the points with weight at least ``tol`` times the largest, ``|K| <= d / 64``, takes
+its output from them alone, ``D~ = sum_{k in K} w_k y_k / sum_{k in K} w_k``, so that
+``(D~ - c) . v_j = sum_{k in K} w~_k G[k, j]`` needs only the rows of the Gram matrix ``G = V V^T`` of
+kept points (shared by all queries and cached for the whole trajectory); its next logits cost two
+passes over its ``n`` products instead of a GEMM over ``n x d``. Each query is decided alone, at
+each call: it takes a *full pass* (its row of one GEMM over all n points) when its products are not
+known, and its output is the usual weighted sum over all n points (a GEMM, nothing dropped) while
+its posterior is spread over more than ``d / 64`` points. New Gram rows are computed only when their
+cost (a float64 row each) is repaid by the passes they save over the calls left.
 
-What is certified, per call: the logits of every training point are exact (float64 arithmetic on
-exact inputs: the last full pass's GEMM products in the model's dtype, and float64 Gram rows); the
-weight dropped from ``D~`` is below ``n tol`` of the total, so ``|D~ - D| <= 2 n tol R`` (R: the
-largest ``|v_j|``), reported per call as ``dropped``. Trajectories are not certified beyond that:
-near a tie between training points the flow amplifies any difference, rounding included.
+What is certified, per call and query: every logit is computed, none is skipped (float64 arithmetic
+on exact inputs: the products of the query's last full pass, which are the model's GEMM in its dtype,
+then float64 Gram rows and float64 squared norms); the weight dropped from ``D~`` is below
+``(n - |K|) tol`` of the total, so ``|D~ - D| <= 2 n tol R`` (R: the largest ``|v_j|``); the record
+reports that bound per call as ``dropped``. Trajectories are not certified beyond that: near a tie
+between training points the flow amplifies any difference, rounding included, so two correct float32
+runs (or a float32 and a float64 run) can end a few queries on different training points.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from memgen.checks import as_batch, as_tensor, positive
-from memgen.pairwise import centred_chunks, chunk_length
+from memgen.pairwise import centred_chunks, chunk_length, uses_raw_rows
 
 from .empirical import EmpiricalDenoiser
 
+GRAM_COST = 3
+"""Cost of one float64 Gram row in full-pass rows (a float64 GEMM runs at about a third of float32's rate)."""
+
+
+def sparse_limit(d: int) -> int:
+    """Most kept points of a query whose logits are carried: the two passes over its ``n`` products
+    plus ``|K|`` Gram rows read per call stay below the ``2 d`` flops per point of a full pass."""
+    return max(1, d // 64)
+
+
+def _chunks(model: EmpiricalDenoiser, batch: int, dtype: torch.dtype, raw: bool = False):
+    """``(j0, j1, v)``: the training points centred in ``dtype``, chunked within the model's budget; with
+    ``raw`` the rows ``y_j`` themselves, read in place (see :func:`_raw`)."""
+    d = model.center.shape[0]
+    itemsize = torch.finfo(dtype).bits // 8
+    c = chunk_length(batch, model.n, itemsize, model.budget, 2, row_bytes=0 if raw else d * itemsize)
+    if raw:
+        return ((j0, min(j0 + c, model.n), model.store[j0:j0 + c]) for j0 in range(0, model.n, c))
+    return centred_chunks(model.store, model.center.double(), c, dtype)
+
+
+def _raw(model: EmpiricalDenoiser) -> bool:
+    """Whether the GEMMs of a pass read the rows in place (:func:`memgen.pairwise.uses_raw_rows`): then
+    ``u . v_j = u . y_j - u . c`` and ``sum_j w_j v_j = sum_j w_j y_j - (sum_j w_j) c``, the shifts in float64."""
+    return uses_raw_rows(model.store, model.dtype, model.center, model.radius)
+
+
+def _centre(model: EmpiricalDenoiser) -> torch.Tensor:
+    return model.center.double().cpu()
+
+
+def _centred_rows(model: EmpiricalDenoiser, idx: np.ndarray) -> torch.Tensor:
+    """``y_k - c`` for the points ``idx``, float64 on the CPU."""
+    y = model.store
+    if isinstance(y, torch.Tensor):
+        rows = y[torch.from_numpy(idx).to(y.device)]
+    else:
+        rows = torch.from_numpy(np.asarray(y[idx]))
+    return rows.double().cpu() - _centre(model)
+
 
 class _Gram:
-    """Cached rows ``G[k, :] = v_k . v`` (float64) of the centred training points."""
+    """Cached rows ``G[k, :] = v_k . v`` (float64) of the centred training points; ``slot[k]`` is the
+    row of point k in ``rows`` (-1 until computed)."""
 
     def __init__(self, model: EmpiricalDenoiser):
-        self.model, self.rows, self.pos = model, None, {}
+        self.model, self.size = model, 0
+        self.slot = np.full(model.n, -1, np.int64)
+        self.rows = np.zeros((0, model.n))
 
-    def new(self, idx: torch.Tensor) -> list[int]:
-        return [int(k) for k in idx.tolist() if int(k) not in self.pos]
-
-    def add(self, new: list[int]):
-        if not new:
+    def add(self, new: np.ndarray):
+        if new.size == 0:
             return
-        m = self.model
-        vk = _centred_rows(m, torch.tensor(new)).double()
-        block = torch.cat([vk @ v.double().T for _, _, v in _chunks(m, vk.shape[0])], 1)
-        self.rows = block if self.rows is None else torch.cat([self.rows, block])
-        for k in new:
-            self.pos[k] = len(self.pos)
-
-    def take(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.rows[torch.tensor([self.pos[int(k)] for k in idx.tolist()], dtype=torch.long)]
-
-
-def _chunks(model: EmpiricalDenoiser, batch: int):
-    c = chunk_length(batch, model.n, 8, model.budget, 2, row_bytes=model.center.shape[0] * 8)
-    return centred_chunks(model.store, model.center.double(), c, model.dtype)
+        vk = _centred_rows(self.model, new).to(self.model.center.device)
+        block = torch.cat([vk @ v.T for _, _, v in _chunks(self.model, new.size, torch.float64)], 1).cpu().numpy()
+        if self.size + new.size > self.rows.shape[0]:
+            grown = np.zeros((max(2 * self.rows.shape[0], self.size + new.size), self.model.n))
+            grown[:self.size] = self.rows[:self.size]
+            self.rows = grown
+        self.rows[self.size:self.size + new.size] = block
+        self.slot[new] = np.arange(self.size, self.size + new.size)
+        self.size += new.size
 
 
-def _centred_rows(model: EmpiricalDenoiser, idx: torch.Tensor) -> torch.Tensor:
-    y = model.store
-    rows = y[idx] if isinstance(y, torch.Tensor) else torch.from_numpy(y[idx.numpy()])
-    return rows.double() - model.center.double()
+def _full_pass(model: EmpiricalDenoiser, u: torch.Tensor, rows: np.ndarray, s: torch.Tensor):
+    """``s[rows] = u[rows] . v_j`` by one GEMM pass in the model's dtype, stored in float64."""
+    r = torch.from_numpy(rows)
+    every = rows.size == s.shape[0]
+    dst = s if every else torch.empty(rows.size, s.shape[1], dtype=torch.float64)
+    uq = u[r].to(model.center.device, model.dtype)
+    raw = _raw(model)
+    shift = (u[r] @ _centre(model)).unsqueeze(1) if raw else torch.zeros(1, 1, dtype=torch.float64)
+    for j0, j1, v in _chunks(model, rows.size, model.dtype, raw):
+        torch.sub((uq @ v.T).cpu(), shift, out=dst[:, j0:j1])
+    if not every:
+        s[r] = dst
 
 
-def _full_pass(model: EmpiricalDenoiser, u: torch.Tensor) -> torch.Tensor:
-    """``s = u . v_j`` ``[B, n]`` by one GEMM pass in the model's dtype, stored in float64."""
-    uq = u.to(model.dtype)
-    return torch.cat([(uq @ v.T).double() for _, _, v in _chunks(model, u.shape[0])], 1)
+def _dense_mean(model: EmpiricalDenoiser, w: torch.Tensor) -> torch.Tensor:
+    """``sum_j w_j v_j`` [b, d] (float64) for weights ``w`` [b, n] in the model's dtype, by one GEMM pass."""
+    acc = torch.zeros(w.shape[0], model.center.shape[0], dtype=torch.float64)
+    raw = _raw(model)
+    wd = w.to(model.center.device)
+    for j0, j1, v in _chunks(model, w.shape[0], model.dtype, raw):
+        acc += (wd[:, j0:j1] @ v).double().cpu()
+    return acc - w.sum(1, keepdim=True, dtype=torch.float64) * _centre(model) if raw else acc
 
 
 def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-12, record: list | None = None):
     """Heun sampling of the probability-flow ODE (as :func:`memgen.samplers.sample_heun`: a plain Euler
     step onto sigma = 0) with ``D*`` computed as in the module doc. Returns the samples (float64).
 
-    ``tol``: relative weight below which a point is dropped from a denoiser output. ``record``: a list
-    that receives one dict per denoiser call: ``step``, ``sigma``, ``full`` (whether it was a full
-    pass), ``kept`` (most kept points of a query), ``union`` (kept points over all queries) and
-    ``dropped`` (largest dropped weight fraction). Memory: three ``[B, n]`` float64 matrices and the
-    cached Gram rows ``[|union|, n]``.
+    ``tol``: relative weight below which a point is dropped from a collapsed query's output. ``record``:
+    a list that receives one dict per denoiser call: ``step``, ``sigma``, ``full`` (queries that took a
+    full pass), ``dense`` (queries whose output was a GEMM over all points), ``carried`` (queries whose
+    products the next call reuses), ``kept`` (most kept points of a query) and ``dropped`` (the bound
+    ``(n - |K|) tol / sum_K w`` on the dropped weight fraction, largest over the queries). The GEMMs run
+    where the model's points are; the products and the bookkeeping stay on the CPU. Memory: two
+    ``[B, n]`` float64 matrices of products, ``[B, n]`` blocks for the queries that need a GEMM, and the
+    cached Gram rows ``[rows, n]``.
     """
     if not isinstance(model, EmpiricalDenoiser) or type(model).forward is not EmpiricalDenoiser.forward:
         raise TypeError(f"model: expected a toymodels.EmpiricalDenoiser, got {type(model).__name__}")
@@ -85,50 +144,79 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
     sig = [float(s) for s in as_tensor(sigmas, "sigmas", dtype=torch.float64).reshape(-1)]
     if len(sig) < 2 or any(a <= b for a, b in zip(sig, sig[1:])) or sig[-1] < 0:
         raise ValueError("sigmas: need at least two strictly decreasing, non-negative noise levels")
+    from .trajectory_kernels import combine, dense_weights, kept_points
+
     B = x.shape[0]
-    d = model.center.shape[0]
-    vsq = model.sqnorm.double()
-    center = model.center.double()
+    n, d = model.n, model.center.shape[0]
+    limit = sparse_limit(d)
+    vsq = torch.cat([v.pow(2).sum(1) for _, _, v in _chunks(model, 1, torch.float64)]).cpu()
     gram = _Gram(model)
-    u = x.reshape(B, -1) * sig[0] - center
+    s, s1 = torch.zeros(B, n, dtype=torch.float64), torch.zeros(B, n, dtype=torch.float64)
+    u = x.reshape(B, -1).cpu() * sig[0] - _centre(model)
+    calls = 2 * (len(sig) - 1) - (sig[-1] == 0)
 
-    def call(u, s, sigma, step):
-        """``(D~ - c, s(u), P = (D~ - c) . v or None)``; ``s`` is None when it needs a full pass."""
-        full = s is None
-        if full:
-            s = _full_pass(model, u)
-        logits = (2 * s - vsq) / (2 * sigma ** 2)
-        w = torch.softmax(logits, 1)
-        keep = w >= tol * w.amax(1, keepdim=True)
-        union = keep.any(0).nonzero().reshape(-1)
-        wk = torch.where(keep[:, union], w[:, union], torch.zeros((), dtype=w.dtype))
-        dropped = 1 - wk.sum(1)
-        wk = wk / wk.sum(1, keepdim=True)
-        den = wk @ _centred_rows(model, union)
-        new = gram.new(union)
-        P = None
-        nnz = int(keep.sum())
-        # new Gram rows cost at most two passes (repaid by their reuse at later calls); products far cheaper
-        if len(new) <= 2 * B and 4 * nnz <= B * d:
-            gram.add(new)
-            P = torch.sparse.mm(wk.to_sparse(), gram.take(union))
+    def call(u, s, known, sigma, step, left):
+        """``(D - c [B, d], carried [B] bool, Gram slots [B, limit], weights [B, limit])``; rows of ``s``
+        not ``known`` are filled by a full pass first."""
+        todo = np.flatnonzero(~known)
+        if todo.size:
+            _full_pass(model, u, todo, s)
+        idx, rel, top = np.zeros((B, limit), np.int64), np.zeros((B, limit)), np.zeros(B)
+        count = kept_points(s.numpy(), vsq.numpy(), 2 * sigma ** 2 * math.log(tol), idx, rel, top)
+        sparse = count <= limit
+        valid = np.arange(limit) < count[:, None]
+        w = np.where(valid & sparse[:, None], np.exp(rel / (2 * sigma ** 2)), 0.0)
+        total = np.maximum(w.sum(1), 1.0)                    # the largest weight is exp(0) = 1
+        dropped = np.where(sparse, (n - count) * tol / total, 0.0)
+        w /= total[:, None]
+        den = torch.zeros(B, d, dtype=torch.float64)
+        dense = np.flatnonzero(~sparse)
+        if dense.size:
+            w_dense = torch.empty(dense.size, n, dtype=model.dtype)
+            dense_weights(s.numpy(), dense, vsq.numpy(), top, 1 / (2 * sigma ** 2), w_dense.numpy())
+            den[torch.from_numpy(dense)] = _dense_mean(model, w_dense)
+        kept = idx[valid & sparse[:, None]]
+        points, inverse = np.unique(kept, return_inverse=True)
+        if points.size:
+            rows, cols = np.nonzero(valid & sparse[:, None])
+            coo = torch.sparse_coo_tensor(np.stack([rows, inverse.reshape(-1)]), w[rows, cols], (B, points.size),
+                                          check_invariants=True)
+            den += torch.sparse.mm(coo, _centred_rows(model, points))
+        carried = np.zeros(B, bool)
+        if left and points.size:
+            new = points[gram.slot[points] < 0]
+            needing = np.isin(idx, new) & valid
+            gain = int((needing.any(1) & sparse).sum()) * left
+            if GRAM_COST * new.size <= gain:
+                gram.add(new)
+            carried = sparse & ~((gram.slot[idx] < 0) & valid).any(1)
+        slots = np.where(valid, gram.slot[idx], 0).clip(min=0)
         if record is not None:
-            record.append({"step": step, "sigma": sigma, "full": full, "kept": int(keep.sum(1).max()),
-                           "union": len(union), "dropped": float(dropped.max())})
-        return den, s, P
+            record.append({"step": step, "sigma": sigma, "full": int(todo.size), "dense": int(dense.size),
+                           "carried": int(carried.sum()), "kept": int(count.max()),
+                           "dropped": float(dropped.max())})
+        return den, carried, slots, np.where(valid, w, 0.0)
 
-    s = None
+    known = np.zeros(B, bool)
+    done = 0
     for i in range(len(sig) - 1):
         h = sig[i + 1] - sig[i]
-        den, s, P = call(u, s, sig[i], i)
         a = h / sig[i]                                  # x' = x + (x - D) h / sigma
+        done += 1
+        den, c0, g0, w0 = call(u, s, known, sig[i], i, calls - done)
         u1 = u + (u - den) * a
-        s1 = None if P is None else s + (s - P) * a
+        r0 = np.flatnonzero(c0)
+        combine(s1.numpy(), s.numpy(), 1 + a, s.numpy(), 0.0, r0, g0[r0], a * w0[r0], gram.rows)
         if sig[i + 1] > 0:
-            den1, s1, P1 = call(u1, s1, sig[i + 1], i)
+            done += 1
+            den1, c1, g1, w1 = call(u1, s1, c0, sig[i + 1], i, calls - done)
             b = h / sig[i + 1]
             u = u + 0.5 * ((u - den) * a + (u1 - den1) * b)
-            s = None if P is None or P1 is None else s + 0.5 * ((s - P) * a + (s1 - P1) * b)
+            known = c0 & c1                            # s(u_new) = s + (a (s - P) + b (s1 - P1)) / 2
+            r = np.flatnonzero(known)
+            combine(s.numpy(), s.numpy(), 1 + 0.5 * a, s1.numpy(), 0.5 * b, r,
+                    np.concatenate([g0[r], g1[r]], 1), np.concatenate([0.5 * a * w0[r], 0.5 * b * w1[r]], 1),
+                    gram.rows)
         else:
-            u, s = u1, s1
-    return (u + center).reshape(x.shape)
+            u = u1
+    return (u + _centre(model)).reshape(x.shape).to(x.device)
