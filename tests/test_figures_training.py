@@ -10,10 +10,10 @@ import pytest
 from compare.errors import common_noise, generalization_gap
 from compare.records import read_csv
 from compare.timescales import timescales
-from figures.claims.timescale_runs import digits_setup, mlp_setup, run_config
-from figures.run_metrics import METRICS
+from figures.claims.networks import trained
+from figures.claims.timescale_runs import digits_setup, mlp_setup, run_overrides
 from figures.side_by_side import side_by_side, split
-from neural import load_denoiser, train
+from neural import load_denoiser
 from neural.checkpoint import read_metrics
 
 
@@ -44,8 +44,7 @@ def timescale_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("timescales")
     setups = [mlp_setup(8, (4, 8, 16), steps_per_n=2, samples=64, n_val=64),
               digits_setup((4, 8, 16), steps_per_n=2, samples=32, batch_max=8)]
-    runs = {(s["name"], n): train(run_config(s, n, seed=0), out / f"{k}-{n}", metrics=METRICS)
-            for k, s in enumerate(setups) for n in s["sizes"]}
+    runs = {(s["name"], n): trained(out, run_overrides(s, n), 0) for s in setups for n in s["sizes"]}
     return setups, runs
 
 

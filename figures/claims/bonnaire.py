@@ -24,11 +24,10 @@ import numpy as np
 from compare.records import Records
 from compare.timescales import fit_tau_mem, timescales
 from figures import rf_spectrum, rf_timescales
-from figures.run_metrics import METRICS
-from figures.claims.timescale_runs import digits_setup, mlp_setup, run_config
+from figures.claims.timescale_runs import digits_setup, mlp_setup, run_overrides
 
 from .base import Claim, Outcome, new_figure, progress_bar, save_figure, fmt, fmt_interval
-from .networks import run_folder
+from .networks import trained
 from .verdicts import interval_check, verdict
 
 PAPER = "Bonnaire et al."
@@ -43,13 +42,10 @@ def _setup(s: dict) -> dict:
 
 
 def timescale_window(s: dict, out: Path, seeds, progress: bool) -> Outcome:
-    from neural import train
-
     setup = _setup(s)
     rows = Records()
     for seed, n in progress_bar([(sd, n) for sd in seeds for n in setup["sizes"]], 5, progress):
-        cfg = run_config(setup, n, seed=seed, threads=1, device="auto")
-        run = train(cfg, run_folder(out.parent / "runs", [setup["name"], str(n)], seed), metrics=METRICS)
+        run = trained(out.parent / "runs", run_overrides(setup, n), seed)
         ts = timescales(run, quality=setup["quality"], memorization="replicate_fraction", threshold=0.1)
         rows.append({"seed": seed, "n": n, "tau_mem": ts["tau_mem"], "tau_gen": ts["tau_gen"], "run": str(run)})
     fits = {}

@@ -50,6 +50,11 @@ def _overrides(s: dict, data: dict, batch: int, width: int) -> list:
             f"measure.samples={s['samples']}", f"measure.batch_size={s['samples']}"]
 
 
+def _width(s: dict, data: dict) -> int:
+    """The width of the batch sweep (and of claim 12) on ``data``: its own ``width``, else the scale's."""
+    return data.get("width", s["width"])
+
+
 def _fit(x, tau, seed):
     try:
         return fit_tau_mem(x, tau, seed=seed)
@@ -62,7 +67,7 @@ def onset(s: dict, out: Path, seeds, progress: bool) -> Outcome:
             for kind, values in (("batch", s["batches"]), ("width", s["widths"])) for v in values]
     rows = Records()
     for data, seed, kind, v in progress_bar(runs, 11, progress):
-        b, w = (v, data.get("width", s["width"])) if kind == "batch" else (s["batch"], v)
+        b, w = (v, _width(s, data)) if kind == "batch" else (s["batch"], v)
         run = trained(out.parent / "runs", _overrides(s, data, b, w), seed)
         ts = timescales(run, memorization="replicate_fraction", threshold=0.1)
         rows.append({"data": data["name"], "seed": seed, "sweep": kind, "batch": b, "width": w,
@@ -87,7 +92,7 @@ def onset(s: dict, out: Path, seeds, progress: bool) -> Outcome:
                       + (f" (never memorized: {censored} of {len(rows.where(data=name))} runs)" if censored else ""))
         intervals.append(f"{fmt_interval(fb['slope_boot_lo'], fb['slope_boot_hi'])}; "
                          f"{fmt_interval(fw['slope_boot_lo'], fw['slope_boot_hi'])}")
-    widths = "/".join(str(d.get("width", s["width"])) for d in s["data_sets"])
+    widths = "/".join(str(_width(s, d)) for d in s["data_sets"])
     for ax, kind, fixed in zip(axes, ("batch", "width"), (f"width {widths}", f"batch {s['batch']}")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -103,8 +108,7 @@ def onset(s: dict, out: Path, seeds, progress: bool) -> Outcome:
 def fidelity_gap(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     curves = {}
     for data, seed in progress_bar([(d, sd) for d in s["data_sets"] for sd in seeds], 12, progress):
-        rows = read_metrics(trained(out.parent / "runs", _overrides(s, data, s["batch"], data.get("width", s["width"])),
-                                    seed))
+        rows = read_metrics(trained(out.parent / "runs", _overrides(s, data, s["batch"], _width(s, data)), seed))
         curves.setdefault(data["name"], []).append(
             [(r["step"], r["sliced_wasserstein_train"], r["sliced_wasserstein_val"], r["replicate_fraction"])
              for r in rows])

@@ -10,8 +10,6 @@ sizes below the batch the claim's settings fix it the same way, at the smallest 
 """
 from __future__ import annotations
 
-from neural import load_config
-
 
 def mlp_setup(d: int, sizes, *, steps_per_n: int = 200, batch_max: int = 512, samples: int = 1000,
               n_val: int = 2000, lr: float = 1e-3) -> dict:
@@ -38,9 +36,9 @@ def digits_setup(sizes, *, steps_per_n: int = 100, batch_max: int = 512, samples
                            f"measure.batch_size={samples}", "measure.fidelity=compare.fidelity:sliced_wasserstein"])
 
 
-def run_config(setup: dict, n: int, *, seed: int = 0, threads: int = 1, device: str = "auto"):
-    """The training config of one run: n points, ``min(n, batch_max)`` per batch, ``steps_per_n * n`` steps."""
-    return load_config(None, [*setup["overrides"], f"data.subset={n}", f"train.batch_size={min(n, setup['batch_max'])}",
-                              f"train.steps={setup['steps_per_n'] * n}", f"train.seed={seed}", f"measure.seed={seed}",
-                              f"train.threads={threads}", f"train.device={device}", "train.progress=false",
-                              f"train.save_every={setup['steps_per_n'] * n}"])
+def run_overrides(setup: dict, n: int) -> list:
+    """The overrides of one run (trained by :func:`figures.claims.networks.trained`, which adds the seed): the
+    set-up's, with n points, ``min(n, batch_max)`` per batch and ``steps_per_n * n`` steps."""
+    steps = setup["steps_per_n"] * n
+    return [*setup["overrides"], f"data.subset={n}", f"train.batch_size={min(n, setup['batch_max'])}",
+            f"train.steps={steps}", f"train.save_every={steps}"]
