@@ -178,32 +178,48 @@ def uses_raw_rows(y, dtype: torch.dtype, center: torch.Tensor, radius: float) ->
     return isinstance(y, torch.Tensor) and y.dtype == dtype and float(center.norm()) <= radius
 
 
-def shifted_distance_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor | None, offset: torch.Tensor,
-                            *, budget: int = DEFAULT_BUDGET, temporaries: int = 2, raw: bool = False):
-    """Yield ``(j0, j1, v, d2)`` with ``d2[b, j] = ||v_j||^2 - 2 u_b.v_j + offset_b`` for consecutive chunks.
+def point_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor | None, offset: torch.Tensor, *,
+                 budget: int = DEFAULT_BUDGET, temporaries: int = 2, raw: bool = False):
+    """``(rest, chunks)``: the per-query constant ``rest`` [B] (float64) of the distances, and an iterator of
+    ``(j0, j1, v, q)`` over consecutive chunks of the training points, ``q_j = ||v_j||^2`` in ``u``'s dtype,
+    such that ``||u_b - v_j||^2 - (||u_b||^2 - offset_b) = q_j - 2 u_b.v_j + rest_b``.
 
     ``u`` ``[B, d]`` are the centred queries, ``v_j = y_j - center`` the centred points (``v`` is the
     chunk ``[c, d]``, read from ``y``), ``v_sqnorm`` ``[n]`` their squared norms (None: computed per
-    chunk from ``v``, which also rejects NaN/inf in ``y``). With ``offset = ||u||^2`` this is
+    chunk from ``v``, which also rejects NaN/inf in ``y``). With ``offset = ||u||^2`` the left side is
     ``||u_b - v_j||^2``; any other per-query constant shifts every distance of that query alike
     (softmaxes, top-k and argmins do not change; see :func:`far_shift`). With ``raw``
     (:func:`uses_raw_rows`) the chunk ``v`` is the rows ``y_j`` themselves, read in place, and the
     shift by the centre goes into the per-query constant: ``-2 u.v_j = -2 u.y_j + 2 u.c``.
-    The budget covers ``temporaries`` ``[B, c]`` blocks and the ``[c, d]`` chunk buffer (none with ``raw``).
+    The chunk length leaves room in ``budget`` for ``temporaries`` ``[B, c]`` blocks and the ``[c, d]``
+    chunk buffer (none with ``raw``).
     """
     B, d = u.shape
     row_bytes = 0 if raw else d * u.element_size()
     c = chunk_length(B, y.shape[0], u.element_size(), budget, temporaries, row_bytes=row_bytes)
     if raw:
-        offset = offset + 2 * (u.double() @ center.double().to(u.device))
+        rest = offset + 2 * (u.double() @ center.double().to(u.device))
         chunks = ((j0, min(j0 + c, y.shape[0]), y[j0:j0 + c]) for j0 in range(0, y.shape[0], c))
     else:
+        rest = offset
         chunks = centred_chunks(y, center, c, u.dtype, u.device)
-    rest = offset.to(u.dtype).unsqueeze(1)
-    for j0, j1, v in chunks:
-        vsq = (centred_norms(v - center.to(v)) if raw else centred_norms(v)).to(u.dtype) if v_sqnorm is None \
-            else v_sqnorm[j0:j1]
-        d2 = torch.addmm(vsq.unsqueeze(0), u, v.T, beta=1, alpha=-2)
+
+    def with_norms():
+        for j0, j1, v in chunks:
+            q = v_sqnorm[j0:j1] if v_sqnorm is not None else \
+                (centred_norms(v - center.to(v)) if raw else centred_norms(v)).to(u.dtype)
+            yield j0, j1, v, q
+    return rest.double(), with_norms()
+
+
+def shifted_distance_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor | None, offset: torch.Tensor,
+                            *, budget: int = DEFAULT_BUDGET, temporaries: int = 2, raw: bool = False):
+    """Yield ``(j0, j1, v, d2)`` with ``d2[b, j] = ||v_j||^2 - 2 u_b.v_j + offset_b`` for consecutive chunks
+    (one ``addmm`` per chunk; the arguments as in :func:`point_chunks`)."""
+    rest, chunks = point_chunks(u, y, center, v_sqnorm, offset, budget=budget, temporaries=temporaries, raw=raw)
+    rest = rest.to(u.dtype).unsqueeze(1)
+    for j0, j1, v, q in chunks:
+        d2 = torch.addmm(q.unsqueeze(0), u, v.T, beta=1, alpha=-2)
         yield j0, j1, v, d2.add_(rest)
         del d2                                        # free this block before the next one is allocated
 

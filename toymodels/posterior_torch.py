@@ -24,9 +24,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
-from memgen.pairwise import DEFAULT_BUDGET, far_shift, shifted_distance_chunks, squared_norms, uses_raw_rows
+from memgen.pairwise import (DEFAULT_BUDGET, far_shift, point_chunks, shifted_distance_chunks, squared_norms,
+                             uses_raw_rows)
+
+from .posterior_block import fold_block, fused
 
 
 class State(NamedTuple):
@@ -63,14 +67,51 @@ def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Te
                     all_weights: bool = False, reserved: int = 0, raw: bool = False):
     """One pass over the training points ``y`` (``[n, d]``, tensor or numpy) for centred queries ``u``.
 
-    Streams ``d2 = ||u - v_j||^2 - lower`` (see :func:`memgen.pairwise.shifted_distance_chunks`;
+    Streams ``d2 = ||u - v_j||^2 - lower`` (see :func:`memgen.pairwise.point_chunks`;
     ``offset = ||u||^2 - lower``) and returns ``(State, extras)``; ``extras`` holds, on request,
     ``topk`` = (relative logits ``l - m`` [B, k], indices [B, k]) and ``chunks`` = list of
     (relative logits [B, c], the maximum they are relative to [B]) covering all n points.
     ``budget`` bounds the ``[B, c]`` blocks and the chunk buffer, after ``reserved`` bytes. ``raw``: the
     GEMMs read the rows in place (:func:`memgen.pairwise.uses_raw_rows`); ``acc`` is then corrected by
-    ``- s c`` so that the state is the same.
+    ``- s c`` so that the state is the same. On CPU, without autograd or extras, each block is folded by
+    the fused kernel of :mod:`toymodels.posterior_block` (two passes over the block instead of seven).
     """
+    grad = torch.is_grad_enabled() and (u.requires_grad or sigma.requires_grad)
+    kw = dict(budget=budget - reserved, temporaries=1 if not grad else 5, raw=raw)
+    if topk is None and not all_weights and not grad and fused(u):
+        return _fused_state(u, y, center, v_sqnorm, offset, sigma, **kw), {"topk": None, "chunks": []}
+    return _torch_state(u, y, center, v_sqnorm, offset, sigma, budget=budget, topk=topk, all_weights=all_weights,
+                        reserved=reserved, raw=raw)
+
+
+def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, temporaries, raw) -> State:
+    """:func:`streaming_state` with one GEMM per block into a reused buffer, folded by
+    :func:`toymodels.posterior_block.fold_block`; the per-query constant of the distances is added to the
+    running maximum at the end, in float64."""
+    B, d = u.shape
+    coef = (-0.5 / sigma.double() ** 2).numpy()
+    m, s, t = np.full(B, -np.inf), np.zeros(B), np.zeros(B)
+    acc = torch.zeros(B, d, dtype=u.dtype)
+    rest, chunks = point_chunks(u, y, center, v_sqnorm, offset, budget=budget, temporaries=temporaries, raw=raw)
+    buf = None
+    for j0, j1, v, q in chunks:
+        if buf is None:
+            buf = torch.empty(B * (j1 - j0), dtype=u.dtype)
+        g = torch.mm(u, v.T, out=buf[:B * (j1 - j0)].view(B, j1 - j0))
+        alpha, block_s = fold_block(g, q, coef, m, s, t)
+        acc.mul_(alpha.to(u.dtype).unsqueeze(1)).addmm_(g, v)
+        if raw:                                      # sum e (y - c) = sum e y - (sum e) c, no [B, d] temporary
+            acc.addr_(block_s.to(u.dtype), center.to(u.dtype), alpha=-1)
+    m = (torch.from_numpy(m) + torch.from_numpy(coef) * rest.cpu()).to(u.dtype)
+    if not bool(torch.isfinite(m).all()):                # a logit beyond the dtype, as in the torch path
+        raise overflow_error(u.dtype)
+    return State(m, torch.from_numpy(s).to(u.dtype), torch.from_numpy(t).to(u.dtype), acc)
+
+
+def _torch_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor, offset: torch.Tensor,
+                    sigma: torch.Tensor, *, budget: int = DEFAULT_BUDGET, topk: int | None = None,
+                    all_weights: bool = False, reserved: int = 0, raw: bool = False):
+    """:func:`streaming_state` by torch operations on each ``[B, c]`` block (any device, autograd, extras)."""
     coef = (-0.5 / sigma ** 2).unsqueeze(1)
     # Without autograd the [B, c] blocks are updated in place (2 alive per chunk); with it, out of place (5).
     grad = torch.is_grad_enabled() and (u.requires_grad or sigma.requires_grad)

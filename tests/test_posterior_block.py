@@ -1,0 +1,70 @@
+"""The fused CPU fold of the streaming posterior (toymodels.posterior_block) against a float64 brute force.
+
+``EmpiricalDenoiser.posterior`` asks for the weights and so takes the torch path; these tests call
+:func:`toymodels.posterior_torch.streaming_posterior` without extras, which is what the denoiser's
+mean, entropy and log normalizer use on CPU.
+"""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from memgen.pairwise import centred_summary
+from toymodels.posterior_block import fused
+from toymodels.posterior_torch import _torch_state, centred_queries, streaming_posterior, streaming_state
+
+
+def _posterior(x, y, sigma, budget, as_numpy=False):
+    c = centred_summary(y)
+    store = y.numpy() if as_numpy else y
+    return streaming_posterior(x, store, c.center, c.sqnorm, c.radius, sigma, budget=budget)
+
+
+@pytest.mark.parametrize("as_numpy", [False, True])          # rows read in place, or centred chunk by chunk
+def test_float64_equals_brute_force_over_many_chunks(as_numpy, brute):
+    g = torch.Generator().manual_seed(5)
+    y = torch.randn(37, 6, generator=g, dtype=torch.float64) * 3 + 1
+    x = torch.randn(11, 6, generator=g, dtype=torch.float64) * 3
+    sigma = torch.logspace(-4, 4, 11, dtype=torch.float64)         # one sigma per query
+    assert fused(x)
+    budget = 2 * 11 * 6 * 8 + 11 * 4 * 8 + 4 * 6 * 8 + 64       # query buffers + chunks of a few points
+    got = _posterior(x, y, sigma, budget, as_numpy)
+    for b in range(len(x)):
+        w, ent, logz = brute(x[b:b + 1].numpy(), y.numpy(), float(sigma[b]))
+        np.testing.assert_allclose(got["mean"][b].numpy(), (w @ y.numpy())[0], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(got["entropy"][b].item(), ent[0], atol=1e-8)
+        np.testing.assert_allclose(got["log_normalizer"][b].item(), logz[0], rtol=1e-10, atol=1e-8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2 ** 31 - 1), n=st.integers(1, 60), d=st.integers(1, 9), log_sigma=st.floats(-3, 3),
+       scale=st.floats(0.01, 100.0), chunk=st.integers(1, 8))
+def test_fused_and_torch_states_agree(seed, n, d, log_sigma, scale, chunk):
+    """The same state by the two ways of folding a block (float64: to rounding), over generated inputs."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randn(n, d, generator=g, dtype=torch.float64) * scale
+    x = torch.randn(5, d, generator=g, dtype=torch.float64) * scale
+    sigma = torch.full((5,), 10.0 ** log_sigma, dtype=torch.float64)
+    c = centred_summary(y)
+    budget = 2 * 5 * d * 8 + 5 * 5 * chunk * 8 + chunk * d * 8 + 64
+    u, lower, offset, reserved = centred_queries(x, c.center, c.radius, budget)
+    args = (u, y, c.center, c.sqnorm, offset, sigma)
+    a, _ = streaming_state(*args, budget=budget, reserved=reserved, raw=True)
+    b, _ = _torch_state(*args, budget=budget, reserved=reserved, raw=True)
+    # the states may sit at different maxima only through rounding: compare the normalized quantities
+    torch.testing.assert_close(a.m + a.s.log(), b.m + b.s.log(), rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(a.acc / a.s.unsqueeze(1), b.acc / b.s.unsqueeze(1), rtol=1e-9, atol=1e-9 * scale)
+    torch.testing.assert_close(a.s.log() - a.t / a.s, b.s.log() - b.t / b.s, rtol=0, atol=1e-8)
+
+
+def test_largest_weight_is_one_however_large_the_logits():
+    """Queries at |x| = 1e18 in float32 and sigma 1e-4 (logits ~ 1e29): every block's largest weight is
+    exactly e^0, so the posterior sits on the nearest point instead of underflowing to 0/0."""
+    g = torch.Generator().manual_seed(2)
+    y = torch.randn(30, 4, generator=g)
+    dirs = torch.randn(3, 4, generator=g)
+    x = 1e18 * dirs / dirs.norm(dim=1, keepdim=True)
+    ref = y[(y.double().square().sum(1) - 2 * x.double() @ y.double().T).argmin(1)]
+    got = _posterior(x, y, torch.full((3,), 1e-4), budget=1 << 20)
+    assert torch.isfinite(got["mean"]).all() and (got["entropy"] == 0).all()
+    torch.testing.assert_close(got["mean"], ref, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,89 @@
+"""One block of the streaming posterior folded into its running state in a fused CPU pass.
+
+:func:`toymodels.posterior_torch.streaming_state` multiplies the queries by a chunk of training points
+(one GEMM, ``g_bj = u_b . v_j``) and must then turn the block into weights and fold them into the running
+``(m, s, t)`` of each query. In torch that is seven passes over the ``[B, c]`` block (add the norms, scale,
+row maximum, subtract, clamp, exp, row sums). :func:`fold_block` does it in two passes of one numba
+kernel, in float64 whatever the block's dtype:
+
+* pass 1: ``dmin_b = min_j (q_j - 2 g_bj)`` with ``q_j = ||v_j||^2``; the block's largest logit is
+  ``coef_b dmin_b`` (``coef_b = -1 / (2 sigma_b^2) < 0``) and the new running maximum
+  ``m'_b = max(m_b, coef_b dmin_b)``;
+* pass 2: ``r_bj = coef_b (q_j - 2 g_bj - dmin_b) + (coef_b dmin_b - m'_b) <= 0`` (the distance less its
+  minimum first, so that the largest weight of the block is exactly ``e^0`` however large the logits),
+  ``e_bj = exp(r_bj)`` written over ``g`` (the
+  input of the second GEMM, ``acc += e v``), ``s'_b = alpha_b s_b + sum_j e_bj`` and
+  ``t'_b = alpha_b (t_b + (m_b - m'_b) s_b) + sum_j e_bj r_bj`` with ``alpha_b = e^(m_b - m'_b)``.
+
+The logits here leave out the per-query constant ``rest_b`` of the distances
+(``||u_b - v_j||^2 = q_j - 2 g_bj + rest_b``): a constant per query changes neither the weights nor
+``t`` (which sums weights times logits *relative* to the maximum), only the maximum, to which the caller
+adds ``coef_b rest_b`` once, in float64. The exponentials are :func:`toymodels.vector_exp.exp`
+(within ``4 eps`` relative; exactly 0 for ``r <= -708``, where ``e r`` is then counted as 0), so both
+loops vectorize; row sums are reassociated into SIMD lanes. Rows run in parallel (``prange``) on
+``torch.get_num_threads()`` threads.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+from .vector_exp import UNDERFLOW, exp, fmin
+
+
+@numba.njit(fastmath={"contract"}, cache=True)
+def _row_min(g, q):
+    mn = np.inf
+    for j in range(g.shape[0]):
+        mn = fmin(mn, q[j] - 2.0 * np.float64(g[j]))
+    return mn
+
+
+@numba.njit(fastmath={"reassoc", "contract"}, cache=True)           # reassociated: the sums vectorize
+def _row_fold(g, q, coef, dmin, delta):
+    s = 0.0
+    t = 0.0
+    for j in range(g.shape[0]):
+        r = coef * ((q[j] - 2.0 * np.float64(g[j])) - dmin) + delta
+        e = exp(r)
+        g[j] = e
+        s += e
+        t += e * (r if r > UNDERFLOW else 0.0)
+    return s, t
+
+
+@numba.njit(parallel=True, cache=True)
+def _fold_rows(g, q, coef, m, s, t, alpha, block_s):
+    for b in numba.prange(g.shape[0]):
+        dmin = _row_min(g[b], q)
+        m_new = max(m[b], coef[b] * dmin)
+        a = np.exp(m[b] - m_new)                       # 0 for the first block (m = -inf)
+        bs, bt = _row_fold(g[b], q, coef[b], dmin, coef[b] * dmin - m_new)
+        t[b] = a * (t[b] + ((m[b] - m_new) * s[b] if s[b] > 0 else 0.0)) + bt
+        s[b] = a * s[b] + bs
+        m[b] = m_new
+        alpha[b] = a
+        block_s[b] = bs
+
+
+def fused(g: torch.Tensor) -> bool:
+    """Whether the fused kernel applies to blocks computed from ``g``: a contiguous float32/float64 CPU tensor
+    that needs no gradient, outside CPU autocast."""
+    return (g.device.type == "cpu" and g.dtype in (torch.float32, torch.float64) and g.is_contiguous()
+            and not g.requires_grad and not torch.is_autocast_enabled("cpu"))
+
+
+def fold_block(g: torch.Tensor, q: torch.Tensor, coef: np.ndarray, m: np.ndarray, s: np.ndarray, t: np.ndarray):
+    """Fold the block ``g`` ``[B, c]`` (``g_bj = u_b . v_j``) with column norms ``q`` ``[c]`` into the float64
+    running state ``m, s, t`` ``[B]`` (updated in place; start from ``-inf, 0, 0``), overwriting ``g`` with
+    the weights ``e_bj`` relative to the new maximum (module doc). Returns ``(alpha, block_s)`` ``[B]``
+    float64 tensors: the factor that moves the old accumulator to the new maximum, and ``sum_j e_bj``."""
+    alpha, block_s = np.empty(g.shape[0]), np.empty(g.shape[0])
+    threads = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        _fold_rows(g.numpy(), q.detach().numpy().astype(np.float64, copy=False), coef, m, s, t, alpha, block_s)
+    finally:
+        numba.set_num_threads(threads)
+    return torch.from_numpy(alpha), torch.from_numpy(block_s)
