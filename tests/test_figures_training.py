@@ -11,7 +11,7 @@ from compare.errors import common_noise, generalization_gap
 from compare.records import read_csv
 from compare.timescales import timescales
 from figures.claims.networks import trained
-from figures.claims.timescale_runs import digits_setup, mlp_setup, run_overrides
+from figures.claims.timescale_runs import image_setup, mlp_setup, run_overrides
 from figures.side_by_side import side_by_side, split
 from neural import load_denoiser
 from neural.checkpoint import read_metrics
@@ -43,7 +43,7 @@ def timescale_runs(tmp_path_factory):
     """Claim 5's runs at a tiny size: the mixture MLP and the digits MLP, each at three nested sizes."""
     out = tmp_path_factory.mktemp("timescales")
     setups = [mlp_setup(8, (4, 8, 16), steps_per_n=2, samples=64, n_val=64),
-              digits_setup((4, 8, 16), steps_per_n=2, samples=32, batch_max=8)]
+              image_setup("digits", (4, 8, 16), steps_per_n=2, samples=32, batch_max=8)]
     runs = {(s["name"], n): trained(out, run_overrides(s, n), 0) for s in setups for n in s["sizes"]}
     return setups, runs
 

@@ -10,6 +10,8 @@ sizes below the batch the claim's settings fix it the same way, at the smallest 
 """
 from __future__ import annotations
 
+from neural.config import toml_value
+
 
 def mlp_setup(d: int, sizes, *, steps_per_n: int = 200, batch_max: int = 512, samples: int = 1000,
               n_val: int = 2000, lr: float = 1e-3) -> dict:
@@ -24,13 +26,16 @@ def mlp_setup(d: int, sizes, *, steps_per_n: int = 200, batch_max: int = 512, sa
                            'measure.metrics=["gap", "replicates", "sliced_wasserstein"]'])
 
 
-def digits_setup(sizes, *, steps_per_n: int = 100, batch_max: int = 512, samples: int = 256, lr: float = 1e-3,
-                 preset: str = "mlp-small") -> dict:
-    """A network ``preset`` (default the residual MLP on the 64 pixels) on scikit-learn's 8x8 digits (real data):
-    the first ``max(sizes)`` of a seeded permutation train, the other images are held out."""
-    return dict(name=f"{preset}, digits 8x8", sizes=tuple(sizes), steps_per_n=steps_per_n, batch_max=batch_max,
-                quality="sliced_wasserstein_val",
-                overrides=["data.name=digits", f"data.params={{n_train = {max(sizes)}}}", f"model.preset={preset}",
+def image_setup(data: str, sizes, *, params: dict | None = None, width: int | None = None, steps_per_n: int = 100,
+                batch_max: int = 512, samples: int = 256, lr: float = 1e-3, preset: str = "mlp-small") -> dict:
+    """A network ``preset`` (default the residual MLP on the pixels; ``width`` overrides its width) on the image
+    data set ``data`` of :mod:`memgen.data` with ``params`` (e.g. scikit-learn's 8x8 digits, real data, or 8x8
+    Mondrian images): the first ``max(sizes)`` of a seeded split train, the other images are held out."""
+    split = toml_value({**(params or {}), "n_train": max(sizes)})
+    model = [] if width is None else [f"model.params={{width = {int(width)}}}"]
+    return dict(name=f"{preset}{'' if width is None else f' width {width}'}, {data}", sizes=tuple(sizes),
+                steps_per_n=steps_per_n, batch_max=batch_max, quality="sliced_wasserstein_val",
+                overrides=[f"data.name={data}", f"data.params={split}", f"model.preset={preset}", *model,
                            f"train.lr={lr}", "train.first_checkpoint=5", "train.checkpoints_per_decade=8",
                            "measure.probes=64", "measure.sigmas=16", f"measure.samples={samples}",
                            f"measure.batch_size={samples}", "measure.fidelity=compare.fidelity:sliced_wasserstein"])
