@@ -21,7 +21,8 @@ The logits here leave out the per-query constant ``rest_b`` of the distances
 adds ``coef_b rest_b`` once, in float64. The exponentials are :func:`toymodels.vector_exp.exp`
 (within ``4 eps`` relative; exactly 0 for ``r <= -708``, where ``e r`` is then counted as 0), so both
 loops vectorize; row sums are reassociated into SIMD lanes. Rows run in parallel (``prange``) on
-``torch.get_num_threads()`` threads.
+``torch.get_num_threads()`` threads, handed out 8 at a time, so that a thread sharing its core with
+another process takes fewer rows instead of holding the others up.
 """
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ def fold_block(g: torch.Tensor, q: torch.Tensor, coef: np.ndarray, m: np.ndarray
     threads = numba.get_num_threads()
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     try:
-        _fold_rows(g.numpy(), q.detach().numpy().astype(np.float64, copy=False), coef, m, s, t, alpha, block_s)
+        with numba.parallel_chunksize(8):               # small chunks: a thread slowed by another process takes fewer
+            _fold_rows(g.numpy(), q.detach().numpy().astype(np.float64, copy=False), coef, m, s, t, alpha, block_s)
     finally:
         numba.set_num_threads(threads)
     return torch.from_numpy(alpha), torch.from_numpy(block_s)
