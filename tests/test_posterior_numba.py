@@ -70,3 +70,18 @@ def test_subsets_sum_over_their_points_only():
         np.testing.assert_allclose(out["mean"][i], mean[0], rtol=0, atol=1e-14)
         np.testing.assert_allclose(out["entropy"][i], entropy[0], rtol=0, atol=1e-13)
         np.testing.assert_allclose(out["log_normalizer"][i], logz[0], rtol=1e-14, atol=1e-14)
+
+
+def test_a_nearer_point_in_a_later_block_moves_the_sums():
+    """The running maximum rises block after block (points ordered from far to near), by factors from
+    about 1 down to underflow (exp(-1e4) = 0): the single pass still equals the brute force."""
+    rng = np.random.default_rng(3)
+    n = 4 * pn.BLOCK + 5
+    y = np.linspace(30.0, 0.0, n)[:, None] * np.array([[1.0, 0.0]]) + rng.normal(size=(n, 2)) * 1e-3
+    x = np.zeros((4, 2))
+    sigma = np.array([0.05, 0.5, 5.0, 50.0])
+    out = pn.numba_posterior(x, y, *_summary(y), sigma)
+    mean, entropy, logz = _brute(x, y, sigma)
+    np.testing.assert_allclose(out["mean"], mean, rtol=0, atol=1e-13 * 30)
+    np.testing.assert_allclose(out["entropy"], entropy, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(out["log_normalizer"], logz, rtol=1e-13, atol=1e-13)

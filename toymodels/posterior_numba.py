@@ -7,8 +7,9 @@ differences (no cancellation). Queries run in parallel (``prange``); all arithme
 whatever the input dtype, and the training points are read as given (float32 or float64,
 memory-mapped included), never copied.
 
-Per query, with logits ``l_j = -||x - y_j||^2 / (2 sigma^2)``, one pass finds ``m = max_j l_j`` and a
-second sums ``w_j = exp(l_j - m)``:
+Per query, with logits ``l_j = -||x - y_j||^2 / (2 sigma^2)``, one pass sums ``w_j = exp(l_j - m)``
+relative to the running maximum ``m`` (the sums are moved exactly when a block raises it), so that
+each distance is computed once; at the end ``m = max_j l_j`` and
     ``mean = sum_j w_j y_j / s``,  ``entropy = log s - sum_j w_j (l_j - m) / s``,  ``log Z = m + log s``,
 ``s = sum_j w_j >= 1``. The exponentials are :func:`toymodels.vector_exp.exp` (within ``4 eps``
 relative, 0 for ``l_j - m <= -708``, where each weight is below ``3.4e-308`` of ``s``), so every loop
@@ -96,11 +97,13 @@ def _dot(u, v):
 
 
 @numba.njit(cache=True)
-def _sweep(first, a, b, offset, coef, y, idx, lo, hi, i0, i1, yb, d2, m, s, t, acc):
+def _sweep(a, b, offset, coef, y, idx, lo, hi, i0, i1, yb, d2, m, s, t, acc):
     """One pass of queries ``i0:i1`` over the points ``lo:hi`` (through ``idx``), one block read at a time.
 
-    ``first``: ``m[i] = min(m[i], ||x_i - y_j||^2)``; else ``s``, ``t``, ``acc`` accumulate the weights
-    ``exp(l_j - m_i)``, ``sum w (l - m)`` and ``sum w y_j``, with ``m[i]`` now the largest logit."""
+    ``m[i]`` is the smallest ``||x_i - y_j||^2`` seen so far (start: inf); ``s``, ``t``, ``acc`` accumulate
+    the weights ``exp(l_j - coef m_i)``, ``sum w (l - coef m_i)`` and ``sum w y_j`` relative to it, and are
+    moved to a new maximum when a block holds a nearer point: ``alpha = exp(coef m_new - coef m_old)``,
+    ``s' = alpha s``, ``t' = alpha (t + (coef m_old - coef m_new) s)``, ``acc' = alpha acc``."""
     d = y.shape[1]
     for p0 in range(lo, hi, BLOCK):
         size = min(BLOCK, hi - p0)
@@ -108,10 +111,17 @@ def _sweep(first, a, b, offset, coef, y, idx, lo, hi, i0, i1, yb, d2, m, s, t, a
         _gather(y, idx, p0, block)
         for i in range(i0, i1):
             _distances(a[i], b[i], offset[i], block, dist)
-            if first:
-                m[i] = fmin(m[i], _block_min(dist))
-                continue
-            bs, bt = _block_weights(dist, coef[i], m[i])
+            near = _block_min(dist)
+            if near < m[i]:
+                if s[i] > 0.0:
+                    shift = coef[i] * m[i] - coef[i] * near         # <= 0: old maximum less the new one
+                    alpha = math.exp(shift)
+                    t[i] = alpha * (t[i] + shift * s[i])
+                    s[i] *= alpha
+                    for k in range(d):
+                        acc[i, k] *= alpha
+                m[i] = near
+            bs, bt = _block_weights(dist, coef[i], coef[i] * m[i])
             s[i] += bs
             t[i] += bt
             for k in range(d):
@@ -130,21 +140,17 @@ def _posterior_lowdim(a, b, offset, y, coef, idx, start, stop, tile, mean, entro
         for i in range(i0, i1):
             m[i] = np.inf
             mean[i] = 0.0
-        for first in (True, False):
-            if idx is None:
-                _sweep(first, a, b, offset, coef, y, idx, 0, y.shape[0], i0, i1, yb, d2, m, s, t, mean)
-            else:
-                for i in range(i0, i1):
-                    _sweep(first, a, b, offset, coef, y, idx, start[i], stop[i], i, i + 1, yb, d2, m, s, t, mean)
-            if first:
-                for i in range(i0, i1):
-                    m[i] = coef[i] * m[i]               # = max_j coef d2_j: rounding is monotone
+        if idx is None:
+            _sweep(a, b, offset, coef, y, idx, 0, y.shape[0], i0, i1, yb, d2, m, s, t, mean)
+        else:
+            for i in range(i0, i1):
+                _sweep(a, b, offset, coef, y, idx, start[i], stop[i], i, i + 1, yb, d2, m, s, t, mean)
         for i in range(i0, i1):
             for k in range(d):
                 mean[i, k] /= s[i]
             h = math.log(s[i]) - t[i] / s[i]
             entropy[i] = h if h > 0.0 else 0.0
-            log_normalizer[i] = m[i] + math.log(s[i])
+            log_normalizer[i] = coef[i] * m[i] + math.log(s[i])     # max_j coef d2_j: rounding is monotone
 
 
 def numba_posterior(x: np.ndarray, y: np.ndarray, center: np.ndarray, radius: float, sigma: np.ndarray,
