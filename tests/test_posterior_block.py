@@ -68,3 +68,23 @@ def test_largest_weight_is_one_however_large_the_logits():
     got = _posterior(x, y, torch.full((3,), 1e-4), budget=1 << 20)
     assert torch.isfinite(got["mean"]).all() and (got["entropy"] == 0).all()
     torch.testing.assert_close(got["mean"], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_no_subnormal_weight_is_written():
+    """Weights between float32's subnormal range and 1 are kept, those below its smallest normal number are
+    written (and summed) as 0: a subnormal input would slow the next GEMM by orders of magnitude."""
+    from toymodels.posterior_block import fold_block
+    tiny = torch.finfo(torch.float32).tiny
+    r = torch.linspace(-110.0, 0.0, 2001, dtype=torch.float64)            # relative logits down past -103
+    coef = np.array([-0.5])
+    g = r.to(torch.float32).unsqueeze(0).contiguous()                     # l = coef (q - 2 g) = r
+    q = torch.zeros(2001, dtype=torch.float32)
+    m, s, t = np.full(1, -np.inf), np.zeros(1), np.zeros(1)
+    fold_block(g, q, coef, m, s, t)
+    w = g[0].double()
+    assert not ((w > 0) & (w < tiny)).any()
+    exact = r.float().double().exp()                                      # the logits as the block holds them
+    kept = exact >= tiny
+    assert (w[~kept] == 0).all()
+    torch.testing.assert_close(w[kept], exact[kept], rtol=2e-7, atol=0)
+    np.testing.assert_allclose(s[0], float(exact[kept].sum()), rtol=1e-12)       # s sums the weights in float64

@@ -91,9 +91,11 @@ def test_kernels_against_numpy(seed):
     rows = np.array([3, 0])
     out = np.zeros((2, n), np.float32)
     scale = float(rng.uniform(0.01, 5))
-    dense_weights(s, rows, vsq, top, scale, out)
+    tiny = float(np.finfo(np.float32).tiny)
+    dense_weights(s, rows, vsq, top, scale, tiny, out)
     want = torch.softmax(torch.from_numpy(scale * z[rows]), 1).numpy()
-    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out, np.where(want >= tiny, want, 0.0), rtol=1e-6, atol=1e-7)
+    assert not (out[out > 0] < tiny).any()                        # no subnormal weight is written
     gram = rng.normal(size=(7, n))
     gidx, gcoef = rng.integers(0, 7, size=(2, 3)), rng.normal(size=(2, 3))
     gcoef[1, 2] = 0.0

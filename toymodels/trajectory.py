@@ -173,7 +173,8 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
         dense = np.flatnonzero(~sparse)
         if dense.size:
             w_dense = torch.empty(dense.size, n, dtype=model.dtype)
-            dense_weights(s.numpy(), dense, vsq.numpy(), top, 1 / (2 * sigma ** 2), w_dense.numpy())
+            tiny = float(torch.finfo(model.dtype).tiny)
+            dense_weights(s.numpy(), dense, vsq.numpy(), top, 1 / (2 * sigma ** 2), tiny, w_dense.numpy())
             den[torch.from_numpy(dense)] = _dense_mean(model, w_dense)
         kept = idx[valid & sparse[:, None]]
         points, inverse = np.unique(kept, return_inverse=True)

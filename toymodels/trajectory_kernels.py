@@ -43,9 +43,11 @@ def kept_points(s, vsq, cut, idx, rel, top):
 
 
 @numba.njit(parallel=True, cache=True)
-def dense_weights(s, rows, vsq, top, scale, out):
+def dense_weights(s, rows, vsq, top, scale, tiny, out):
     """``out[i] = softmax_j(scale (2 s[r, j] - vsq[j]))`` for ``r = rows[i]``, given ``top[r] = max_j (2 s[r, j] - vsq[j])``
-    (``scale = 1 / (2 sigma^2)``); ``out`` may be float32, the sums are float64."""
+    (``scale = 1 / (2 sigma^2)``); ``out`` may be float32, the sums are float64. Weights below ``tiny`` (the
+    smallest normal number of ``out``'s dtype) are written as 0: subnormal inputs slow the GEMM that reads
+    ``out`` up to 200 times (see :mod:`toymodels.posterior_block`), and each is below ``tiny`` of the total."""
     n = s.shape[1]
     for i in numba.prange(rows.shape[0]):
         r = rows[i]
@@ -57,7 +59,8 @@ def dense_weights(s, rows, vsq, top, scale, out):
             total += e
         inv = 1.0 / total
         for j in range(n):
-            out[i, j] *= inv
+            w = out[i, j] * inv
+            out[i, j] = w if w >= tiny else 0.0
 
 
 @numba.njit(parallel=True, cache=True)
