@@ -21,6 +21,8 @@ import numba
 import numpy as np
 import torch
 
+from .threads import numba_like_torch
+
 
 @numba.njit(parallel=True, cache=True)
 def _merge_rows(g, col, alpha, best_v, best_i, j0):
@@ -54,7 +56,8 @@ def merge_smallest(g: torch.Tensor, col: torch.Tensor, alpha: float, best_v: tor
     off CPU)."""
     if g.device.type == "cpu" and g.is_contiguous():
         a = g.numpy()
-        _merge_rows(a, col.numpy(), a.dtype.type(alpha), best_v.numpy(), best_i.numpy(), j0)
+        with numba_like_torch():
+            _merge_rows(a, col.numpy(), a.dtype.type(alpha), best_v.numpy(), best_i.numpy(), j0)
         return
     s = g.mul_(alpha).add_(col)
     v, i = s.topk(min(best_v.shape[1], s.shape[1]), dim=1, largest=False)

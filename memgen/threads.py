@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import numba
 import torch
 
 
@@ -19,3 +20,18 @@ def cpu_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def numba_like_torch(chunk: int = 0):
+    """Run numba's parallel loops of the block on as many threads as torch's CPU setting (at most numba's
+    pool), restoring numba's setting after it, so that a fused kernel between two GEMMs uses the threads
+    the GEMMs do (:func:`cpu_threads` included). ``chunk > 0`` hands out ``prange`` iterations that many at
+    a time (dynamic): a thread that shares its core with another process then takes fewer of them."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        with numba.parallel_chunksize(chunk):
+            yield
+    finally:
+        numba.set_num_threads(before)

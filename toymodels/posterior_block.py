@@ -24,15 +24,18 @@ loops vectorize. A weight below the smallest normal number of the block's dtype 
 float32) is written, and summed, as 0: the largest weight is 1, so this moves the mean by less than
 ``n * 1.2e-38`` relative, while subnormal inputs make the CPU's next GEMM up to 200 times slower (measured:
 a ``[400, 20000] x [20000, 3072]`` product, 0.17 s with normal weights, 36 s with subnormal ones), which
-happens at small sigma, where most weights underflow. Loops row sums are reassociated into SIMD lanes. Rows run in parallel (``prange``) on
-``torch.get_num_threads()`` threads, handed out 8 at a time, so that a thread sharing its core with
-another process takes fewer rows instead of holding the others up.
+happens at small sigma, where most weights underflow. Row sums are reassociated into SIMD lanes. Rows
+run in parallel (``prange``) on torch's threads, handed out 8 at a time
+(:func:`memgen.threads.numba_like_torch`), so that a thread sharing its core with another process takes
+fewer rows instead of holding the others up.
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 import torch
+
+from memgen.threads import numba_like_torch
 
 from .vector_exp import UNDERFLOW, exp, fmin
 
@@ -86,12 +89,7 @@ def fold_block(g: torch.Tensor, q: torch.Tensor, coef: np.ndarray, m: np.ndarray
     the weights ``e_bj`` relative to the new maximum (module doc). Returns ``(alpha, block_s)`` ``[B]``
     float64 tensors: the factor that moves the old accumulator to the new maximum, and ``sum_j e_bj``."""
     alpha, block_s = np.empty(g.shape[0]), np.empty(g.shape[0])
-    threads = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    try:
-        with numba.parallel_chunksize(8):               # small chunks: a thread slowed by another process takes fewer
-            _fold_rows(g.numpy(), q.detach().numpy().astype(np.float64, copy=False), coef, m, s, t, alpha, block_s,
-                       float(torch.finfo(g.dtype).tiny))
-    finally:
-        numba.set_num_threads(threads)
+    with numba_like_torch(chunk=8):
+        _fold_rows(g.numpy(), q.detach().numpy().astype(np.float64, copy=False), coef, m, s, t, alpha, block_s,
+                   float(torch.finfo(g.dtype).tiny))
     return torch.from_numpy(alpha), torch.from_numpy(block_s)

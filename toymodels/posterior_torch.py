@@ -77,14 +77,14 @@ def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Te
     the fused kernel of :mod:`toymodels.posterior_block` (two passes over the block instead of seven).
     """
     grad = torch.is_grad_enabled() and (u.requires_grad or sigma.requires_grad)
-    kw = dict(budget=budget - reserved, temporaries=1 if not grad else 5, raw=raw)
     if topk is None and not all_weights and not grad and fused(u):
-        return _fused_state(u, y, center, v_sqnorm, offset, sigma, **kw), {"topk": None, "chunks": []}
+        state = _fused_state(u, y, center, v_sqnorm, offset, sigma, budget=budget - reserved, raw=raw)
+        return state, {"topk": None, "chunks": []}
     return _torch_state(u, y, center, v_sqnorm, offset, sigma, budget=budget, topk=topk, all_weights=all_weights,
                         reserved=reserved, raw=raw)
 
 
-def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, temporaries, raw) -> State:
+def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, raw) -> State:
     """:func:`streaming_state` with one GEMM per block into a reused buffer, folded by
     :func:`toymodels.posterior_block.fold_block`; the per-query constant of the distances is added to the
     running maximum at the end, in float64."""
@@ -92,7 +92,8 @@ def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, temporaries, 
     coef = (-0.5 / sigma.double() ** 2).numpy()
     m, s, t = np.full(B, -np.inf), np.zeros(B), np.zeros(B)
     acc = torch.zeros(B, d, dtype=u.dtype)
-    rest, chunks = point_chunks(u, y, center, v_sqnorm, offset, budget=budget, temporaries=temporaries, raw=raw)
+    # one [B, c] block alive: the GEMM's output, overwritten with the weights for the second GEMM
+    rest, chunks = point_chunks(u, y, center, v_sqnorm, offset, budget=budget, temporaries=1, raw=raw)
     buf = None
     for j0, j1, v, q in chunks:
         if buf is None:

@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from compare.timescales import fit_tau_mem
+
 SCALES = ("quick", "cpu", "paper")
 
 
@@ -100,3 +102,12 @@ def fmt(x: float) -> str:
 
 def fmt_interval(lo: float, hi: float) -> str:
     return f"[{fmt(lo)}, {fmt(hi)}]"
+
+
+def loglog_fit(x, tau, seed: int) -> dict:
+    """:func:`compare.timescales.fit_tau_mem` of ``tau`` against ``x``, or, when too few runs memorized to fit,
+    the reason under ``error`` and NaN slope and interval (the verdict then reads the condition as not measured)."""
+    try:
+        return fit_tau_mem(x, tau, seed=seed)
+    except ValueError as e:
+        return {"error": str(e), "slope": float("nan"), "slope_boot_lo": float("nan"), "slope_boot_hi": float("nan")}

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from compare.records import Records
-from compare.timescales import fit_tau_mem, timescales
+from compare.timescales import timescales
 from figures import rf_spectrum, rf_timescales
 from figures.claims.timescale_runs import image_setup, mlp_setup, run_overrides
 
-from .base import Claim, Outcome, new_figure, progress_bar, save_figure, fmt, fmt_interval
+from .base import Claim, Outcome, loglog_fit, new_figure, progress_bar, save_figure, fmt, fmt_interval
 from .networks import trained
 from .verdicts import interval_check, verdict
 
@@ -47,13 +47,8 @@ def _setups(s: dict) -> list:
 def _window_scores(rows, seed: int) -> tuple:
     """The fits of tau_mem and tau_gen against n, the fraction of memorizing runs with tau_gen < tau_mem,
     and the three condition scores of the criterion (module doc)."""
-    fits = {}
-    for key in ("tau_mem", "tau_gen"):
-        try:
-            fits[key] = fit_tau_mem(rows.column("n").astype(float), rows.column(key).astype(float), seed=seed)
-        except ValueError as e:
-            fits[key] = {"error": str(e), "slope": float("nan"), "slope_boot_lo": float("nan"),
-                         "slope_boot_hi": float("nan")}
+    fits = {key: loglog_fit(rows.column("n").astype(float), rows.column(key).astype(float), seed)
+            for key in ("tau_mem", "tau_gen")}
     mem, gen = fits["tau_mem"], fits["tau_gen"]
     memorizing = [r for r in rows if np.isfinite(r["tau_mem"])]
     window = np.mean([r["tau_gen"] < r["tau_mem"] for r in memorizing]) if memorizing else float("nan")

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from compare.records import Records
-from compare.timescales import fit_tau_mem, timescales
+from compare.timescales import timescales
 from neural import read_metrics
 from neural.config import toml_value
 
-from .base import Claim, Outcome, new_figure, progress_bar, save_figure, fmt, fmt_interval
+from .base import Claim, Outcome, loglog_fit, new_figure, progress_bar, save_figure, fmt, fmt_interval
 from .networks import trained
 from .verdicts import interval_check, verdict
 
@@ -55,13 +55,6 @@ def _width(s: dict, data: dict) -> int:
     return data.get("width", s["width"])
 
 
-def _fit(x, tau, seed):
-    try:
-        return fit_tau_mem(x, tau, seed=seed)
-    except ValueError as e:
-        return {"error": str(e), "slope": float("nan"), "slope_boot_lo": float("nan"), "slope_boot_hi": float("nan")}
-
-
 def onset(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     runs = [(data, seed, kind, v) for data in s["data_sets"] for seed in seeds
             for kind, values in (("batch", s["batches"]), ("width", s["widths"])) for v in values]
@@ -78,8 +71,8 @@ def onset(s: dict, out: Path, seeds, progress: bool) -> Outcome:
         name = data["name"]
         for ax, kind in zip(axes, ("batch", "width")):
             sub = rows.where(data=name, sweep=kind)
-            fit = fits[f"{name}/{kind}"] = _fit(sub.column(kind).astype(float), sub.column("tau_mem").astype(float),
-                                                seeds[0])
+            fit = fits[f"{name}/{kind}"] = loglog_fit(sub.column(kind).astype(float),
+                                                      sub.column("tau_mem").astype(float), seeds[0])
             fit["never_memorized"] = int(np.isinf(sub.column("tau_mem").astype(float)).sum())
             target = dict(low=-1.2, high=-0.8) if kind == "batch" else dict(high=0.0, strict=True)
             scores.append(interval_check(fit["slope_boot_lo"], fit["slope_boot_hi"], **target))
