@@ -1,18 +1,19 @@
 """Time of an exact sampling trajectory: 18 Heun steps (EDM grid, sigma 80 to 0.002) with ``D*``.
 
     python -m benchmarks.sampler [--m 1000] [--n 50000] [--d 3072] [--sets gaussian clustered]
-                                 [--reference plain|reuse|none] [--reference-queries K] [--device cpu]
+                                 [--reference plain|reuse|none] [--reference-queries K] [--repeats R] [--device cpu]
                                  [--out bench-out/sampler.json]
 
 Two training sets of n points in d dimensions (seeded): ``gaussian`` (``0.5 N(0, I)`` clipped to
 [-1, 1]) and ``clustered`` (200 such centres, each point a centre plus ``0.2 N(0, I)``, clipped). The
 plain sampler calls the float32 denoiser 35 times (two per step, one on the last), each a full pass
 over the set; ``sample(..., reuse=True)`` (:mod:`toymodels.trajectory`) carries each query's logits
-once its posterior has collapsed. Both are timed in the same run, plain first. Reported per set:
+once its posterior has collapsed. Both are timed in the same run, alternating (plain first) for ``R``
+rounds, and the medians are compared: the machine's speed can drift by a third within minutes. Reported per set:
 seconds, speed-up, per call the queries that took a full pass (``F`` all, ``.`` none, ``p`` some;
 ``full``/``dense`` lists the counts), the largest difference of the samples, and two caps:
 ``cap`` = ``35 / (calls before the first call that carried any query)`` and ``ideal`` = ``35 / sum over
-calls of (full + dense) / (2 m)`` (the speed-up if the reused work cost nothing). With ``--reference``
+calls of full / m`` (the speed-up if the reused work cost nothing: a full pass costs a plain call). With ``--reference``
 the float64 denoiser also samples the first K queries (``plain``: 35 full passes; ``reuse``: the
 reusing sampler, whose float64 samples equal the plain ones to float64 rounding, at a fraction of the
 time), and the number of them whose final sample is nearest to a different training point than there
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 import torch
@@ -55,7 +57,7 @@ def timed(fn, device: str):
     return out, time.perf_counter() - t0
 
 
-def run_set(kind: str, m: int, n: int, d: int, device: str, reference: str, k: int) -> dict:
+def run_set(kind: str, m: int, n: int, d: int, device: str, reference: str, k: int, repeats: int = 1) -> dict:
     y = training_set(kind, n, d).to(device)
     model = EmpiricalDenoiser(y, kernel="torch")
     noise = torch.randn(m, d, generator=torch.Generator().manual_seed(1)).to(device)
@@ -64,13 +66,21 @@ def run_set(kind: str, m: int, n: int, d: int, device: str, reference: str, k: i
     counted = lambda x, s: calls.append(1) or model(x, s)         # noqa: E731 -- counts the passes
     sample(EmpiricalDenoiser(y[:64], kernel="torch"), noise[:2], sigmas, reuse=True)   # compiles the loops
     load = os.getloadavg()
-    x, t_plain = timed(lambda: sample(counted, noise, sigmas), device)
-    xr, t_reuse = timed(lambda: sample(model, noise, sigmas, reuse=True, record=record), device)
+    plain, reuse = [], []
+    for _ in range(repeats):                                      # alternated: the machine's speed drifts
+        calls.clear()
+        record.clear()
+        x, t = timed(lambda: sample(counted, noise, sigmas), device)
+        plain.append(t)
+        xr, t = timed(lambda: sample(model, noise, sigmas, reuse=True, record=record), device)
+        reuse.append(t)
+    t_plain, t_reuse = statistics.median(plain), statistics.median(reuse)
     carried = [r["carried"] > 0 for r in record]
     first = carried.index(True) + 1 if True in carried else len(record)
-    units = sum(r["full"] + r["dense"] for r in record) / (2 * m)
+    units = sum(r["full"] for r in record) / m                    # a full pass: its two GEMMs, as a plain call
     res = {"seconds": t_plain, "full_passes": len(calls), "finite": bool(torch.isfinite(x).all()),
            "reuse_seconds": t_reuse, "speedup": t_plain / t_reuse, "pattern": pattern(record, m),
+           "rounds": [{"plain": a, "reuse": b, "speedup": a / b} for a, b in zip(plain, reuse)],
            "full": [r["full"] for r in record], "dense": [r["dense"] for r in record],
            "kept": [r["kept"] for r in record], "dropped": max(r["dropped"] for r in record),
            "cap": len(record) / first, "ideal": len(record) / max(units, 1e-9),
@@ -98,6 +108,7 @@ def main(argv=None) -> dict:
     p.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     p.add_argument("--reference", choices=["plain", "reuse", "none"], default="plain")
     p.add_argument("--reference-queries", type=int, default=None, help="K (default: all m)")
+    p.add_argument("--repeats", type=int, default=1, help="rounds of plain then reuse; medians are reported")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="bench-out/sampler.json")
     args = p.parse_args(argv)
@@ -105,11 +116,14 @@ def main(argv=None) -> dict:
     from memgen.runs import atomic_write_json, versions
     for kind in args.sets:
         k = min(args.m, args.reference_queries or args.m)
-        r = res[kind] = run_set(kind, args.m, args.n, args.d, args.device, args.reference, k)
+        r = res[kind] = run_set(kind, args.m, args.n, args.d, args.device, args.reference, k, args.repeats)
         print(f"{kind}: m={args.m} n={args.n} d={args.d} on {args.device}, load {r['load_average_before'][0]:.1f}"
               f" -> {r['load_average_after'][0]:.1f}: plain {r['seconds']:.1f} s ({r['full_passes']} full passes);"
               f" reuse {r['reuse_seconds']:.1f} s ({r['pattern']}), speed-up {r['speedup']:.2f}x"
               f" (cap {r['cap']:.2f}x, ideal {r['ideal']:.2f}x), max |diff| {r['max_abs_diff']:.1e}", flush=True)
+        if len(r["rounds"]) > 1:
+            print("  rounds (plain s, reuse s, speed-up): " + ", ".join(
+                f"({q['plain']:.1f}, {q['reuse']:.1f}, {q['speedup']:.2f}x)" for q in r["rounds"]), flush=True)
         if "other_point_plain" in r:
             print(f"  float64 {args.reference} on {k} queries {r['float64_seconds']:.1f} s; of them, ending nearest"
                   f" another training point than float64: plain float32 {r['other_point_plain']}, reuse float32"

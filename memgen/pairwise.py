@@ -212,14 +212,38 @@ def point_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tenso
     return rest.double(), with_norms()
 
 
+def product_shift(u: torch.Tensor, center: torch.Tensor, raw: bool) -> torch.Tensor | None:
+    """What :func:`keep_products` subtracts from a block of ``u . y_j`` read in place: ``u . c`` [B, 1] in
+    float64 on the CPU with ``raw``, else None (the chunk is already centred)."""
+    return (u.double() @ center.double().to(u.device)).cpu().unsqueeze(1) if raw else None
+
+
+def keep_products(products: torch.Tensor, j0: int, j1: int, g: torch.Tensor, shift: torch.Tensor | None):
+    """``products[:, j0:j1] = g - shift``: the centred products ``u_b . v_j`` of a block ``g`` of GEMM output
+    (``u . y_j`` with raw rows, less ``shift = u . c``; :func:`product_shift`), into a float64 CPU tensor."""
+    dst = products[:, j0:j1]
+    if shift is None:
+        dst.copy_(g)
+    else:
+        torch.sub(g.cpu(), shift, out=dst)
+
+
 def shifted_distance_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor | None, offset: torch.Tensor,
-                            *, budget: int = DEFAULT_BUDGET, temporaries: int = 2, raw: bool = False):
+                            *, budget: int = DEFAULT_BUDGET, temporaries: int = 2, raw: bool = False,
+                            products: torch.Tensor | None = None):
     """Yield ``(j0, j1, v, d2)`` with ``d2[b, j] = ||v_j||^2 - 2 u_b.v_j + offset_b`` for consecutive chunks
-    (one ``addmm`` per chunk; the arguments as in :func:`point_chunks`)."""
+    (one ``addmm`` per chunk; the arguments as in :func:`point_chunks`). ``products``, a float64 ``[B, n]``
+    CPU tensor, receives the centred products ``u_b . v_j`` of each chunk (:func:`keep_products`)."""
     rest, chunks = point_chunks(u, y, center, v_sqnorm, offset, budget=budget, temporaries=temporaries, raw=raw)
     rest = rest.to(u.dtype).unsqueeze(1)
+    shift = product_shift(u, center, raw) if products is not None else None
     for j0, j1, v, q in chunks:
-        d2 = torch.addmm(q.unsqueeze(0), u, v.T, beta=1, alpha=-2)
+        if products is None:
+            d2 = torch.addmm(q.unsqueeze(0), u, v.T, beta=1, alpha=-2)
+        else:
+            d2 = u @ v.T
+            keep_products(products, j0, j1, d2, shift)
+            d2.mul_(-2).add_(q)
         yield j0, j1, v, d2.add_(rest)
         del d2                                        # free this block before the next one is allocated
 

@@ -22,6 +22,21 @@ def brute_posterior(x, y, sigma):
     return w, ent, logz
 
 
+def brute_stats(x, y, sigma, rows: int = 64):
+    """Float64 ``(mean, entropy, log normalizer)`` of :func:`brute_posterior`, ``rows`` queries at a time."""
+    y = np.asarray(y, dtype=np.float64)
+    sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (len(x),))
+    parts = [brute_posterior(x[i:i + rows], y, sigma[i:i + rows]) for i in range(0, len(x), rows)]
+    return (np.concatenate([w @ y for w, _, _ in parts]), np.concatenate([e for _, e, _ in parts]),
+            np.concatenate([z for _, _, z in parts]))
+
+
+def centre_and_radius(y):
+    """The training mean (float64) and the largest distance of a point from it, as the kernels take them."""
+    c = np.asarray(y, dtype=np.float64).mean(0)
+    return c, float(np.sqrt(((y - c) ** 2).sum(1).max()))
+
+
 @pytest.fixture
 def brute():
     return brute_posterior

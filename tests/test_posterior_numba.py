@@ -3,22 +3,7 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from toymodels import posterior_numba as pn
-
-
-def _brute(x, y, sigma):
-    """Float64 mean, entropy and log normalizer by exact differences and a logsumexp."""
-    logits = -((x[:, None] - y[None]) ** 2).sum(-1) / (2 * sigma[:, None] ** 2)
-    top = logits.max(1, keepdims=True)
-    w = np.exp(logits - top)
-    s = w.sum(1, keepdims=True)
-    p = w / s
-    entropy = -(p * np.where(p > 0, np.log(np.where(p > 0, p, 1)), 0)).sum(1)
-    return p @ y, entropy, (top + np.log(s))[:, 0]
-
-
-def _summary(y):
-    c = y.mean(0)
-    return c, float(np.sqrt(((y - c) ** 2).sum(1).max()))
+from conftest import brute_stats, centre_and_radius
 
 
 @settings(max_examples=15, derandomize=True, database=None, deadline=None)
@@ -30,8 +15,8 @@ def test_dense_equals_brute_force(seed, d, n, log_sigma, dtype):
     y = rng.normal(size=(n, d)).astype(dtype)
     x = rng.normal(size=(37, d)) * 1.5
     sigma = 10.0 ** (log_sigma + rng.uniform(-0.5, 0.5, size=37))
-    out = pn.numba_posterior(x, y, *_summary(y.astype(np.float64)), sigma)
-    mean, entropy, logz = _brute(x, y.astype(np.float64), sigma)
+    out = pn.numba_posterior(x, y, *centre_and_radius(y.astype(np.float64)), sigma)
+    mean, entropy, logz = brute_stats(x, y.astype(np.float64), sigma)
     scale = float(np.abs(y).max())
     np.testing.assert_allclose(out["mean"], mean, rtol=0, atol=1e-13 * scale)
     np.testing.assert_allclose(out["entropy"], entropy, rtol=0, atol=1e-12 * max(1.0, np.log(n)))
@@ -45,7 +30,7 @@ def test_blocks_tiles_and_subsets_do_not_change_a_bit():
     y = rng.random((2 * pn.BLOCK + 77, 2))
     x = rng.random((300, 2))
     sigma = np.full(300, 0.07)
-    args = (y, *_summary(y))
+    args = (y, *centre_and_radius(y))
     batch = pn.numba_posterior(x, *args, sigma)
     alone = [pn.numba_posterior(x[i:i + 1], *args, sigma[:1]) for i in range(0, 300, 37)]
     n = y.shape[0]
@@ -64,9 +49,9 @@ def test_subsets_sum_over_their_points_only():
     picks = [rng.choice(900, size=k, replace=False) for k in (1, 40, 512, 513, 900)]
     counts = np.array([len(p) for p in picks])
     stop = np.cumsum(counts)
-    out = pn.numba_posterior(x, y, *_summary(y), sigma, subsets=(np.concatenate(picks), stop - counts, stop))
+    out = pn.numba_posterior(x, y, *centre_and_radius(y), sigma, subsets=(np.concatenate(picks), stop - counts, stop))
     for i, p in enumerate(picks):
-        mean, entropy, logz = _brute(x[i:i + 1], y[p], sigma[i:i + 1])
+        mean, entropy, logz = brute_stats(x[i:i + 1], y[p], sigma[i:i + 1])
         np.testing.assert_allclose(out["mean"][i], mean[0], rtol=0, atol=1e-14)
         np.testing.assert_allclose(out["entropy"][i], entropy[0], rtol=0, atol=1e-13)
         np.testing.assert_allclose(out["log_normalizer"][i], logz[0], rtol=1e-14, atol=1e-14)
@@ -80,8 +65,8 @@ def test_a_nearer_point_in_a_later_block_moves_the_sums():
     y = np.linspace(30.0, 0.0, n)[:, None] * np.array([[1.0, 0.0]]) + rng.normal(size=(n, 2)) * 1e-3
     x = np.zeros((4, 2))
     sigma = np.array([0.05, 0.5, 5.0, 50.0])
-    out = pn.numba_posterior(x, y, *_summary(y), sigma)
-    mean, entropy, logz = _brute(x, y, sigma)
+    out = pn.numba_posterior(x, y, *centre_and_radius(y), sigma)
+    mean, entropy, logz = brute_stats(x, y, sigma)
     np.testing.assert_allclose(out["mean"], mean, rtol=0, atol=1e-13 * 30)
     np.testing.assert_allclose(out["entropy"], entropy, rtol=0, atol=1e-11)
     np.testing.assert_allclose(out["log_normalizer"], logz, rtol=1e-13, atol=1e-13)

@@ -29,7 +29,8 @@ In low dimension the fused numba kernel computes distances by exact differences 
 allocates nothing per chunk and vectorizes its exponentials (:mod:`toymodels.vector_exp`); the pruned
 kernel (:mod:`toymodels.posterior_pruned`) adds a KD-tree that skips, with a certified bound, the pairs
 whose weight is below float64 rounding, and falls back to the fused kernel for the queries where that
-does not pay (benchmarks/RESULTS.md)."""
+does not pay (benchmarks/RESULTS.md); at large sigma it first answers the queries whose certified
+Taylor series over the training set is exact to 1e-13 (:mod:`toymodels.posterior_series`)."""
 
 KERNELS = ("auto", "torch", "numba", "pruned")
 
@@ -55,7 +56,8 @@ class EmpiricalDenoiser(Denoiser):
         budget: bytes one call may allocate beyond its inputs and output (default 64 MiB).
         kernel: ``'auto'`` (``'pruned'`` for d <= 8 on CPU, else ``'torch'``), ``'torch'`` (streamed
             GEMMs, any d, any device), ``'numba'`` (fused loops, CPU) or ``'pruned'`` (numba plus a
-            KD-tree that skips pairs of weight below float64 rounding, with a certified bound; CPU).
+            KD-tree that skips pairs of weight below float64 rounding, and a far-field series at large
+            sigma, both with certified bounds; CPU).
 
     The training set is kept as given (no copy): chunks are centred on the stored training mean as they
     are read, which keeps the GEMM expansion of the distances accurate in float32 for uncentred data.

@@ -48,6 +48,12 @@ def _row_min(g, q):
     return mn
 
 
+@numba.njit(cache=True)
+def _keep_row(g, shift, out):
+    for j in range(g.shape[0]):
+        out[j] = np.float64(g[j]) - shift
+
+
 @numba.njit(fastmath={"reassoc", "contract"}, cache=True)           # reassociated: the sums vectorize
 def _row_fold(g, q, coef, dmin, delta, tiny):
     s = 0.0
@@ -63,8 +69,10 @@ def _row_fold(g, q, coef, dmin, delta, tiny):
 
 
 @numba.njit(parallel=True, cache=True)
-def _fold_rows(g, q, coef, m, s, t, alpha, block_s, tiny):
+def _fold_rows(g, q, coef, m, s, t, alpha, block_s, tiny, products, shift):
     for b in numba.prange(g.shape[0]):
+        if products is not None:
+            _keep_row(g[b], shift[b], products[b])
         dmin = _row_min(g[b], q)
         m_new = max(m[b], coef[b] * dmin)
         a = np.exp(m[b] - m_new)                       # 0 for the first block (m = -inf)
@@ -83,13 +91,19 @@ def fused(g: torch.Tensor) -> bool:
             and not g.requires_grad and not torch.is_autocast_enabled("cpu"))
 
 
-def fold_block(g: torch.Tensor, q: torch.Tensor, coef: np.ndarray, m: np.ndarray, s: np.ndarray, t: np.ndarray):
+def fold_block(g: torch.Tensor, q: torch.Tensor, coef: np.ndarray, m: np.ndarray, s: np.ndarray, t: np.ndarray,
+               products: torch.Tensor | None = None, shift: torch.Tensor | None = None):
     """Fold the block ``g`` ``[B, c]`` (``g_bj = u_b . v_j``) with column norms ``q`` ``[c]`` into the float64
     running state ``m, s, t`` ``[B]`` (updated in place; start from ``-inf, 0, 0``), overwriting ``g`` with
     the weights ``e_bj`` relative to the new maximum (module doc). Returns ``(alpha, block_s)`` ``[B]``
-    float64 tensors: the factor that moves the old accumulator to the new maximum, and ``sum_j e_bj``."""
+    float64 tensors: the factor that moves the old accumulator to the new maximum, and ``sum_j e_bj``.
+    ``products`` (a float64 ``[B, c]`` CPU view) first receives ``g_bj - shift_b`` (``shift`` [B, 1] or None
+    for 0), as :func:`memgen.pairwise.keep_products` writes it, in the same pass that reads ``g``."""
     alpha, block_s = np.empty(g.shape[0]), np.empty(g.shape[0])
+    if products is not None:
+        products = products.numpy()
+        shift = np.zeros(g.shape[0]) if shift is None else shift.reshape(-1).numpy()
     with numba_like_torch(chunk=8):
         _fold_rows(g.numpy(), q.detach().numpy().astype(np.float64, copy=False), coef, m, s, t, alpha, block_s,
-                   float(torch.finfo(g.dtype).tiny))
+                   float(torch.finfo(g.dtype).tiny), products, shift)
     return torch.from_numpy(alpha), torch.from_numpy(block_s)

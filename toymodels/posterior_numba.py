@@ -153,6 +153,14 @@ def _posterior_lowdim(a, b, offset, y, coef, idx, start, stop, tile, mean, entro
             log_normalizer[i] = coef[i] * m[i] + math.log(s[i])     # max_j coef d2_j: rounding is monotone
 
 
+def readable(y: np.ndarray) -> np.ndarray:
+    """``y`` itself when the kernels can read it in place (C-contiguous float32 or float64, memory-mapped
+    included), else a C-contiguous float64 copy."""
+    if y.dtype not in (np.float32, np.float64) or not y.flags.c_contiguous:
+        return np.ascontiguousarray(y, dtype=np.float64)
+    return y
+
+
 def numba_posterior(x: np.ndarray, y: np.ndarray, center: np.ndarray, radius: float, sigma: np.ndarray,
                     subsets: tuple | None = None) -> dict:
     """Mean ``[B, d]``, entropy ``[B]`` and log normalizer ``[B]`` of the posterior (float64 numpy).
@@ -162,8 +170,7 @@ def numba_posterior(x: np.ndarray, y: np.ndarray, center: np.ndarray, radius: fl
     (default: all n points for every query).
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
-    if y.dtype not in (np.float32, np.float64) or not y.flags.c_contiguous:
-        y = np.ascontiguousarray(y, dtype=np.float64)
+    y = readable(y)
     center = np.ascontiguousarray(center, dtype=np.float64)
     sigma = np.ascontiguousarray(sigma, dtype=np.float64)
     coef = -0.5 / sigma ** 2

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .posterior_numba import numba_posterior
+from .posterior_series import series_posterior
 
 TAIL_MARGIN = 37.0
 """``T = log n + TAIL_MARGIN``: the dropped weight is below ``e^-TAIL_MARGIN`` (8.5e-17) of the total."""
@@ -63,10 +64,28 @@ def pruned_posterior(x: np.ndarray, y: np.ndarray, tree: cKDTree, center: np.nda
     """Mean, entropy and log normalizer (float64 numpy) of queries ``x`` [B, d] over ``y`` [n, d].
 
     Equal to the dense kernel up to the certified tail (module doc); ``tree`` is :func:`build_tree` of ``y``.
+    Queries whose far-field series is certified (:mod:`toymodels.posterior_series`) take it first.
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     sigma = np.ascontiguousarray(sigma, dtype=np.float64)
-    n, B = y.shape[0], x.shape[0]
+    series, out = series_posterior(x, y, center, radius, sigma)
+    if series.all():
+        return out
+    rest = _pruned_or_dense(x[~series], y, tree, center, radius, sigma[~series])
+    return merge(series, out, rest) if series.any() else rest
+
+
+def merge(mask: np.ndarray, a: dict, b: dict) -> dict:
+    """Outputs of all queries from those of the queries in ``mask`` (``a``) and of the others (``b``)."""
+    merged = {k: np.empty((mask.shape[0], *v.shape[1:])) for k, v in a.items()}
+    for k in merged:
+        merged[k][mask], merged[k][~mask] = a[k], b[k]
+    return merged
+
+
+def _pruned_or_dense(x, y, tree, center, radius, sigma) -> dict:
+    """The queries whose cut ball is small through the tree, the others through the dense kernel."""
+    n = y.shape[0]
     r0 = tree.query(x, k=1)[0]
     r = cut_radius(r0, sigma, n)
     small = estimated_fraction(x, r, tree.mins, tree.maxes) < PRUNE_FRACTION
@@ -76,11 +95,7 @@ def pruned_posterior(x: np.ndarray, y: np.ndarray, tree: cKDTree, center: np.nda
     out = _pruned_chunks(x[small], y, tree, center, radius, sigma[small], r[small])
     if small.all():
         return out
-    rest = numba_posterior(x[~small], y, center, radius, sigma[~small])
-    merged = {k: np.empty((B, *v.shape[1:])) for k, v in out.items()}
-    for k in merged:
-        merged[k][small], merged[k][~small] = out[k], rest[k]
-    return merged
+    return merge(small, out, numba_posterior(x[~small], y, center, radius, sigma[~small]))
 
 
 def _pruned_chunks(x, y, tree, center, radius, sigma, r) -> dict:

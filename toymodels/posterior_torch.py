@@ -27,8 +27,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from memgen.pairwise import (DEFAULT_BUDGET, far_shift, point_chunks, shifted_distance_chunks, squared_norms,
-                             uses_raw_rows)
+from memgen.pairwise import (DEFAULT_BUDGET, far_shift, point_chunks, product_shift, shifted_distance_chunks,
+                             squared_norms, uses_raw_rows)
 
 from .posterior_block import fold_block, fused
 
@@ -64,7 +64,8 @@ def overflow_error(dtype) -> ValueError:
 
 def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor, offset: torch.Tensor,
                     sigma: torch.Tensor, *, budget: int = DEFAULT_BUDGET, topk: int | None = None,
-                    all_weights: bool = False, reserved: int = 0, raw: bool = False):
+                    all_weights: bool = False, reserved: int = 0, raw: bool = False,
+                    products: torch.Tensor | None = None):
     """One pass over the training points ``y`` (``[n, d]``, tensor or numpy) for centred queries ``u``.
 
     Streams ``d2 = ||u - v_j||^2 - lower`` (see :func:`memgen.pairwise.point_chunks`;
@@ -75,16 +76,19 @@ def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Te
     GEMMs read the rows in place (:func:`memgen.pairwise.uses_raw_rows`); ``acc`` is then corrected by
     ``- s c`` so that the state is the same. On CPU, without autograd or extras, each block is folded by
     the fused kernel of :mod:`toymodels.posterior_block` (two passes over the block instead of seven).
+    ``products``, a float64 ``[B, n]`` CPU tensor, receives the products ``u_b . v_j`` of every block
+    (:func:`memgen.pairwise.keep_products`; the reusing sampler of :mod:`toymodels.trajectory` carries them).
     """
     grad = torch.is_grad_enabled() and (u.requires_grad or sigma.requires_grad)
     if topk is None and not all_weights and not grad and fused(u):
-        state = _fused_state(u, y, center, v_sqnorm, offset, sigma, budget=budget - reserved, raw=raw)
+        state = _fused_state(u, y, center, v_sqnorm, offset, sigma, budget=budget - reserved, raw=raw,
+                             products=products)
         return state, {"topk": None, "chunks": []}
     return _torch_state(u, y, center, v_sqnorm, offset, sigma, budget=budget, topk=topk, all_weights=all_weights,
-                        reserved=reserved, raw=raw)
+                        reserved=reserved, raw=raw, products=products)
 
 
-def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, raw) -> State:
+def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, raw, products=None) -> State:
     """:func:`streaming_state` with one GEMM per block into a reused buffer, folded by
     :func:`toymodels.posterior_block.fold_block`; the per-query constant of the distances is added to the
     running maximum at the end, in float64."""
@@ -95,11 +99,12 @@ def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, raw) -> State
     # one [B, c] block alive: the GEMM's output, overwritten with the weights for the second GEMM
     rest, chunks = point_chunks(u, y, center, v_sqnorm, offset, budget=budget, temporaries=1, raw=raw)
     buf = None
+    shift = product_shift(u, center, raw) if products is not None else None
     for j0, j1, v, q in chunks:
         if buf is None:
             buf = torch.empty(B * (j1 - j0), dtype=u.dtype)
         g = torch.mm(u, v.T, out=buf[:B * (j1 - j0)].view(B, j1 - j0))
-        alpha, block_s = fold_block(g, q, coef, m, s, t)
+        alpha, block_s = fold_block(g, q, coef, m, s, t, None if products is None else products[:, j0:j1], shift)
         acc.mul_(alpha.to(u.dtype).unsqueeze(1)).addmm_(g, v)
         if raw:                                      # sum e (y - c) = sum e y - (sum e) c, no [B, d] temporary
             acc.addr_(block_s.to(u.dtype), center.to(u.dtype), alpha=-1)
@@ -111,7 +116,8 @@ def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, raw) -> State
 
 def _torch_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor, offset: torch.Tensor,
                     sigma: torch.Tensor, *, budget: int = DEFAULT_BUDGET, topk: int | None = None,
-                    all_weights: bool = False, reserved: int = 0, raw: bool = False):
+                    all_weights: bool = False, reserved: int = 0, raw: bool = False,
+                    products: torch.Tensor | None = None):
     """:func:`streaming_state` by torch operations on each ``[B, c]`` block (any device, autograd, extras)."""
     coef = (-0.5 / sigma ** 2).unsqueeze(1)
     # Without autograd the [B, c] blocks are updated in place (2 alive per chunk); with it, out of place (5).
@@ -121,7 +127,7 @@ def _torch_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tenso
     chunks = []
     cshift = center.to(u.dtype).unsqueeze(0) if raw else None
     for j0, j1, v, d2 in shifted_distance_chunks(u, y, center, v_sqnorm, offset, budget=budget - reserved,
-                                                 temporaries=5 if grad else 2, raw=raw):
+                                                 temporaries=5 if grad else 2, raw=raw, products=products):
         l = d2 * coef if grad else d2.mul_(coef)
         cm = l.amax(1)
         m_new = cm if m is None else torch.maximum(m, cm)
@@ -131,6 +137,8 @@ def _torch_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tenso
         floor = torch.finfo(l.dtype).min            # l is bf16 under autocast
         shifted = (l - mcol).clamp(min=floor) if grad else l.sub_(mcol).clamp_(min=floor)
         e = shifted.exp()
+        if not grad and e.device.type == "cpu":      # no subnormal weights into the CPU GEMM (posterior_block)
+            e.masked_fill_(e < torch.finfo(e.dtype).tiny, 0.0)
         chunk_s = e.sum(1)
         chunk_t = torch.bmm(e.unsqueeze(1), shifted.unsqueeze(2)).reshape(-1)    # sum_j e_j (l_j - m)
         if m is None:

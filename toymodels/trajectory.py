@@ -11,10 +11,13 @@ its output from them alone, ``D~ = sum_{k in K} w_k y_k / sum_{k in K} w_k``, so
 ``(D~ - c) . v_j = sum_{k in K} w~_k G[k, j]`` needs only the rows of the Gram matrix ``G = V V^T`` of
 kept points (shared by all queries and cached for the whole trajectory); its next logits cost two
 passes over its ``n`` products instead of a GEMM over ``n x d``. Each query is decided alone, at
-each call: it takes a *full pass* (its row of one GEMM over all n points) when its products are not
-known, and its output is the usual weighted sum over all n points (a GEMM, nothing dropped) while
-its posterior is spread over more than ``d / 64`` points. New Gram rows are computed only when their
-cost (a float64 row each) is repaid by the passes they save over the calls left.
+each call: it takes a *full pass* when its products are not known (or its posterior has spread again).
+A full pass is the plain denoiser's own streamed call (:func:`toymodels.posterior_torch.streaming_state`,
+on CPU the fused fold of :mod:`toymodels.posterior_block`) that also keeps the products of each block
+before folding it; its output, the usual weighted sum over all n points (nothing dropped), is the
+query's output while its posterior is spread over more than ``d / 64`` points. New Gram rows are
+computed only when their cost (a float64 row each) is repaid by the passes they save within the next
+``PAYBACK_CALLS`` calls.
 
 What is certified, per call and query: every logit is computed, none is skipped (float64 arithmetic
 on exact inputs: the products of the query's last full pass, which are the model's GEMM in its dtype,
@@ -35,9 +38,23 @@ from memgen.checks import as_batch, as_tensor, positive
 from memgen.pairwise import centred_chunks, chunk_length, uses_raw_rows
 
 from .empirical import EmpiricalDenoiser
+from .posterior_torch import centred_queries, streaming_state
 
-GRAM_COST = 3
-"""Cost of one float64 Gram row in full-pass rows (a float64 GEMM runs at about a third of float32's rate)."""
+GRAM_COST = 1.5
+"""Cost of one float64 Gram row in full-pass rows: a float64 GEMM runs at about a third of float32's rate
+(measured 3.2x slower on the benchmark's shapes), and a full pass does two float32 GEMM rows."""
+
+PAYBACK_CALLS = 2
+"""New Gram rows are computed when the full passes they save within this many calls repay them. Not over
+all the calls left: a collapsing posterior keeps fewer points at each call, so waiting a call or two
+usually needs far fewer rows (measured on the benchmark's Gaussian set: rows for up to 48 points per
+query at the first sparse call, 1 or 2 two calls later)."""
+
+
+SPREAD_MARGIN = 1.0
+"""A query whose posterior entropy after a full pass exceeds ``log(sparse_limit) + SPREAD_MARGIN`` nats is
+not searched for kept points (its weight cannot sit on that few). This decides work, never the result:
+such a query takes the full pass's output, which drops nothing."""
 
 
 def sparse_limit(d: int) -> int:
@@ -89,39 +106,34 @@ class _Gram:
     def add(self, new: np.ndarray):
         if new.size == 0:
             return
-        vk = _centred_rows(self.model, new).to(self.model.center.device)
-        block = torch.cat([vk @ v.T for _, _, v in _chunks(self.model, new.size, torch.float64)], 1).cpu().numpy()
         if self.size + new.size > self.rows.shape[0]:
-            grown = np.zeros((max(2 * self.rows.shape[0], self.size + new.size), self.model.n))
+            grown = np.empty((max(2 * self.rows.shape[0], self.size + new.size), self.model.n))
             grown[:self.size] = self.rows[:self.size]
             self.rows = grown
-        self.rows[self.size:self.size + new.size] = block
+        vk = _centred_rows(self.model, new).to(self.model.center.device)
+        block = torch.from_numpy(self.rows[self.size:self.size + new.size])
+        for j0, j1, v in _chunks(self.model, new.size, torch.float64):
+            block[:, j0:j1] = vk @ v.T
         self.slot[new] = np.arange(self.size, self.size + new.size)
         self.size += new.size
 
 
-def _full_pass(model: EmpiricalDenoiser, u: torch.Tensor, rows: np.ndarray, s: torch.Tensor):
-    """``s[rows] = u[rows] . v_j`` by one GEMM pass in the model's dtype, stored in float64."""
+def _full_pass(model: EmpiricalDenoiser, u: torch.Tensor, rows: np.ndarray, sigma: float, s: torch.Tensor):
+    """One pass of the plain denoiser's kernel (:func:`toymodels.posterior_torch.streaming_state`) for the
+    queries ``rows``: their products ``s[rows] = u . v_j`` (the GEMM in the model's dtype, stored in
+    float64) and, from the same blocks, their ``D - c`` [rows, d] (float64) and posterior entropy [rows]."""
     r = torch.from_numpy(rows)
     every = rows.size == s.shape[0]
     dst = s if every else torch.empty(rows.size, s.shape[1], dtype=torch.float64)
-    uq = u[r].to(model.center.device, model.dtype)
-    raw = _raw(model)
-    shift = (u[r] @ _centre(model)).unsqueeze(1) if raw else torch.zeros(1, 1, dtype=torch.float64)
-    for j0, j1, v in _chunks(model, rows.size, model.dtype, raw):
-        torch.sub((uq @ v.T).cpu(), shift, out=dst[:, j0:j1])
+    x = (u[r] + _centre(model)).to(model.center.device, model.dtype)       # the state as the plain call sees it
+    uq, _, offset, reserved = centred_queries(x, model.center, model.radius, model.budget)
+    sig = torch.full((rows.size,), sigma, dtype=model.dtype, device=x.device)
+    state, _ = streaming_state(uq, model.store, model.center, model.sqnorm, offset.to(model.dtype), sig,
+                               budget=model.budget, reserved=reserved, raw=_raw(model), products=dst)
     if not every:
         s[r] = dst
-
-
-def _dense_mean(model: EmpiricalDenoiser, w: torch.Tensor) -> torch.Tensor:
-    """``sum_j w_j v_j`` [b, d] (float64) for weights ``w`` [b, n] in the model's dtype, by one GEMM pass."""
-    acc = torch.zeros(w.shape[0], model.center.shape[0], dtype=torch.float64)
-    raw = _raw(model)
-    wd = w.to(model.center.device)
-    for j0, j1, v in _chunks(model, w.shape[0], model.dtype, raw):
-        acc += (wd[:, j0:j1] @ v).double().cpu()
-    return acc - w.sum(1, keepdim=True, dtype=torch.float64) * _centre(model) if raw else acc
+    s_, t_ = state.s.double().cpu(), state.t.double().cpu()
+    return (state.acc / state.s.unsqueeze(1)).double().cpu(), (s_.log() - t_ / s_).numpy()
 
 
 def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-12, record: list | None = None):
@@ -130,11 +142,12 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
 
     ``tol``: relative weight below which a point is dropped from a collapsed query's output. ``record``:
     a list that receives one dict per denoiser call: ``step``, ``sigma``, ``full`` (queries that took a
-    full pass), ``dense`` (queries whose output was a GEMM over all points), ``carried`` (queries whose
-    products the next call reuses), ``kept`` (most kept points of a query) and ``dropped`` (the bound
+    full pass), ``dense`` (those of them whose output is the full pass's, over all points), ``carried`` (queries whose
+    products the next call reuses), ``kept`` (most kept points of a query; ``n`` when a query's full pass
+    showed it spread, see :data:`SPREAD_MARGIN`) and ``dropped`` (the bound
     ``(n - |K|) tol / sum_K w`` on the dropped weight fraction, largest over the queries). The GEMMs run
     where the model's points are; the products and the bookkeeping stay on the CPU. Memory: two
-    ``[B, n]`` float64 matrices of products, ``[B, n]`` blocks for the queries that need a GEMM, and the
+    ``[B, n]`` float64 matrices of products, the full pass's blocks within the model's budget, and the
     cached Gram rows ``[rows, n]``.
     """
     if not isinstance(model, EmpiricalDenoiser) or type(model).forward is not EmpiricalDenoiser.forward:
@@ -144,38 +157,41 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
     sig = [float(s) for s in as_tensor(sigmas, "sigmas", dtype=torch.float64).reshape(-1)]
     if len(sig) < 2 or any(a <= b for a, b in zip(sig, sig[1:])) or sig[-1] < 0:
         raise ValueError("sigmas: need at least two strictly decreasing, non-negative noise levels")
-    from .trajectory_kernels import combine, dense_weights, kept_points
+    from .trajectory_kernels import combine, kept_points
 
     B = x.shape[0]
     n, d = model.n, model.center.shape[0]
     limit = sparse_limit(d)
     vsq = torch.cat([v.pow(2).sum(1) for _, _, v in _chunks(model, 1, torch.float64)]).cpu()
     gram = _Gram(model)
-    s, s1 = torch.zeros(B, n, dtype=torch.float64), torch.zeros(B, n, dtype=torch.float64)
+    s, s1 = torch.empty(B, n, dtype=torch.float64), torch.empty(B, n, dtype=torch.float64)   # rows written before read
     u = x.reshape(B, -1).cpu() * sig[0] - _centre(model)
     calls = 2 * (len(sig) - 1) - (sig[-1] == 0)
 
     def call(u, s, known, sigma, step, left):
-        """``(D - c [B, d], carried [B] bool, Gram slots [B, limit], weights [B, limit])``; rows of ``s``
-        not ``known`` are filled by a full pass first."""
-        todo = np.flatnonzero(~known)
+        """``(D - c [B, d], carried [B] bool, Gram slots [B, limit], weights [B, limit])``. A query whose
+        products are not ``known``, or whose posterior has spread again over more than ``limit`` points,
+        takes a full pass first, which also gives its output."""
+        idx, rel, top, count = np.zeros((B, limit), np.int64), np.zeros((B, limit)), np.zeros(B), np.zeros(B, np.int64)
+        cut = 2 * sigma ** 2 * math.log(tol)
+        kept_points(s.numpy(), np.flatnonzero(known), vsq.numpy(), cut, idx, rel, top, count)
+        todo = np.flatnonzero(~known | (count > limit))
+        den = torch.zeros(B, d, dtype=torch.float64)
         if todo.size:
-            _full_pass(model, u, todo, s)
-        idx, rel, top = np.zeros((B, limit), np.int64), np.zeros((B, limit)), np.zeros(B)
-        count = kept_points(s.numpy(), vsq.numpy(), 2 * sigma ** 2 * math.log(tol), idx, rel, top)
+            den[torch.from_numpy(todo)], entropy = _full_pass(model, u, todo, sigma, s)
+            # weight on at most `limit` points bounds the entropy near log(limit): a query above it by a
+            # margin that covers the pass's rounding is spread, and its output is the pass's (exact)
+            spread = entropy > math.log(limit) + SPREAD_MARGIN
+            count[todo[spread]] = n
+            kept_points(s.numpy(), todo[~spread], vsq.numpy(), cut, idx, rel, top, count)
         sparse = count <= limit
         valid = np.arange(limit) < count[:, None]
         w = np.where(valid & sparse[:, None], np.exp(rel / (2 * sigma ** 2)), 0.0)
         total = np.maximum(w.sum(1), 1.0)                    # the largest weight is exp(0) = 1
         dropped = np.where(sparse, (n - count) * tol / total, 0.0)
         w /= total[:, None]
-        den = torch.zeros(B, d, dtype=torch.float64)
+        den[torch.from_numpy(sparse)] = 0.0                  # a collapsed query's output: its kept points alone
         dense = np.flatnonzero(~sparse)
-        if dense.size:
-            w_dense = torch.empty(dense.size, n, dtype=model.dtype)
-            tiny = float(torch.finfo(model.dtype).tiny)
-            dense_weights(s.numpy(), dense, vsq.numpy(), top, 1 / (2 * sigma ** 2), tiny, w_dense.numpy())
-            den[torch.from_numpy(dense)] = _dense_mean(model, w_dense)
         kept = idx[valid & sparse[:, None]]
         points, inverse = np.unique(kept, return_inverse=True)
         if points.size:
@@ -187,7 +203,7 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
         if left and points.size:
             new = points[gram.slot[points] < 0]
             needing = np.isin(idx, new) & valid
-            gain = int((needing.any(1) & sparse).sum()) * left
+            gain = int((needing.any(1) & sparse).sum()) * min(left, PAYBACK_CALLS)
             if GRAM_COST * new.size <= gain:
                 gram.add(new)
             carried = sparse & ~((gram.slot[idx] < 0) & valid).any(1)
