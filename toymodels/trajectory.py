@@ -15,9 +15,9 @@ each call: it takes a *full pass* when its products are not known (or its poster
 A full pass is the plain denoiser's own streamed call (:func:`toymodels.posterior_torch.streaming_state`,
 on CPU the fused fold of :mod:`toymodels.posterior_block`) that also keeps the products of each block
 before folding it; its output, the usual weighted sum over all n points (nothing dropped), is the
-query's output while its posterior is spread over more than ``d / 64`` points. New Gram rows are
-computed only when their cost (a float64 row each) is repaid by the passes they save within the next
-``PAYBACK_CALLS`` calls.
+query's output while its posterior is spread over more than ``d / 64`` points. A collapsed query gets
+the Gram rows it lacks (float64, one per point) only when its share of their cost is repaid by the full
+passes it saves within the next ``PAYBACK_CALLS`` calls; until then it takes full passes.
 
 What is certified, per call and query: every logit is computed, none is skipped (float64 arithmetic
 on exact inputs: the products of the query's last full pass, which are the model's GEMM in its dtype,
@@ -50,7 +50,6 @@ the queries that need it) is repaid by the full passes it saves within this many
 calls left: a collapsing posterior keeps fewer points at each call, so waiting a call or two usually
 needs far fewer rows (measured on the benchmark's Gaussian set: 2,593 new rows for 745 queries at the
 first call with collapsed queries, 995 rows for all 1,000 two calls later)."""
-
 
 SPREAD_MARGIN = 1.0
 """A query whose posterior entropy after a full pass exceeds ``log(sparse_limit) + SPREAD_MARGIN`` nats is
