@@ -38,7 +38,7 @@ from memgen.checks import as_batch, as_tensor, positive
 from memgen.pairwise import centred_chunks, chunk_length, uses_raw_rows
 
 from .empirical import EmpiricalDenoiser
-from .posterior_torch import centred_queries, streaming_state
+from .posterior_torch import centred_queries, finish, streaming_state
 
 GRAM_COST = 1.5
 """Cost of one float64 Gram row in full-pass rows: a float64 GEMM runs at about a third of float32's rate
@@ -126,14 +126,14 @@ def _full_pass(model: EmpiricalDenoiser, u: torch.Tensor, rows: np.ndarray, sigm
     every = rows.size == s.shape[0]
     dst = s if every else torch.empty(rows.size, s.shape[1], dtype=torch.float64)
     x = (u[r] + _centre(model)).to(model.center.device, model.dtype)       # the state as the plain call sees it
-    uq, _, offset, reserved = centred_queries(x, model.center, model.radius, model.budget)
+    uq, lower, offset, reserved = centred_queries(x, model.center, model.radius, model.budget)
     sig = torch.full((rows.size,), sigma, dtype=model.dtype, device=x.device)
-    state, _ = streaming_state(uq, model.store, model.center, model.sqnorm, offset.to(model.dtype), sig,
+    state, _ = streaming_state(uq, model.store, model.center, model.sqnorm, offset, sig,
                                budget=model.budget, reserved=reserved, raw=_raw(model), products=dst)
     if not every:
         s[r] = dst
-    s_, t_ = state.s.double().cpu(), state.t.double().cpu()
-    return (state.acc / state.s.unsqueeze(1)).double().cpu(), (s_.log() - t_ / s_).numpy()
+    out = finish(state, lower, sig)                      # the mean of a centred state is D - c
+    return out["mean"].double().cpu(), out["entropy"].double().cpu().numpy()
 
 
 def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-12, record: list | None = None):
