@@ -10,10 +10,12 @@ plain sampler calls the float32 denoiser 35 times (two per step, one on the last
 over the set; ``sample(..., reuse=True)`` (:mod:`toymodels.trajectory`) carries each query's logits
 once its posterior has collapsed. Both are timed in the same run, alternating (plain first) for ``R``
 rounds, and the medians are compared: the machine's speed can drift by a third within minutes. Reported per set:
-seconds, speed-up, per call the queries that took a full pass (``F`` all, ``.`` none, ``p`` some;
-``full``/``dense`` lists the counts), the largest difference of the samples, and two caps:
-``cap`` = ``35 / (calls before the first call that carried any query)`` and ``ideal`` = ``35 / sum over
-calls of full / m`` (the speed-up if the reused work cost nothing: a full pass costs a plain call). With ``--reference``
+seconds, speed-up, per call the passes over the training set (``F`` every query a full pass, ``P`` as many
+passes as queries, some of them products passes, ``p`` fewer, ``.`` none; ``full``/``light``/``dense``
+list the counts), the largest difference of the samples, and two caps: ``cap`` = ``35 / (calls in which
+every query's output was a full pass over all points)``, the calls that no reuse can shorten, and
+``ideal`` = ``35 / sum over calls of (full + light / 2) / m`` (the speed-up if the reused work cost
+nothing: a full pass costs a plain call, a products pass one of its two GEMMs). With ``--reference``
 the float64 denoiser also samples the first K queries (``plain``: 35 full passes; ``reuse``: the
 reusing sampler, whose float64 samples equal the plain ones to float64 rounding, at a fraction of the
 time), and the number of them whose final sample is nearest to a different training point than there
@@ -45,8 +47,10 @@ def training_set(kind: str, n: int, d: int, seed: int = 0) -> torch.Tensor:
 
 
 def pattern(record: list, m: int) -> str:
-    """One character per denoiser call: ``F`` every query took a full pass, ``.`` none did, ``p`` some."""
-    return "".join("F" if r["full"] == m else "." if r["full"] + r["dense"] == 0 else "p" for r in record)
+    """One character per denoiser call: ``F`` every query took a full pass, ``P`` as many passes as queries,
+    some of them products passes, ``p`` fewer, ``.`` none."""
+    passes = [r["full"] + r["light"] for r in record]
+    return "".join("F" if r["full"] == m else "P" if p >= m else "p" if p else "." for r, p in zip(record, passes))
 
 
 def timed(fn, device: str):
@@ -75,15 +79,15 @@ def run_set(kind: str, m: int, n: int, d: int, device: str, reference: str, k: i
         xr, t = timed(lambda: sample(model, noise, sigmas, reuse=True, record=record), device)
         reuse.append(t)
     t_plain, t_reuse = statistics.median(plain), statistics.median(reuse)
-    carried = [r["carried"] > 0 for r in record]
-    first = carried.index(True) + 1 if True in carried else len(record)
-    units = sum(r["full"] for r in record) / m                    # a full pass: its two GEMMs, as a plain call
+    spread = sum(r["dense"] == m for r in record)                 # calls that no reuse can shorten
+    units = sum(r["full"] + r["light"] / 2 for r in record) / m    # a full pass: two GEMMs; a products pass: one
     res = {"seconds": t_plain, "full_passes": len(calls), "finite": bool(torch.isfinite(x).all()),
            "reuse_seconds": t_reuse, "speedup": t_plain / t_reuse, "pattern": pattern(record, m),
            "rounds": [{"plain": a, "reuse": b, "speedup": a / b} for a, b in zip(plain, reuse)],
-           "full": [r["full"] for r in record], "dense": [r["dense"] for r in record],
+           "full": [r["full"] for r in record], "light": [r["light"] for r in record],
+           "dense": [r["dense"] for r in record],
            "kept": [r["kept"] for r in record], "dropped": max(r["dropped"] for r in record),
-           "cap": len(record) / first, "ideal": len(record) / max(units, 1e-9),
+           "cap": len(record) / max(spread, 1), "ideal": len(record) / max(units, 1e-9),
            "max_abs_diff": float((xr.to(x.dtype) - x).abs().max()), "load_average_before": load}
     if reference != "none":
         model64 = EmpiricalDenoiser(y.double(), kernel="torch")

@@ -5,7 +5,7 @@ import torch
 
 from memgen import edm_sigmas, sample
 from toymodels import EmpiricalDenoiser, GaussianDenoiser
-from toymodels.trajectory_kernels import combine, kept_points
+from toymodels.trajectory_kernels import combine, gather_mean, kept_points
 
 
 def _clustered(n, d, seed):
@@ -56,19 +56,53 @@ def test_float32_model_matches_its_full_passes_and_float64_points():
     assert torch.equal(nearest(got), nearest(exact)) and torch.equal(nearest(ref), nearest(exact))
 
 
-@pytest.mark.parametrize("store", ["numpy", "shifted"])
+@pytest.mark.parametrize("store", ["numpy", "shifted", "half"])
 def test_stores_that_are_centred_per_chunk(store):
-    """A numpy store and a set far from the origin (both centred chunk by chunk, not read in place)."""
+    """A numpy store, a set far from the origin (both centred chunk by chunk, not read in place) and a
+    float16 store (its kept rows gathered by torch, not read in place by numba)."""
     y, noise = _clustered(200, 64, 4)
     if store == "shifted":
         y = y + 3.0
-    train = y.numpy() if store == "numpy" else y
+    if store == "half":
+        y = y.half().double()                                         # the points the model will hold
+    train = y.numpy() if store == "numpy" else y.half() if store == "half" else y
     model = EmpiricalDenoiser(train, kernel="torch", budget=2 ** 18)
     sigmas = edm_sigmas(12, 0.002, 80.0)
     record = []
     got = sample(model, noise + (3.0 / 80 if store == "shifted" else 0), sigmas, reuse=True, record=record)
     ref = sample(model, noise + (3.0 / 80 if store == "shifted" else 0), sigmas)
-    assert float((got - ref).abs().max()) < 1e-9 and not all(r["full"] for r in record)
+    atol = 1e-5 if store == "half" else 1e-9                          # a float16 store computes in float32
+    assert float((got - ref).abs().max()) < atol and not all(r["full"] for r in record)
+
+
+@pytest.mark.parametrize("foresight", [0, None])
+def test_foresight_decides_work_not_result(monkeypatch, foresight):
+    """Which pass a query takes follows the kept points the last call foresaw; foreseeing none (every
+    query takes a products pass first, and a full pass where that proves wrong) or all (never a products
+    pass) changes the work, not the samples."""
+    import toymodels.trajectory as trajectory
+    import toymodels.trajectory_kernels as kernels
+
+    y, noise = _clustered(300, 32, 5)
+    model = EmpiricalDenoiser(y, kernel="torch", budget=2 ** 18)
+    sigmas = edm_sigmas(18, 0.002, 80.0)
+    kept_points_ = kernels.kept_points
+
+    def foreseeing(s, rows, vsq, cut, ahead_cut, idx, rel, top, count, ahead):
+        kept_points_(s, rows, vsq, cut, ahead_cut, idx, rel, top, count, ahead)
+        ahead[rows] = foresight if foresight is not None else y.shape[0]
+
+    monkeypatch.setattr(kernels, "kept_points", foreseeing)
+    monkeypatch.setattr(trajectory, "SPREAD_MARGIN", np.inf)          # every query searched, spread or not
+    record = []
+    got = sample(model, noise, sigmas, reuse=True, record=record)
+    assert float((got - sample(model, noise, sigmas)).abs().max()) < 1e-9
+    light = [r["light"] for r in record]
+    if foresight is None:
+        assert not any(light)
+    else:                                         # after the first call, every pass starts as products only
+        assert light[0] == 0 and all(r["light"] == 40 - r["known"] for r in record[1:])
+        assert any(r["full"] > 0 for r in record[1:]) and any(r["dense"] < 40 for r in record)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -78,15 +112,19 @@ def test_kernels_against_numpy(seed):
     s = rng.normal(size=(B, n)) * rng.choice([0.1, 10.0], size=(B, 1))
     vsq = rng.uniform(0, 3, size=n)
     cut = -float(rng.uniform(0.5, 30))
+    ahead_cut = cut * float(rng.uniform(0, 1))                         # a smaller sigma keeps fewer points
     idx, rel, top, count = np.zeros((B, cap), np.int64), np.zeros((B, cap)), np.zeros(B), np.full(B, -1)
+    ahead = np.full(B, -1)
     rows = np.array([4, 0, 2])
-    kept_points(s, rows, vsq, cut, idx, rel, top, count)
+    kept_points(s, rows, vsq, cut, ahead_cut, idx, rel, top, count, ahead)
     z = 2 * s - vsq
     np.testing.assert_array_equal(top[rows], z[rows].max(1))
     assert (count[[1, 3]] == -1).all() and (idx[[1, 3]] == 0).all()  # rows not asked for are left alone
+    assert (ahead[[1, 3]] == -1).all()
     for r in rows:
         want = np.flatnonzero(z[r] - z[r].max() >= cut)
         assert count[r] == want.size
+        assert ahead[r] == np.count_nonzero(z[r] - z[r].max() >= ahead_cut)
         k = min(cap, want.size)
         np.testing.assert_array_equal(idx[r, :k], want[:k])
         np.testing.assert_allclose(rel[r, :k], z[r, want[:k]] - z[r].max(), rtol=0, atol=1e-12)
@@ -99,3 +137,16 @@ def test_kernels_against_numpy(seed):
     want[rows] = 0.7 * x[rows] - 0.2 * y[rows] - np.einsum("ik,ikj->ij", gcoef, gram[gidx])
     combine(x, x, 0.7, y, -0.2, rows, gidx, gcoef, gram)                 # in place, as the sampler does
     np.testing.assert_allclose(x, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gather_mean_against_numpy(dtype):
+    rng = np.random.default_rng(7)
+    y = rng.normal(size=(30, 9)).astype(dtype)
+    idx, w = rng.integers(0, 30, size=(4, 5)), rng.uniform(size=(4, 5))
+    count, rows = np.array([5, 0, 3, 1]), np.array([2, 0, 1])
+    out = np.full((3, 9), np.nan)
+    gather_mean(y, rows, idx, w, count, out)
+    for i, r in enumerate(rows):
+        want = sum((w[r, k] * y[idx[r, k]].astype(np.float64) for k in range(count[r])), np.zeros(9))
+        np.testing.assert_allclose(out[i], want, rtol=0, atol=1e-14)

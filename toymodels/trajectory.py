@@ -5,27 +5,37 @@ Every Euler/Heun update is an affine combination of the state and denoiser outpu
 coefficients sum to one, ``x_new = a x + sum_i b_i D_i``, so in coordinates centred on the training
 mean ``c`` (``u = x - c``, ``v_j = y_j - c``) the dot products ``s_j = u . v_j`` that make the logits
 ``l_j = (2 s_j - ||v_j||^2) / (2 sigma^2)`` (up to a per-query constant) follow the same
-combination: ``s_j(u_new) = a s_j(u) + sum_i b_i (D_i - c) . v_j``. A query whose weight sits on
-few points, ``K`` = the points with weight at least ``tol`` times the largest, ``|K| <= d / 64``, takes
-its output from them alone, ``D~ = sum_{k in K} w_k y_k / sum_{k in K} w_k``, so that
+combination: ``s_j(u_new) = a s_j(u) + sum_i b_i (D_i - c) . v_j``. Let ``K`` be a query's kept points,
+those with weight at least ``tol`` times the largest. Where they are few, its output is taken from them
+alone, ``D~ = sum_{k in K} w_k y_k / sum_{k in K} w_k`` (gathered in float64 from the rows, read in
+place), and where ``|K| <= d / 64`` its next products follow without a GEMM:
 ``(D~ - c) . v_j = sum_{k in K} w~_k G[k, j]`` needs only the rows of the Gram matrix ``G = V V^T`` of
-kept points (shared by all queries and cached for the whole trajectory); its next logits cost two
-passes over its ``n`` products instead of a GEMM over ``n x d``. Each query is decided alone, at
-each call: it takes a *full pass* when its products are not known (or its posterior has spread again).
-A full pass is the plain denoiser's own streamed call (:func:`toymodels.posterior_torch.streaming_state`,
-on CPU the fused fold of :mod:`toymodels.posterior_block`) that also keeps the products of each block
-before folding it; its output, the usual weighted sum over all n points (nothing dropped), is the
-query's output while its posterior is spread over more than ``d / 64`` points. A collapsed query gets
-the Gram rows it lacks (float64, one per point) only when its share of their cost is repaid by the full
-passes it saves within the next ``PAYBACK_CALLS`` calls; until then it takes full passes.
+kept points (shared by all queries and cached for the whole trajectory), so its next logits cost two
+passes over its ``n`` products instead of a GEMM over ``n x d``. Each query is decided alone, at each
+call, by the cheapest of three ways that give its output:
 
-What is certified, per call and query: every logit is computed, none is skipped (float64 arithmetic
-on exact inputs: the products of the query's last full pass, which are the model's GEMM in its dtype,
-then float64 Gram rows and float64 squared norms); the weight dropped from ``D~`` is below
-``(n - |K|) tol`` of the total, so ``|D~ - D| <= 2 n tol R`` (R: the largest ``|v_j|``); the record
-reports that bound per call as ``dropped``. Trajectories are not certified beyond that: near a tie
-between training points the flow amplifies any difference, rounding included, so two correct float32
-runs (or a float32 and a float64 run) can end a few queries on different training points.
+* *carried*: its products follow from the last call's (above); no pass over the training set;
+* *products pass*: one GEMM over all ``n`` points for its products (the plain call's first GEMM), then
+  its kept points and ``D~``; taken where the last call foresaw at most ``n / (2 GATHER_COST)`` kept
+  points at this sigma (the kept points at the new sigma with the old products), and followed by a
+  full pass where that proves wrong;
+* *full pass*: the plain denoiser's own streamed call (:func:`toymodels.posterior_torch.streaming_state`,
+  on CPU the fused fold of :mod:`toymodels.posterior_block`), which also keeps the products of each block;
+  its output, the usual weighted sum over all ``n`` points (nothing dropped), is the query's output
+  while its posterior is spread over more than ``n / (2 GATHER_COST)`` points.
+
+A collapsed query gets the Gram rows it lacks only when its share of their cost is repaid by the passes
+it saves within the next ``PAYBACK_CALLS`` calls; until then it takes products passes.
+
+What is certified, per call and query: every logit is computed, none is skipped: from the products of
+the query's last pass and the Gram rows, both the model's GEMM in its dtype as in the plain call, combined
+in float64 with float64 squared norms; the weight dropped from ``D~`` is below ``(n - |K|) tol`` of the
+total, so ``|D~ - D| <= 2 n tol R`` (R: the largest ``|v_j|``); the record reports that bound per call as
+``dropped``. A carried product adds the rounding of the Gram rows it is combined from, the order of the
+plain call's own rounding for each call it is carried (a float64 model: float64 rounding). Trajectories
+are not certified beyond that: near a tie between training points the flow amplifies any difference,
+rounding included, so two correct float32 runs (or a float32 and a float64 run) can end a few queries on
+different training points.
 """
 from __future__ import annotations
 
@@ -35,24 +45,27 @@ import numpy as np
 import torch
 
 from memgen.checks import as_batch, as_tensor, positive
-from memgen.pairwise import centred_chunks, chunk_length, uses_raw_rows
+from memgen.pairwise import centred_chunks, chunk_length, keep_products, point_chunks, product_shift, uses_raw_rows
 
 from .empirical import EmpiricalDenoiser
+from .posterior_block import fused, keep_block
 from .posterior_torch import centred_queries, finish, streaming_state
-
-GRAM_COST = 1.5
-"""Cost of one float64 Gram row in full-pass rows: a float64 GEMM runs at about a third of float32's rate
-(measured 3.2x slower on the benchmark's shapes), and a full pass does two float32 GEMM rows."""
 
 PAYBACK_CALLS = 2
 """A collapsed query is carried when its share of the new Gram rows it needs (each row's cost split among
-the queries that need it) is repaid by the full passes it saves within this many calls. Not over all the
-calls left: a collapsing posterior keeps fewer points at each call, so waiting a call or two usually
-needs far fewer rows (measured on the benchmark's Gaussian set: 2,593 new rows for 745 queries at the
-first call with collapsed queries, 995 rows for all 1,000 two calls later)."""
+the queries that need it; a Gram row costs what a query's products pass does, one GEMM row) is repaid by
+the passes it saves within this many calls. Not over all the calls left: a collapsing posterior keeps
+fewer points at each call, so waiting a call or two usually needs far fewer rows (measured on the
+benchmark's Gaussian set: 2,593 new rows for 745 queries at the first call with collapsed queries, 995 rows
+for all 1,000 two calls later)."""
+
+GATHER_COST = 40
+"""Cost of one gathered row of the output ``sum_k w_k y_k`` (read in place, accumulated in float64) in rows
+of a GEMM: measured 43 on the benchmark's shapes (1,000 queries x 250 scattered rows of d = 3072 in 0.18 s,
+against 0.84 s for the ``[1000, 3072] x [3072, 50000]`` float32 GEMM on the same two cores)."""
 
 SPREAD_MARGIN = 1.0
-"""A query whose posterior entropy after a full pass exceeds ``log(sparse_limit) + SPREAD_MARGIN`` nats is
+"""A query whose posterior entropy after a full pass exceeds ``log(gather_limit) + SPREAD_MARGIN`` nats is
 not searched for kept points (its weight cannot sit on that few). This decides work, never the result:
 such a query takes the full pass's output, which drops nothing."""
 
@@ -63,15 +76,10 @@ def sparse_limit(d: int) -> int:
     return max(1, d // 64)
 
 
-def _chunks(model: EmpiricalDenoiser, batch: int, dtype: torch.dtype, raw: bool = False):
-    """``(j0, j1, v)``: the training points centred in ``dtype``, chunked within the model's budget; with
-    ``raw`` the rows ``y_j`` themselves, read in place (see :func:`_raw`)."""
-    d = model.center.shape[0]
-    itemsize = torch.finfo(dtype).bits // 8
-    c = chunk_length(batch, model.n, itemsize, model.budget, 2, row_bytes=0 if raw else d * itemsize)
-    if raw:
-        return ((j0, min(j0 + c, model.n), model.store[j0:j0 + c]) for j0 in range(0, model.n, c))
-    return centred_chunks(model.store, model.center.double(), c, dtype)
+def gather_limit(n: int) -> int:
+    """Most kept points of a query whose output is gathered from them after a products pass: the
+    gather then costs at most half of the weighted-sum GEMM over all ``n`` points that it replaces."""
+    return max(1, n // (2 * GATHER_COST))
 
 
 def _raw(model: EmpiricalDenoiser) -> bool:
@@ -84,24 +92,76 @@ def _centre(model: EmpiricalDenoiser) -> torch.Tensor:
     return model.center.double().cpu()
 
 
-def _centred_rows(model: EmpiricalDenoiser, idx: np.ndarray) -> torch.Tensor:
-    """``y_k - c`` for the points ``idx``, float64 on the CPU."""
+def _exact_norms(model: EmpiricalDenoiser) -> torch.Tensor:
+    """``||y_j - c||^2`` [n] in float64 on the CPU, one chunk of centred rows at a time."""
+    d = model.center.shape[0]
+    c = chunk_length(1, model.n, 8, model.budget, 2, row_bytes=d * 8)
+    return torch.cat([v.pow(2).sum(1).cpu() for _, _, v in
+                      centred_chunks(model.store, model.center.double(), c, torch.float64)])
+
+
+def _rows_at(model: EmpiricalDenoiser, idx: np.ndarray) -> torch.Tensor:
+    """The training rows ``y[idx]`` (any index shape), in the store's dtype, where the store is."""
     y = model.store
     if isinstance(y, torch.Tensor):
-        rows = y[torch.from_numpy(idx).to(y.device)]
-    else:
-        rows = torch.from_numpy(np.asarray(y[idx]))
-    return rows.double().cpu() - _centre(model)
+        return y[torch.from_numpy(idx).to(y.device)]
+    return torch.from_numpy(np.asarray(y[idx.reshape(-1)])).reshape(*idx.shape, -1)
+
+
+def _products(model: EmpiricalDenoiser, x: torch.Tensor, out: torch.Tensor):
+    """``out[b, j] = (x_b - c) . v_j`` for every training point: the model's GEMM in its dtype on the
+    state as the plain call sees it (rows read in place where the plain call reads them so), kept in
+    float64 (:func:`memgen.pairwise.keep_products`). ``x`` [K, d] float64 CPU, ``out`` [K, n] float64 CPU;
+    one ``[K, c]`` block alive at a time, within the model's budget."""
+    raw, d = _raw(model), x.shape[1]
+    itemsize = torch.finfo(model.dtype).bits // 8
+    per = max(1, model.budget // (4 * d * itemsize))          # queries at a time: a quarter of the budget
+    for i0 in range(0, x.shape[0], per):
+        u = x[i0:i0 + per].to(model.center.device, model.dtype) - model.center.to(model.dtype)
+        shift = product_shift(u, model.center, raw)
+        _, chunks = point_chunks(u, model.store, model.center, model.sqnorm, torch.zeros(u.shape[0]),
+                                 budget=model.budget - u.numel() * itemsize, temporaries=1, raw=raw)
+        buf = None
+        for j0, j1, v, _ in chunks:
+            if buf is None:
+                buf = torch.empty(u.shape[0] * (j1 - j0), dtype=u.dtype, device=u.device)
+            g = torch.mm(u, v.T, out=buf[:u.shape[0] * (j1 - j0)].view(u.shape[0], j1 - j0))
+            (keep_block if fused(g) else keep_products)(out[i0:i0 + per], j0, j1, g, shift)
+
+
+def _kept_mean(model: EmpiricalDenoiser, rows: np.ndarray, idx: np.ndarray, w: np.ndarray, count: np.ndarray):
+    """``D~ - c = sum_{k < count[r]} w[r, k] y[idx[r, k]] - c`` [len(rows), d] (float64 CPU) for the queries
+    ``rows``, whose weights ``w`` sum to one. A float32/float64 store on the CPU is read in place
+    (:func:`toymodels.trajectory_kernels.gather_mean`); elsewhere the kept rows of a few queries at a time
+    are gathered within the model's budget."""
+    from .trajectory_kernels import gather_mean
+
+    d = model.center.shape[0]
+    y = model.store
+    arr = y if isinstance(y, np.ndarray) else y.numpy() if y.device.type == "cpu" else None
+    if arr is not None and arr.dtype in (np.float32, np.float64):
+        out = np.empty((rows.size, d))
+        gather_mean(np.asarray(arr), rows, idx, w, count, out)
+        return torch.from_numpy(out) - _centre(model)
+    k = int(count[rows].max())
+    per = max(1, model.budget // (k * d * 8))
+    out = torch.empty(rows.size, d, dtype=torch.float64)
+    for i0 in range(0, rows.size, per):
+        r = rows[i0:i0 + per]
+        kept = _rows_at(model, idx[r, :k]).double()                                   # [b, k, d]
+        out[i0:i0 + per] = torch.bmm(torch.from_numpy(w[r, :k]).to(kept).unsqueeze(1), kept).squeeze(1).cpu()
+    return out - _centre(model)
 
 
 class _Gram:
-    """Cached rows ``G[k, :] = v_k . v`` (float64) of the centred training points; ``slot[k]`` is the
-    row of point k in ``rows`` (-1 until computed)."""
+    """Cached rows ``G[k, :] = v_k . v`` of the centred training points (:func:`_products` of the point
+    itself: the model's GEMM, kept in float64); ``slot[k]`` is the row of point k in ``rows`` (-1 until
+    computed)."""
 
-    def __init__(self, model: EmpiricalDenoiser):
+    def __init__(self, model: EmpiricalDenoiser, capacity: int):
         self.model, self.size = model, 0
         self.slot = np.full(model.n, -1, np.int64)
-        self.rows = np.zeros((0, model.n))
+        self.rows = np.empty((min(capacity, model.n), model.n))   # pages are taken as rows are written
 
     def add(self, new: np.ndarray):
         if new.size == 0:
@@ -110,10 +170,8 @@ class _Gram:
             grown = np.empty((max(2 * self.rows.shape[0], self.size + new.size), self.model.n))
             grown[:self.size] = self.rows[:self.size]
             self.rows = grown
-        vk = _centred_rows(self.model, new).to(self.model.center.device)
         block = torch.from_numpy(self.rows[self.size:self.size + new.size])
-        for j0, j1, v in _chunks(self.model, new.size, torch.float64):
-            block[:, j0:j1] = vk @ v.T
+        _products(self.model, _rows_at(self.model, new).double().cpu(), block)
         self.slot[new] = np.arange(self.size, self.size + new.size)
         self.size += new.size
 
@@ -140,15 +198,16 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
     """Heun sampling of the probability-flow ODE (as :func:`memgen.samplers.sample_heun`: a plain Euler
     step onto sigma = 0) with ``D*`` computed as in the module doc. Returns the samples (float64).
 
-    ``tol``: relative weight below which a point is dropped from a collapsed query's output. ``record``:
-    a list that receives one dict per denoiser call: ``step``, ``sigma``, ``full`` (queries that took a
-    full pass), ``dense`` (those of them whose output is the full pass's, over all points), ``carried`` (queries whose
-    products the next call reuses), ``kept`` (most kept points of a query; ``n`` when a query's full pass
-    showed it spread, see :data:`SPREAD_MARGIN`) and ``dropped`` (the bound
-    ``(n - |K|) tol / sum_K w`` on the dropped weight fraction, largest over the queries). The GEMMs run
-    where the model's points are; the products and the bookkeeping stay on the CPU. Memory: two
-    ``[B, n]`` float64 matrices of products, the full pass's blocks within the model's budget, and the
-    cached Gram rows ``[rows, n]``.
+    ``tol``: relative weight below which a point is dropped from a query's gathered output. ``record``:
+    a list that receives one dict per denoiser call: ``step``, ``sigma``, ``known`` (queries whose products
+    the last call carried), ``full`` (queries that took a full pass), ``light`` (queries that took a
+    products pass), ``dense`` (queries whose output is a full
+    pass's, over all points), ``carried`` (queries whose products the next call reuses), ``kept`` (most
+    kept points of a query; ``n`` when a query's full pass showed it spread, see :data:`SPREAD_MARGIN`)
+    and ``dropped`` (the bound ``(n - |K|) tol / sum_K w`` on the dropped weight fraction, largest over
+    the queries). The GEMMs run where the model's points are; the products and the bookkeeping stay on
+    the CPU. Memory: two ``[B, n]`` float64 matrices of products, one pass's blocks within the model's
+    budget, and the cached Gram rows ``[rows, n]``.
     """
     if not isinstance(model, EmpiricalDenoiser) or type(model).forward is not EmpiricalDenoiser.forward:
         raise TypeError(f"model: expected a toymodels.EmpiricalDenoiser, got {type(model).__name__}")
@@ -161,75 +220,83 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
 
     B = x.shape[0]
     n, d = model.n, model.center.shape[0]
-    limit = sparse_limit(d)
-    vsq = torch.cat([v.pow(2).sum(1) for _, _, v in _chunks(model, 1, torch.float64)]).cpu()
-    gram = _Gram(model)
+    limit, reach = sparse_limit(d), gather_limit(n)
+    vsq = _exact_norms(model).numpy()
+    gram = _Gram(model, capacity=B)                 # about a row per collapsed query
     s, s1 = torch.empty(B, n, dtype=torch.float64), torch.empty(B, n, dtype=torch.float64)   # rows written before read
     u = x.reshape(B, -1).cpu() * sig[0] - _centre(model)
     calls = 2 * (len(sig) - 1) - (sig[-1] == 0)
 
-    def call(u, s, known, sigma, step, left):
-        """``(D - c [B, d], carried [B] bool, Gram slots [B, limit], weights [B, limit])``. A query whose
-        products are not ``known``, or whose posterior has spread again over more than ``limit`` points,
-        takes a full pass first, which also gives its output."""
-        idx, rel, top, count = np.zeros((B, limit), np.int64), np.zeros((B, limit)), np.zeros(B), np.zeros(B, np.int64)
-        cut = 2 * sigma ** 2 * math.log(tol)
-        kept_points(s.numpy(), np.flatnonzero(known), vsq.numpy(), cut, idx, rel, top, count)
-        todo = np.flatnonzero(~known | (count > limit))
-        den = torch.zeros(B, d, dtype=torch.float64)
-        if todo.size:
-            den[torch.from_numpy(todo)], entropy = _full_pass(model, u, todo, sigma, s)
-            # weight on at most `limit` points bounds the entropy near log(limit): a query above it by a
+    def call(u, s, known, predicted, sigma, sigma_next, step, left):
+        """``(D - c [B, d], carried [B] bool, Gram slots [B, limit], weights [B, limit], ahead [B])``. A query
+        whose products are not ``known`` takes a pass: products only where ``predicted`` (the kept points
+        the last call foresaw at this sigma) is at most ``reach``, else (or when that proves wrong) a full
+        pass. ``ahead``: the kept points foreseen at ``sigma_next``, were the products unchanged."""
+        idx, rel = np.zeros((B, reach), np.int64), np.zeros((B, reach))
+        top, count, ahead = np.zeros(B), np.full(B, n), np.full(B, n)
+        cut, ahead_cut = 2 * sigma ** 2 * math.log(tol), 2 * sigma_next ** 2 * math.log(tol)
+
+        def search(rows):
+            kept_points(s.numpy(), rows, vsq, cut, ahead_cut, idx, rel, top, count, ahead)
+
+        search(np.flatnonzero(known))
+        light = np.flatnonzero(~known & (predicted <= reach))
+        if light.size:
+            r = torch.from_numpy(light)
+            dst = s if light.size == B else torch.empty(light.size, n, dtype=torch.float64)
+            _products(model, u[r] + _centre(model), dst)
+            if light.size < B:
+                s[r] = dst
+            search(light)
+        heavy = np.flatnonzero(count > reach)                # no products yet, spread, or foreseen wrongly
+        den = torch.empty(B, d, dtype=torch.float64)
+        if heavy.size:
+            den[torch.from_numpy(heavy)], entropy = _full_pass(model, u, heavy, sigma, s)
+            # weight on at most `reach` points bounds the entropy near log(reach): a query above it by a
             # margin that covers the pass's rounding is spread, and its output is the pass's (exact)
-            spread = entropy > math.log(limit) + SPREAD_MARGIN
-            count[todo[spread]] = n
-            kept_points(s.numpy(), todo[~spread], vsq.numpy(), cut, idx, rel, top, count)
-        sparse = count <= limit
-        valid = np.arange(limit) < count[:, None]
-        w = np.where(valid & sparse[:, None], np.exp(rel / (2 * sigma ** 2)), 0.0)
+            search(heavy[entropy <= math.log(reach) + SPREAD_MARGIN])
+        few = count <= reach
+        valid = (np.arange(reach) < count[:, None]) & few[:, None]
+        w = np.where(valid, np.exp(rel / (2 * sigma ** 2)), 0.0)
         total = np.maximum(w.sum(1), 1.0)                    # the largest weight is exp(0) = 1
-        dropped = np.where(sparse, (n - count) * tol / total, 0.0)
+        dropped = np.where(few, (n - count) * tol / total, 0.0)
         w /= total[:, None]
-        den[torch.from_numpy(sparse)] = 0.0                  # a collapsed query's output: its kept points alone
-        dense = np.flatnonzero(~sparse)
-        kept = idx[valid & sparse[:, None]]
-        points, inverse = np.unique(kept, return_inverse=True)
-        if points.size:
-            rows, cols = np.nonzero(valid & sparse[:, None])
-            coo = torch.sparse_coo_tensor(np.stack([rows, inverse.reshape(-1)]), w[rows, cols], (B, points.size),
-                                          check_invariants=True)
-            den += torch.sparse.mm(coo, _centred_rows(model, points))
+        gathered = np.flatnonzero(few)                       # a query's output: its kept points alone
+        if gathered.size:
+            den[torch.from_numpy(gathered)] = _kept_mean(model, gathered, idx, w, count)
+        idx, w, valid = idx[:, :limit], w[:, :limit], valid[:, :limit] & (count <= limit)[:, None]
         carried = np.zeros(B, bool)
-        if left and points.size:
+        if left and valid.any():
             # each new row's cost is shared by the queries that need it; a query is carried when its share
-            # is repaid by the full passes it saves within PAYBACK_CALLS calls
-            needing = (gram.slot[idx] < 0) & valid & sparse[:, None]
+            # is repaid by the passes it saves within PAYBACK_CALLS calls
+            needing = (gram.slot[idx] < 0) & valid
             _, inverse, users = np.unique(idx[needing], return_inverse=True, return_counts=True)
             share = np.zeros(B)
-            np.add.at(share, np.nonzero(needing)[0], GRAM_COST / users[inverse.reshape(-1)])
-            worth = sparse & (share <= min(left, PAYBACK_CALLS))
+            np.add.at(share, np.nonzero(needing)[0], 1.0 / users[inverse.reshape(-1)])
+            worth = (count <= limit) & (share <= min(left, PAYBACK_CALLS))
             gram.add(np.unique(idx[needing & worth[:, None]]))
-            carried = sparse & ~((gram.slot[idx] < 0) & valid).any(1)
+            carried = (count <= limit) & ~((gram.slot[idx] < 0) & valid).any(1)
         slots = np.where(valid, gram.slot[idx], 0).clip(min=0)
         if record is not None:
-            record.append({"step": step, "sigma": sigma, "full": int(todo.size), "dense": int(dense.size),
-                           "carried": int(carried.sum()), "kept": int(count.max()),
-                           "dropped": float(dropped.max())})
-        return den, carried, slots, np.where(valid, w, 0.0)
+            record.append({"step": step, "sigma": sigma, "known": int(known.sum()), "full": int(heavy.size),
+                           "light": int(light.size),
+                           "dense": int(B - gathered.size), "carried": int(carried.sum()),
+                           "kept": int(count.max()), "dropped": float(dropped.max())})
+        return den, carried, slots, np.where(valid, w, 0.0), ahead
 
-    known = np.zeros(B, bool)
+    known, predicted = np.zeros(B, bool), np.full(B, n)
     done = 0
     for i in range(len(sig) - 1):
         h = sig[i + 1] - sig[i]
         a = h / sig[i]                                  # x' = x + (x - D) h / sigma
         done += 1
-        den, c0, g0, w0 = call(u, s, known, sig[i], i, calls - done)
+        den, c0, g0, w0, predicted = call(u, s, known, predicted, sig[i], sig[i + 1], i, calls - done)
         u1 = u + (u - den) * a
         r0 = np.flatnonzero(c0)
         combine(s1.numpy(), s.numpy(), 1 + a, s.numpy(), 0.0, r0, g0[r0], a * w0[r0], gram.rows)
         if sig[i + 1] > 0:
             done += 1
-            den1, c1, g1, w1 = call(u1, s1, c0, sig[i + 1], i, calls - done)
+            den1, c1, g1, w1, predicted = call(u1, s1, c0, predicted, sig[i + 1], sig[i + 1], i, calls - done)
             b = h / sig[i + 1]
             u = u + 0.5 * ((u - den) * a + (u1 - den1) * b)
             known = c0 & c1                            # s(u_new) = s + (a (s - P) + b (s1 - P1)) / 2
