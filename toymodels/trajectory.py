@@ -201,10 +201,10 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
     ``tol``: relative weight below which a point is dropped from a query's gathered output. ``record``:
     a list that receives one dict per denoiser call: ``step``, ``sigma``, ``known`` (queries whose products
     the last call carried), ``full`` (queries that took a full pass), ``light`` (queries that took a
-    products pass), ``dense`` (queries whose output is a full
-    pass's, over all points), ``carried`` (queries whose products the next call reuses), ``kept`` (most
-    kept points of a query; ``n`` when a query's full pass showed it spread, see :data:`SPREAD_MARGIN`)
-    and ``dropped`` (the bound ``(n - |K|) tol / sum_K w`` on the dropped weight fraction, largest over
+    products pass; one that proved spread took a full pass too), ``dense`` (queries whose output is a
+    full pass's, over all points), ``carried`` (queries whose products the next call reuses), ``kept``
+    (most kept points of a query; ``n`` when a query's full pass showed it spread, see
+    :data:`SPREAD_MARGIN`) and ``dropped`` (the bound ``(n - |K|) tol / sum_K w`` on the dropped weight fraction, largest over
     the queries). The GEMMs run where the model's points are; the products and the bookkeeping stay on
     the CPU. Memory: two ``[B, n]`` float64 matrices of products, one pass's blocks within the model's
     budget, and the cached Gram rows ``[rows, n]``.
@@ -279,8 +279,7 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
         slots = np.where(valid, gram.slot[idx], 0).clip(min=0)
         if record is not None:
             record.append({"step": step, "sigma": sigma, "known": int(known.sum()), "full": int(heavy.size),
-                           "light": int(light.size),
-                           "dense": int(B - gathered.size), "carried": int(carried.sum()),
+                           "light": int(light.size), "dense": int(B - gathered.size), "carried": int(carried.sum()),
                            "kept": int(count.max()), "dropped": float(dropped.max())})
         return den, carried, slots, np.where(valid, w, 0.0), ahead
 
