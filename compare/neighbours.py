@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from memgen.checks import as_batch, integer
+from memgen.checks import all_finite, as_batch, integer
 from memgen.pairwise import DEFAULT_BUDGET, centred_chunks, chunk_length, sample_center, training_points, uses_raw_rows
 from memgen.smallest import merge_smallest, new_list, pair_sq_distances
 from memgen.progress import progress_bar
@@ -45,7 +45,7 @@ def features(x: torch.Tensor, feature_map, batch_size: int, dtype: torch.dtype) 
                 raise ValueError(f"feature_map: returned shape {tuple(f.shape)} for a batch of {rows}")
             outs.append(f.reshape(f.shape[0], -1).to(dtype))
     out = torch.cat(outs)
-    if not bool(torch.isfinite(out).all()):
+    if not all_finite(out):
         raise ValueError("feature_map: returned NaN or inf")
     return out
 

@@ -388,3 +388,17 @@ def test_a_density_that_returns_nan_is_named():
 
     with pytest.raises(ValueError, match="^density: log_density returned NaN"):
         compare.log_likelihood(X, Broken())
+
+
+# --- the finiteness check every array input goes through ---------------------------------------------------
+
+@settings(max_examples=200, derandomize=True, database=None, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32),
+                                 st.sampled_from([NAN, INF, -INF, 3.4e38, -3.4e38, 0.0])), min_size=0, max_size=40),
+       dtype=st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64]),
+       cols=st.integers(1, 4))
+def test_all_finite_agrees_with_isfinite(values, dtype, cols):
+    """``all_finite`` (one aminmax reduction) says what ``isfinite(t).all()`` says, in every float dtype
+    (values beyond float16's range become infinite there), empty tensors included."""
+    t = torch.tensor(values[:len(values) // cols * cols], dtype=torch.float64).to(dtype).reshape(-1, cols)
+    assert memgen.checks.all_finite(t) == bool(torch.isfinite(t).all())

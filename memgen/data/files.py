@@ -37,7 +37,7 @@ def _as_data(a: np.ndarray, name: str) -> torch.Tensor:
     if a.dtype.kind not in "iuf":
         raise ValueError(f"{name}: expected an array of real numbers, got dtype {a.dtype}")
     t = torch.as_tensor(a.astype(np.float32))
-    if not bool(torch.isfinite(t).all()):
+    if not checks.all_finite(t):
         raise ValueError(f"{name}: contains NaN or inf")
     return t
 
