@@ -105,9 +105,17 @@ def sample_center(y, rows: int = 256) -> tuple[torch.Tensor, float]:
     to it: a centre for the GEMM expansion (any centre is exact; one near the data keeps float32
     accurate) and the spread of the data around it, at the cost of a few rows."""
     idx = np.linspace(0, y.shape[0] - 1, min(rows, y.shape[0])).round().astype(np.int64)
-    pts = (y[torch.from_numpy(idx)] if isinstance(y, torch.Tensor) else torch.from_numpy(np.array(y[idx]))).double()
+    # in numpy, on one thread: a few small operations, each of which torch would hand to every thread
+    # (and wait, under load, for the one that shares its core)
+    if isinstance(y, np.ndarray):
+        pts = np.asarray(y[idx], np.float64)
+    elif y.device.type == "cpu" and y.dtype != torch.bfloat16:
+        pts = y.detach().numpy()[idx].astype(np.float64)
+    else:
+        pts = y.detach()[torch.from_numpy(idx).to(y.device)].double().cpu().numpy()
     center = pts.mean(0)
-    return center, float((pts - center).norm(dim=1).max())
+    radius = float(np.sqrt(((pts - center) ** 2).sum(1).max()))
+    return torch.from_numpy(center).to(y.device if isinstance(y, torch.Tensor) else "cpu"), radius
 
 
 def centred_norms(v: torch.Tensor, name: str = "train") -> torch.Tensor:

@@ -111,3 +111,17 @@ def test_only_uncertified_queries_are_searched_again_in_float64(monkeypatch):
     _check(q, y, nb)
     assert seen == [(31, torch.float32), (1, torch.float64)]
     assert set(nb.indices[0].tolist()) <= set(range(99, 110))
+
+
+@pytest.mark.parametrize("store", ["tensor", "numpy", "bfloat16", "float64"])
+def test_sample_center_is_the_mean_of_evenly_spaced_rows(store):
+    """The search's centre: the float64 mean of ``rows`` evenly spaced rows and their largest distance to it,
+    whatever the store (numpy on one thread, bfloat16 through torch)."""
+    from memgen.pairwise import sample_center
+
+    y = torch.randn(1001, 7, generator=torch.Generator().manual_seed(3))
+    data = {"tensor": y, "numpy": y.numpy(), "bfloat16": y.bfloat16(), "float64": y.double()}[store]
+    center, radius = sample_center(data, rows=11)
+    pts = torch.as_tensor(data[::100]).double()                       # rows 0, 100, ..., 1000
+    torch.testing.assert_close(center, pts.mean(0), rtol=0, atol=1e-15)
+    assert radius == pytest.approx(float((pts - pts.mean(0)).norm(dim=1).max()), rel=1e-14)
