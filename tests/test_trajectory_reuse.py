@@ -151,3 +151,17 @@ def test_gather_mean_against_numpy(dtype):
     for i, r in enumerate(rows):
         want = sum((w[r, k] * y[idx[r, k]].astype(np.float64) for k in range(count[r])), np.zeros(9))
         np.testing.assert_allclose(out[i], want, rtol=0, atol=1e-14)
+
+
+def test_duplicated_points_are_never_carried_and_still_exact():
+    """Each training point twice: a posterior never collapses below two points, so at d = 32 (at most one
+    kept point carried) no query is carried; the tail runs on products passes (n = 200 gathers up to two
+    points), equal to the full passes."""
+    y, noise = _clustered(100, 32, 6)
+    model = EmpiricalDenoiser(torch.cat([y, y]), kernel="torch", budget=2 ** 18)
+    sigmas = edm_sigmas(18, 0.002, 80.0)
+    record = []
+    got = sample(model, noise, sigmas, reuse=True, record=record)
+    assert float((got - sample(model, noise, sigmas)).abs().max()) < 1e-9
+    assert not any(r["carried"] for r in record) and min(r["kept"] for r in record) == 2
+    assert record[-1]["light"] == 40 and record[-1]["full"] == 0
