@@ -113,8 +113,9 @@ def sample_center(y, rows: int = 256) -> tuple[torch.Tensor, float]:
         pts = y.detach().numpy()[idx].astype(np.float64)
     else:
         pts = y.detach()[torch.from_numpy(idx).to(y.device)].double().cpu().numpy()
-    center = pts.mean(0)
-    radius = float(np.sqrt(((pts - center) ** 2).sum(1).max()))
+    with np.errstate(invalid="ignore", over="ignore"):     # NaN/inf rows: rejected by the search's norms
+        center = pts.mean(0)
+        radius = float(np.sqrt(((pts - center) ** 2).sum(1).max()))
     return torch.from_numpy(center).to(y.device if isinstance(y, torch.Tensor) else "cpu"), radius
 
 
