@@ -15,10 +15,11 @@ def _clustered(n, d, seed):
     return y.clamp(-1, 1), torch.randn(40, d, generator=g, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("n,d,seed", [(300, 32, 0), (200, 96, 1)])
-def test_same_samples_as_full_passes(n, d, seed):
+@pytest.mark.parametrize("n,d,seed,budget", [(300, 32, 0, 2 ** 18), (200, 96, 1, 2 ** 18), (300, 32, 2, 2 ** 15)])
+def test_same_samples_as_full_passes(n, d, seed, budget):
+    """Several chunks per pass; with the smallest budget, a products pass also takes its queries in two groups."""
     y, noise = _clustered(n, d, seed)
-    model = EmpiricalDenoiser(y, kernel="torch", budget=2 ** 18)      # several chunks per full pass
+    model = EmpiricalDenoiser(y, kernel="torch", budget=budget)
     sigmas = edm_sigmas(18, 0.002, 80.0)
     record = []
     got = sample(model, noise, sigmas, reuse=True, record=record)
