@@ -204,9 +204,10 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
     products pass; one that proved spread took a full pass too), ``dense`` (queries whose output is a
     full pass's, over all points), ``carried`` (queries whose products the next call reuses), ``kept``
     (most kept points of a query; ``n`` when a query's full pass showed it spread, see
-    :data:`SPREAD_MARGIN`) and ``dropped`` (the bound ``(n - |K|) tol / sum_K w`` on the dropped weight fraction, largest over
-    the queries). The GEMMs run where the model's points are; the products and the bookkeeping stay on
-    the CPU. Memory: two ``[B, n]`` float64 matrices of products, one pass's blocks within the model's
+    :data:`SPREAD_MARGIN`) and ``dropped`` (the bound ``(n - |K|) tol / sum_K w`` on the dropped weight
+    fraction, largest over the queries). The GEMMs run where the model's points are; the products and
+    the bookkeeping stay on the CPU. Memory: two ``[B, n]`` float64 matrices of products, the kept points
+    of each query (indices and logits, ``[B, n / 80]`` each), one pass's blocks within the model's
     budget, and the cached Gram rows ``[rows, n]``.
     """
     if not isinstance(model, EmpiricalDenoiser) or type(model).forward is not EmpiricalDenoiser.forward:
