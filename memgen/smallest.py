@@ -21,6 +21,7 @@ import numba
 import numpy as np
 import torch
 
+from .pairwise import host_rows
 from .threads import numba_like_torch
 
 
@@ -82,8 +83,8 @@ def pair_sq_distances(q: torch.Tensor, y, qi: torch.Tensor, yi: torch.Tensor) ->
     """``||q_{qi[p]} - y_{yi[p]}||^2`` ``[P]`` accumulated in float64 (``q`` ``[B, d]`` a tensor, ``y``
     ``[n, d]`` a tensor or numpy array, memory-mapped included), on the CPU."""
     qi, yi = qi.reshape(-1).cpu(), yi.reshape(-1).cpu()
-    ys = y.detach().numpy() if isinstance(y, torch.Tensor) and y.device.type == "cpu" else y
-    if q.device.type == "cpu" and isinstance(ys, np.ndarray) and ys.dtype in (np.float32, np.float64):
+    ys = host_rows(y)
+    if q.device.type == "cpu" and ys is not None and ys.dtype in (np.float32, np.float64):
         out = np.empty(qi.shape[0], dtype=np.float64)
         _pair_sq(np.ascontiguousarray(q.detach().numpy()), ys, qi.numpy(), yi.numpy(), out)
         return torch.from_numpy(out)

@@ -58,22 +58,23 @@ def test_float32_model_matches_its_full_passes_and_float64_points():
     assert torch.equal(nearest(got), nearest(exact)) and torch.equal(nearest(ref), nearest(exact))
 
 
-@pytest.mark.parametrize("store", ["numpy", "shifted", "half"])
+@pytest.mark.parametrize("store", ["numpy", "shifted", "half", "bfloat16"])
 def test_stores_that_are_centred_per_chunk(store):
-    """A numpy store, a set far from the origin (both centred chunk by chunk, not read in place) and a
-    float16 store (its kept rows gathered by torch, not read in place by numba)."""
+    """A numpy store, a set far from the origin (both centred chunk by chunk, not read in place) and
+    float16 and bfloat16 stores (their kept rows gathered by torch, not read in place by numba)."""
     y, noise = _clustered(200, 64, 4)
     if store == "shifted":
         y = y + 3.0
-    if store == "half":
-        y = y.half().double()                                         # the points the model will hold
-    train = y.numpy() if store == "numpy" else y.half() if store == "half" else y
+    low = {"half": torch.float16, "bfloat16": torch.bfloat16}.get(store)
+    if low is not None:
+        y = y.to(low).double()                                        # the points the model will hold
+    train = y.numpy() if store == "numpy" else y.to(low) if low is not None else y
     model = EmpiricalDenoiser(train, kernel="torch", budget=2 ** 18)
     sigmas = edm_sigmas(12, 0.002, 80.0)
     record = []
     got = sample(model, noise + (3.0 / 80 if store == "shifted" else 0), sigmas, reuse=True, record=record)
     ref = sample(model, noise + (3.0 / 80 if store == "shifted" else 0), sigmas)
-    atol = 1e-5 if store == "half" else 1e-9                          # a float16 store computes in float32
+    atol = 1e-5 if low is not None else 1e-9                          # a 16-bit store computes in float32
     assert float((got - ref).abs().max()) < atol and not all(r["full"] for r in record)
 
 

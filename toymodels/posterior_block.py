@@ -84,12 +84,6 @@ def _fold_rows(g, q, coef, m, s, t, alpha, block_s, tiny, products, shift):
         block_s[b] = bs
 
 
-@numba.njit(parallel=True, cache=True)
-def _keep_rows(g, shift, products):
-    for b in numba.prange(g.shape[0]):
-        _keep_row(g[b], shift[b], products[b])
-
-
 def fused(g: torch.Tensor) -> bool:
     """Whether the fused kernel applies to blocks computed from ``g``: a contiguous float32/float64 CPU tensor
     that needs no gradient, outside CPU autocast."""
@@ -114,11 +108,3 @@ def fold_block(g: torch.Tensor, q: torch.Tensor, coef: np.ndarray, m: np.ndarray
                    float(torch.finfo(g.dtype).tiny), products, shift)
     return torch.from_numpy(alpha), torch.from_numpy(block_s)
 
-
-def keep_block(products: torch.Tensor, j0: int, j1: int, g: torch.Tensor, shift: torch.Tensor | None):
-    """:func:`memgen.pairwise.keep_products` for a block ``g`` that :func:`fused` accepts: ``products[:, j0:j1]
-    = g - shift`` in one parallel pass (torch's mixed-dtype subtraction into the strided float64 view ran
-    on one core, at a fifth of a GEMM's time per block)."""
-    shift = np.zeros(g.shape[0]) if shift is None else shift.reshape(-1).numpy()
-    with numba_like_torch(chunk=8):
-        _keep_rows(g.numpy(), shift, products[:, j0:j1].numpy())

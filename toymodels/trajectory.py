@@ -45,10 +45,10 @@ import numpy as np
 import torch
 
 from memgen.checks import as_batch, as_tensor, positive
-from memgen.pairwise import centred_chunks, chunk_length, keep_products, point_chunks, product_shift, uses_raw_rows
+from memgen.pairwise import (centred_chunks, chunk_length, host_rows, keep_products, point_chunks, product_shift,
+                             uses_raw_rows)
 
 from .empirical import EmpiricalDenoiser
-from .posterior_block import fused, keep_block
 from .posterior_torch import centred_queries, finish, streaming_state
 
 PAYBACK_CALLS = 2
@@ -126,7 +126,7 @@ def _products(model: EmpiricalDenoiser, x: torch.Tensor, out: torch.Tensor):
             if buf is None:
                 buf = torch.empty(u.shape[0] * (j1 - j0), dtype=u.dtype, device=u.device)
             g = torch.mm(u, v.T, out=buf[:u.shape[0] * (j1 - j0)].view(u.shape[0], j1 - j0))
-            (keep_block if fused(g) else keep_products)(out[i0:i0 + per], j0, j1, g, shift)
+            keep_products(out[i0:i0 + per], j0, j1, g, shift)
 
 
 def _kept_mean(model: EmpiricalDenoiser, rows: np.ndarray, idx: np.ndarray, w: np.ndarray, count: np.ndarray):
@@ -138,10 +138,10 @@ def _kept_mean(model: EmpiricalDenoiser, rows: np.ndarray, idx: np.ndarray, w: n
 
     d = model.center.shape[0]
     y = model.store
-    arr = y if isinstance(y, np.ndarray) else y.numpy() if y.device.type == "cpu" else None
-    if arr is not None and arr.dtype in (np.float32, np.float64):
+    host = host_rows(y)
+    if host is not None and host.dtype in (np.float32, np.float64):
         out = np.empty((rows.size, d))
-        gather_mean(np.asarray(arr), rows, idx, w, count, out)
+        gather_mean(host, rows, idx, w, count, out)
         return torch.from_numpy(out) - _centre(model)
     k = int(count[rows].max())
     per = max(1, model.budget // (k * d * 8))
