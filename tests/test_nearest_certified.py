@@ -125,3 +125,11 @@ def test_sample_center_is_the_mean_of_evenly_spaced_rows(store):
     pts = torch.as_tensor(data[::100]).double()                       # rows 0, 100, ..., 1000
     torch.testing.assert_close(center, pts.mean(0), rtol=0, atol=1e-15)
     assert radius == pytest.approx(float((pts - pts.mean(0)).norm(dim=1).max()), rel=1e-14)
+
+
+def test_bfloat16_training_set():
+    """A bfloat16 set (no numpy view: its candidate distances are recomputed by torch) gives the pair of
+    float64 brute force over the points as stored (it raised a TypeError before)."""
+    g = torch.Generator().manual_seed(4)
+    y, q = torch.randn(500, 16, generator=g).bfloat16(), torch.randn(20, 16, generator=g)
+    _check(q, y, nearest_two(q, y, progress=False))
