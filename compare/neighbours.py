@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from memgen.checks import all_finite, as_batch, integer
-from memgen.pairwise import DEFAULT_BUDGET, centred_chunks, chunk_length, sample_center, training_points, uses_raw_rows
+from memgen.pairwise import (DEFAULT_BUDGET, centred_chunks, centred_sq_norms, chunk_length, sample_center, training_points,
+                             uses_raw_rows)
 from memgen.smallest import merge_smallest, new_list, pair_sq_distances
 from memgen.progress import progress_bar
 from memgen.sharding import gathered, world
@@ -88,14 +89,16 @@ def search_chunk(block: int, n: int, f: int, dtype: torch.dtype, budget: int, ce
     return equal_parts(n, c)
 
 
-def candidates(u: torch.Tensor, y, shift: torch.Tensor | None, norms: torch.Tensor | None, k: int, *, chunk: int):
+def candidates(u: torch.Tensor, y, shift: torch.Tensor | None, norms: torch.Tensor | None, k: int, *, chunk: int,
+               buf: torch.Tensor | None = None):
     """One pass of the queries ``u`` ``[B, f]`` (already shifted) over the training rows ``y``.
 
     Returns ``(values, indices, radius_sq)``: each query's k smallest ``s_j = ||v_j||^2 - 2 u.v_j``
     (``v_j = y_j - shift``, or ``y_j`` read in place when ``shift`` is None), sorted, every other point's
     ``s_j`` being >= the k-th (:mod:`memgen.smallest`), and the largest computed ``||v_j||^2``. The
     squared norms are computed per chunk, or read from ``norms`` ``[n]`` once it holds them (a tensor of
-    NaN is filled in by this pass).
+    NaN is filled in by this pass). ``buf``: memory for the ``[B, chunk]`` GEMM output (allocated when None
+    or too small), so that a search of many query blocks reuses one.
     """
     B, f = u.shape
     n, c = y.shape[0], chunk
@@ -103,7 +106,8 @@ def candidates(u: torch.Tensor, y, shift: torch.Tensor | None, norms: torch.Tens
         chunks = ((j0, min(j0 + c, n), y[j0:j0 + c]) for j0 in range(0, n, c))
     else:
         chunks = centred_chunks(y, shift, c, u.dtype, u.device)
-    buf = torch.empty(B * c, dtype=u.dtype, device=u.device)
+    if buf is None or buf.numel() < B * c:
+        buf = torch.empty(B * c, dtype=u.dtype, device=u.device)
     best_v, best_i = new_list(B, k, u.dtype, u.device)
     radius_sq = torch.zeros((), dtype=u.dtype, device=u.device)
     for j0, j1, v in chunks:
@@ -149,8 +153,8 @@ def certified_pairs(q: torch.Tensor, y, shift: torch.Tensor | None, best_v: torc
     f = q.shape[1]
     rows = torch.arange(B)
     best_i = best_i.cpu()
-    c = torch.zeros(1, f, dtype=q.dtype) if shift is None else shift.to(q).reshape(1, f).cpu()
-    base = pair_sq_distances(q, c, rows, torch.zeros(B, dtype=torch.int64))          # ||u||^2 = ||q - c||^2
+    c = None if shift is None else shift.to(q)
+    base = centred_sq_norms(q, c).cpu()                                  # ||u||^2 = ||q - c||^2
     sv = best_v.double().cpu()
     exact = torch.full((B, k), float("inf"), dtype=torch.float64)
     exact[:, :2] = pair_sq_distances(q, y, rows.repeat_interleave(2), best_i[:, :2]).reshape(B, 2)
@@ -167,11 +171,14 @@ def certified_pairs(q: torch.Tensor, y, shift: torch.Tensor | None, best_v: torc
     return sq, idx, ok & (best_i >= 0).all(1) & torch.isfinite(sv).all(1)     # an unfilled slot: overflow
 
 
-def nearest_block(q: torch.Tensor, y, shift: torch.Tensor | None, norms: torch.Tensor | None, *, budget: int):
-    """``(sq, idx, ok)`` of :func:`certified_pairs` for the query features ``q`` ``[B, f]``."""
+def nearest_block(q: torch.Tensor, y, shift: torch.Tensor | None, norms: torch.Tensor | None, *, budget: int,
+                  buf: torch.Tensor | None = None):
+    """``(sq, idx, ok)`` of :func:`certified_pairs` for the query features ``q`` ``[B, f]`` (``buf``: see
+    :func:`candidates`)."""
     u = q if shift is None else q - shift.to(q)
     chunk = search_chunk(q.shape[0], y.shape[0], q.shape[1], q.dtype, budget, shift is not None)
-    best_v, best_i, radius_sq = candidates(u, y, shift, norms, min(CANDIDATES, y.shape[0]), chunk=chunk)
+    best_v, best_i, radius_sq = candidates(u, y, shift, norms, min(CANDIDATES, y.shape[0]), chunk=chunk,
+                                           buf=buf)
     return certified_pairs(q, y, shift, best_v, best_i, radius_sq)
 
 
@@ -219,19 +226,20 @@ def nearest_two(queries, train, *, feature_map=None, budget: int = DEFAULT_BUDGE
     searches = {}
     for dt in (dtype, torch.float64):         # the search, and the float64 one for queries it cannot certify
         shift = None if uses_raw_rows(fy, dt, center, spread) else center.to(dt)
-        block, _, keep = search_shape(q.shape[0], n, f, dt, budget, shift is not None)
+        block, chunk, keep = search_shape(q.shape[0], n, f, dt, budget, shift is not None)
         searches[dt] = (block, shift, torch.full((n,), float("nan"), dtype=dt, device=device) if keep else None,
-                        budget - n * (torch.finfo(dt).bits // 8) * keep)
-    block, shift, norms, rest = searches[dtype]
+                        budget - n * (torch.finfo(dt).bits // 8) * keep, chunk)
+    block, shift, norms, rest, chunk = searches[dtype]
+    buf = torch.empty(block * chunk, dtype=dtype, device=device)      # the GEMM output of every block
     dist, idx = [], []
     for b0 in progress_bar(range(0, q.shape[0], block), enabled=progress, desc="nearest two", leave=False):
         fq = features(q[b0:b0 + block], feature_map, block, dtype)
         if fq.shape[1] != f:
             raise ValueError(f"queries: {fq.shape[1]} features per query, {f} per training point")
-        sq, best, ok = nearest_block(fq.to(device), fy, shift, norms, budget=rest)
+        sq, best, ok = nearest_block(fq.to(device), fy, shift, norms, budget=rest, buf=buf)
         if not bool(ok.all()) and dtype != torch.float64:
             bad = (~ok).nonzero().reshape(-1)
-            _, shift64, norms64, rest64 = searches[torch.float64]
+            _, shift64, norms64, rest64, _ = searches[torch.float64]
             sq[bad], best[bad], _ = nearest_block(fq[bad].to(device, torch.float64), fy, shift64, norms64, budget=rest64)
         if bool((best < 0).any()):
             raise ValueError("queries: too far from the training points for float64 distances")

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
 import torch
 
 from .checks import as_points
+from .threads import numba_like_torch
 
 DEFAULT_BUDGET = 64 * 2 ** 20
 """Default memory budget (bytes) for the temporaries of one chunk: 64 MiB."""
@@ -35,15 +37,40 @@ def chunk_length(batch: int, n: int, itemsize: int, budget: int = DEFAULT_BUDGET
     return int(max(1, min(n, budget // max(1, temporaries * batch * itemsize + row_bytes))))
 
 
-def squared_norms(y: torch.Tensor, block_bytes: int = 4 * 2 ** 20, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Row norms ``||y_j||^2`` of a ``[n, d]`` matrix, accumulated in float64, then cast to ``dtype``
-    (default: the dtype of ``y``).
+def squared_norms(y: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Row norms ``||y_j||^2`` of a ``[n, d]`` matrix, accumulated in float64 (:func:`centred_sq_norms`),
+    then cast to ``dtype`` (default: the dtype of ``y``), on ``y``'s device."""
+    return centred_sq_norms(y).to(y.device, dtype or y.dtype)
 
-    Rows are converted ``block_bytes`` of float64 at a time, so the temporary stays small.
+
+@numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})       # a vectorized sum
+def _centred_sq(y, c, out):
+    for j in numba.prange(y.shape[0]):
+        acc = 0.0
+        for i in range(y.shape[1]):
+            diff = np.float64(y[j, i]) - c[i]
+            acc += diff * diff
+        out[j] = acc
+
+
+def centred_sq_norms(y, center: torch.Tensor | None = None) -> torch.Tensor:
+    """``||y_j - c||^2`` ``[n]`` in float64 for the rows of ``y`` (tensor or numpy ``[n, d]``, memory-mapped
+    included) as stored and ``c`` = ``center`` in float64 (default 0): each difference is exact in
+    float64 for float32 rows, the sum within ``gamma_d`` of its value in any order.
+
+    Float32/64 rows on the CPU: one numba pass reading them in place (on one thread when the work is
+    short, :func:`memgen.threads.numba_like_torch`), returned on the CPU; other rows: 16 MiB blocks in
+    torch, returned on their device.
     """
-    rows = max(1, block_bytes // (8 * max(1, y.shape[1])))
-    return torch.cat([torch.bmm((c := b.double()).unsqueeze(1), c.unsqueeze(2)).reshape(-1)
-                      for b in y.split(rows)]).to(dtype or y.dtype)
+    n, d = y.shape
+    c = torch.zeros(d, dtype=torch.float64) if center is None else center.detach().double().cpu()
+    host = host_rows(y)
+    if host is not None and host.dtype in (np.float32, np.float64):
+        out = np.empty(n, dtype=np.float64)
+        with numba_like_torch(work=n * d):
+            _centred_sq(host, c.numpy(), out)
+        return torch.from_numpy(out)
+    return torch.cat([b.double().sub_(c.to(b.device)).square_().sum(1) for _, _, b in row_blocks(y)])
 
 
 def row_blocks(y, block_bytes: int = 16 * 2 ** 20):

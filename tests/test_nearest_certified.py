@@ -52,6 +52,45 @@ def test_pair_sq_distances_on_tensors_and_memory_maps(tmp_path):
         torch.testing.assert_close(pair_sq_distances(q, store, qi, yi), want, rtol=1e-15, atol=0)
 
 
+@pytest.mark.parametrize("store", ["float32", "float64", "memmap", "strided", "bfloat16", "float16-numpy"])
+@pytest.mark.parametrize("centred", [False, True])
+def test_centred_sq_norms_against_exact_float64(store, centred, tmp_path):
+    """``||y_j - c||^2`` of the rows as stored, against the float64 sum of the float64 differences (exact
+    for these stores; the sum within gamma_d), for the numba pass (CPU float32/64, memory-mapped, strided)
+    and the torch blocks (bfloat16; a float16 numpy array)."""
+    from memgen.pairwise import centred_sq_norms, squared_norms
+
+    g = torch.Generator().manual_seed(5)
+    y = torch.randn(301, 40, generator=g) * 3 + 7          # far from the origin: cancellation if centred in float32
+    np.save(tmp_path / "y.npy", y.numpy())
+    data = {"float32": y, "float64": y.double(), "memmap": np.load(tmp_path / "y.npy", mmap_mode="r"),
+            "strided": y.T.contiguous().T, "bfloat16": y.bfloat16(), "float16-numpy": y.half().numpy()}[store]
+    rows = torch.as_tensor(np.array(data) if isinstance(data, np.ndarray) else data).double()
+    c = torch.full((40,), 7.0, dtype=torch.float64) + 0.1 * torch.randn(40, generator=g, dtype=torch.float64)
+    want = (rows - c).square().sum(1) if centred else rows.square().sum(1)
+    got = centred_sq_norms(data, c if centred else None)
+    assert got.dtype == torch.float64 and got.shape == (301,)
+    torch.testing.assert_close(got, want, rtol=1e-14, atol=0)
+    if isinstance(data, torch.Tensor) and not centred:
+        tol = max(torch.finfo(data.dtype).eps, 1e-14)      # the float64 sum, rounded once to the data's dtype
+        torch.testing.assert_close(squared_norms(data), want.to(data.dtype), rtol=tol, atol=0)
+
+
+def test_short_parallel_loops_run_on_one_thread():
+    """numba_like_torch(work=...) gives numba one thread below SHORT_WORK elements and torch's count (at most
+    numba's pool) at or above it, and restores numba's setting after."""
+    import numba
+
+    from memgen.threads import SHORT_WORK, numba_like_torch
+
+    before = numba.get_num_threads()
+    want = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    for work, threads in ((0, 1), (SHORT_WORK - 1, 1), (SHORT_WORK, want), (None, want)):
+        with numba_like_torch(work=work):
+            assert numba.get_num_threads() == threads
+        assert numba.get_num_threads() == before
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(1, 300), st.floats(1e-3, 1e3), st.floats(-1e4, 1e4), st.booleans(), st.integers(0, 2 ** 16))
 def test_search_error_bounds_the_float32_rounding(f, scale, offset, centred, seed):

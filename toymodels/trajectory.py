@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from memgen.checks import as_batch, as_tensor, positive
-from memgen.pairwise import (centred_chunks, chunk_length, host_rows, keep_products, point_chunks, product_shift,
+from memgen.pairwise import (centred_sq_norms, host_rows, keep_products, point_chunks, product_shift,
                              uses_raw_rows)
 
 from .empirical import EmpiricalDenoiser
@@ -90,14 +90,6 @@ def _raw(model: EmpiricalDenoiser) -> bool:
 
 def _centre(model: EmpiricalDenoiser) -> torch.Tensor:
     return model.center.double().cpu()
-
-
-def _exact_norms(model: EmpiricalDenoiser) -> torch.Tensor:
-    """``||y_j - c||^2`` [n] in float64 on the CPU, one chunk of centred rows at a time."""
-    d = model.center.shape[0]
-    c = chunk_length(1, model.n, 8, model.budget, 2, row_bytes=d * 8)
-    return torch.cat([v.pow(2).sum(1).cpu() for _, _, v in
-                      centred_chunks(model.store, model.center.double(), c, torch.float64)])
 
 
 def _rows_at(model: EmpiricalDenoiser, idx: np.ndarray) -> torch.Tensor:
@@ -222,7 +214,7 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
     B = x.shape[0]
     n, d = model.n, model.center.shape[0]
     limit, reach = sparse_limit(d), gather_limit(n)
-    vsq = _exact_norms(model).numpy()
+    vsq = centred_sq_norms(model.store, model.center).cpu().numpy()
     gram = _Gram(model, capacity=B)                 # about a row per collapsed query
     s, s1 = torch.empty(B, n, dtype=torch.float64), torch.empty(B, n, dtype=torch.float64)   # rows written before read
     u = x.reshape(B, -1).cpu() * sig[0] - _centre(model)
