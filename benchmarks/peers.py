@@ -3,8 +3,9 @@
     python -m benchmarks.peers [--size full|cifar|issue|small] [--device cpu|cuda] [--precision fp32|tf32|bf16]
                                [--repeats 3] [--load 1] [--no-memory] [--out bench-out/peers.json]
 
-Two tasks, each at one shape, every method timed ``--repeats`` times *interleaved* (method A, B, C,
-A, B, C, ...: a drift in the machine's load hits all alike) and reported by its median:
+Two tasks, each at one shape, every method timed ``--repeats`` times *interleaved*, the order rotated
+each round (A, B, C, then B, C, A, then C, A, B, ...: a drift in the machine's load, and what one method
+leaves behind in the caches and the allocator for the next, hit all alike), and reported by its median:
 
 * ``dstar``: the empirical denoiser ``D*(x, sigma)`` of m queries over n training points in d
   dimensions -- memgen's streaming kernel; the ``torch.cdist`` way (all ``[m, n]`` distances, softmax,
@@ -190,8 +191,10 @@ def interleaved(methods: dict, repeats: int, device: str, warmup: dict | None = 
     for name, (fn, _) in calls.items():
         w = (warmup or {}).get(name, fn)
         (w[0] if isinstance(w, tuple) else w)()
-    for _ in range(repeats):
-        for name, (fn, frac) in calls.items():
+    names = list(calls)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:     # each round starts one method later
+            fn, frac = calls[name]
             sync(device)
             t0 = time.perf_counter()
             out = fn()

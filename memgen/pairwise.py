@@ -53,24 +53,49 @@ def _centred_sq(y, c, out):
         out[j] = acc
 
 
+@numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})       # a vectorized sum
+def _dots(y, c, out):
+    for j in numba.prange(y.shape[0]):
+        acc = 0.0
+        for i in range(y.shape[1]):
+            acc += np.float64(y[j, i]) * c[i]
+        out[j] = acc
+
+
+def _float64_rows(kernel, y, c: torch.Tensor) -> torch.Tensor | None:
+    """``kernel(rows, c, out)`` over the rows of ``y`` read in place, when numba can (float32/64 rows on the
+    CPU; on one thread when the work is short, :func:`memgen.threads.numba_like_torch`); else None."""
+    host = host_rows(y)
+    if host is None or host.dtype not in (np.float32, np.float64):
+        return None
+    out = np.empty(host.shape[0], dtype=np.float64)
+    with numba_like_torch(work=host.size):
+        kernel(host, c.numpy(), out)
+    return torch.from_numpy(out)
+
+
 def centred_sq_norms(y, center: torch.Tensor | None = None) -> torch.Tensor:
     """``||y_j - c||^2`` ``[n]`` in float64 for the rows of ``y`` (tensor or numpy ``[n, d]``, memory-mapped
     included) as stored and ``c`` = ``center`` in float64 (default 0): each difference is exact in
     float64 for float32 rows, the sum within ``gamma_d`` of its value in any order.
 
-    Float32/64 rows on the CPU: one numba pass reading them in place (on one thread when the work is
-    short, :func:`memgen.threads.numba_like_torch`), returned on the CPU; other rows: 16 MiB blocks in
-    torch, returned on their device.
+    Float32/64 rows on the CPU: one numba pass reading them in place, returned on the CPU; other rows:
+    16 MiB blocks in torch, returned on their device.
     """
-    n, d = y.shape
-    c = torch.zeros(d, dtype=torch.float64) if center is None else center.detach().double().cpu()
-    host = host_rows(y)
-    if host is not None and host.dtype in (np.float32, np.float64):
-        out = np.empty(n, dtype=np.float64)
-        with numba_like_torch(work=n * d):
-            _centred_sq(host, c.numpy(), out)
-        return torch.from_numpy(out)
+    c = torch.zeros(y.shape[1], dtype=torch.float64) if center is None else center.detach().double().cpu()
+    out = _float64_rows(_centred_sq, y, c)
+    if out is not None:
+        return out
     return torch.cat([b.double().sub_(c.to(b.device)).square_().sum(1) for _, _, b in row_blocks(y)])
+
+
+def row_dots(u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``u_b . c`` ``[B]`` in float64 for the rows of ``u`` as stored and ``c`` ``[d]`` in float64 (every
+    product exact for float32 rows, the sum within ``gamma_d``), on ``u``'s device: one numba pass on the
+    CPU, a float64 product elsewhere."""
+    c = c.detach().double()
+    out = _float64_rows(_dots, u, c.cpu())
+    return u.double() @ c.to(u.device) if out is None else out.to(u.device)
 
 
 def row_blocks(y, block_bytes: int = 16 * 2 ** 20):
@@ -242,7 +267,7 @@ def point_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tenso
     row_bytes = 0 if raw else d * u.element_size()
     c = chunk_length(B, y.shape[0], u.element_size(), budget, temporaries, row_bytes=row_bytes)
     if raw:
-        rest = offset + 2 * (u.double() @ center.double().to(u.device))
+        rest = offset + 2 * row_dots(u, center)
         chunks = ((j0, min(j0 + c, y.shape[0]), y[j0:j0 + c]) for j0 in range(0, y.shape[0], c))
     else:
         rest = offset
@@ -259,7 +284,7 @@ def point_chunks(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tenso
 def product_shift(u: torch.Tensor, center: torch.Tensor, raw: bool) -> torch.Tensor | None:
     """What :func:`keep_products` subtracts from a block of ``u . y_j`` read in place: ``u . c`` [B, 1] in
     float64 on the CPU with ``raw``, else None (the chunk is already centred)."""
-    return (u.double() @ center.double().to(u.device)).cpu().unsqueeze(1) if raw else None
+    return row_dots(u, center).cpu().unsqueeze(1) if raw else None
 
 
 def keep_products(products: torch.Tensor, j0: int, j1: int, g: torch.Tensor, shift: torch.Tensor | None):

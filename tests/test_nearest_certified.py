@@ -76,6 +76,21 @@ def test_centred_sq_norms_against_exact_float64(store, centred, tmp_path):
         torch.testing.assert_close(squared_norms(data), want.to(data.dtype), rtol=tol, atol=0)
 
 
+@pytest.mark.parametrize("store", ["float32", "float64", "strided", "bfloat16"])
+def test_row_dots_against_float64(store):
+    """``u_b . c`` in float64 from the rows as stored (numba for CPU float32/64, torch for bfloat16)."""
+    from memgen.pairwise import row_dots
+
+    g = torch.Generator().manual_seed(6)
+    u = torch.randn(97, 300, generator=g) * 5
+    data = {"float32": u, "float64": u.double(), "strided": u.T.contiguous().T, "bfloat16": u.bfloat16()}[store]
+    c = torch.randn(300, generator=g, dtype=torch.float64) + 3
+    got = row_dots(data, c)
+    terms = data.double() * c                               # exact products of the stored rows
+    assert got.dtype == torch.float64 and got.shape == (97,)
+    torch.testing.assert_close(got, terms.sum(1), rtol=0, atol=float(300 * 2 ** -52 * terms.abs().sum(1).max()))
+
+
 def test_short_parallel_loops_run_on_one_thread():
     """numba_like_torch(work=...) gives numba one thread below SHORT_WORK elements and torch's count (at most
     numba's pool) at or above it, and restores numba's setting after."""

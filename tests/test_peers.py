@@ -27,3 +27,13 @@ def test_loaded_run_reports_both_halves(tmp_path):
     for half in (res, res["loaded"]):
         assert half["nearest"]["methods"]["memgen"]["error_vs_float64"] == 0
         assert half["dstar"]["methods"]["memgen"]["error_vs_float64"] < 1e-5
+
+
+def test_interleaved_rounds_rotate_the_order():
+    """Each method is called once to warm up, then once per round; round r starts with the r-th method, so
+    no method always follows the same one (what it leaves in the caches is spread over all)."""
+    calls = []
+    methods = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    secs = peers.interleaved(methods, repeats=4, device="cpu")
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab") + list("abc")
+    assert set(secs) == set("abc") and all(t >= 0 for t in secs.values())

@@ -95,7 +95,7 @@ def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, raw, products
     B, d = u.shape
     coef = (-0.5 / sigma.double() ** 2).numpy()
     m, s, t = np.full(B, -np.inf), np.zeros(B), np.zeros(B)
-    acc = torch.zeros(B, d, dtype=u.dtype)
+    acc = torch.empty(B, d, dtype=u.dtype)            # the first block's product is written over it
     # one [B, c] block alive: the GEMM's output, overwritten with the weights for the second GEMM
     rest, chunks = point_chunks(u, y, center, v_sqnorm, offset, budget=budget, temporaries=1, raw=raw)
     buf = None
@@ -105,7 +105,10 @@ def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, raw, products
             buf = torch.empty(B * (j1 - j0), dtype=u.dtype)
         g = torch.mm(u, v.T, out=buf[:B * (j1 - j0)].view(B, j1 - j0))
         alpha, block_s = fold_block(g, q, coef, m, s, t, None if products is None else products[:, j0:j1], shift)
-        acc.mul_(alpha.to(u.dtype).unsqueeze(1)).addmm_(g, v)
+        if j0 == 0:
+            torch.mm(g, v, out=acc)
+        else:
+            acc.mul_(alpha.to(u.dtype).unsqueeze(1)).addmm_(g, v)
         if raw:                                      # sum e (y - c) = sum e y - (sum e) c, no [B, d] temporary
             acc.addr_(block_s.to(u.dtype), center.to(u.dtype), alpha=-1)
     m = (torch.from_numpy(m) + torch.from_numpy(coef) * rest.cpu()).to(u.dtype)
