@@ -76,8 +76,9 @@ def _float64_rows(kernel, y, c: torch.Tensor) -> torch.Tensor | None:
 
 def centred_sq_norms(y, center: torch.Tensor | None = None) -> torch.Tensor:
     """``||y_j - c||^2`` ``[n]`` in float64 for the rows of ``y`` (tensor or numpy ``[n, d]``, memory-mapped
-    included) as stored and ``c`` = ``center`` in float64 (default 0): each difference is exact in
-    float64 for float32 rows, the sum within ``gamma_d`` of its value in any order.
+    included) as stored and ``c`` = ``center`` in float64 (default 0): each difference rounded once in
+    float64 (exact for float32 rows and a float32 centre), the sum within ``gamma_d`` of its value in any
+    order.
 
     Float32/64 rows on the CPU: one numba pass reading them in place, returned on the CPU; other rows:
     16 MiB blocks in torch, returned on their device.
@@ -90,9 +91,9 @@ def centred_sq_norms(y, center: torch.Tensor | None = None) -> torch.Tensor:
 
 
 def row_dots(u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """``u_b . c`` ``[B]`` in float64 for the rows of ``u`` as stored and ``c`` ``[d]`` in float64 (every
-    product exact for float32 rows, the sum within ``gamma_d``), on ``u``'s device: one numba pass on the
-    CPU, a float64 product elsewhere."""
+    """``u_b . c`` ``[B]`` in float64 for the rows of ``u`` as stored and ``c`` ``[d]`` in float64 (each
+    product rounded once in float64, the sum within ``gamma_d`` in any order), on ``u``'s device: one
+    numba pass on the CPU, a float64 product elsewhere."""
     c = c.detach().double()
     out = _float64_rows(_dots, u, c.cpu())
     return u.double() @ c.to(u.device) if out is None else out.to(u.device)

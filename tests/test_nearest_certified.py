@@ -55,8 +55,8 @@ def test_pair_sq_distances_on_tensors_and_memory_maps(tmp_path):
 @pytest.mark.parametrize("store", ["float32", "float64", "memmap", "strided", "bfloat16", "float16-numpy"])
 @pytest.mark.parametrize("centred", [False, True])
 def test_centred_sq_norms_against_exact_float64(store, centred, tmp_path):
-    """``||y_j - c||^2`` of the rows as stored, against the float64 sum of the float64 differences (exact
-    for these stores; the sum within gamma_d), for the numba pass (CPU float32/64, memory-mapped, strided)
+    """``||y_j - c||^2`` of the rows as stored, against the float64 sum of the float64 differences (each
+    rounded once; the sum within gamma_d), for the numba pass (CPU float32/64, memory-mapped, strided)
     and the torch blocks (bfloat16; a float16 numpy array)."""
     from memgen.pairwise import centred_sq_norms, squared_norms
 
@@ -86,7 +86,7 @@ def test_row_dots_against_float64(store):
     data = {"float32": u, "float64": u.double(), "strided": u.T.contiguous().T, "bfloat16": u.bfloat16()}[store]
     c = torch.randn(300, generator=g, dtype=torch.float64) + 3
     got = row_dots(data, c)
-    terms = data.double() * c                               # exact products of the stored rows
+    terms = data.double() * c                               # the products of the stored rows, rounded once
     assert got.dtype == torch.float64 and got.shape == (97,)
     torch.testing.assert_close(got, terms.sum(1), rtol=0, atol=float(300 * 2 ** -52 * terms.abs().sum(1).max()))
 
