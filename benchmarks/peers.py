@@ -3,9 +3,12 @@
     python -m benchmarks.peers [--size full|cifar|issue|small] [--device cpu|cuda] [--precision fp32|tf32|bf16]
                                [--repeats 3] [--load 1] [--no-memory] [--out bench-out/peers.json]
 
-Two tasks, each at one shape, every method timed ``--repeats`` times *interleaved*, the order rotated
-each round (A, B, C, then B, C, A, then C, A, B, ...: a drift in the machine's load, and what one method
-leaves behind in the caches and the allocator for the next, hit all alike), and reported by its median:
+Two tasks, each at one shape, every method timed ``--repeats`` times *interleaved*, in a new (seeded)
+random order each round, so that a drift in the machine's load, and what one method leaves behind for
+the next, hit all alike, and reported by its median. The naive broadcast is timed after those rounds:
+freeing its gigabytes of temporaries sets the kernel to work seconds later (on a virtual machine it
+hands the free pages back to the host), which took CPU time from whichever method ran then (measured:
+nearest-two 0.93-1.04 s against 0.85 s in a call 4 s after a naive one, while 576 MiB were reported).
 
 * ``dstar``: the empirical denoiser ``D*(x, sigma)`` of m queries over n training points in d
   dimensions -- memgen's streaming kernel; the ``torch.cdist`` way (all ``[m, n]`` distances, softmax,
@@ -38,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -182,18 +186,23 @@ def errors(task: str, methods: dict, x, y, reference: str | None = None, results
 
 
 def interleaved(methods: dict, repeats: int, device: str, warmup: dict | None = None,
-                results: dict | None = None) -> dict:
-    """Median seconds of each method over ``repeats`` interleaved rounds, after one warm-up call of each
-    (of ``warmup``'s methods of the same names when given: the same code on smaller data); each
-    method's last output goes into ``results`` when given."""
+                results: dict | None = None, seed: int = 0) -> dict:
+    """Median seconds of each method over ``repeats`` rounds, after one warm-up call of each (of
+    ``warmup``'s methods of the same names when given: the same code on smaller data). Each round calls
+    the full-size methods once each in a random order (``seed``); the sliced ones (``(fn, fraction)``:
+    the naive broadcast) run after all rounds (see the module doc). Each method's last output goes into
+    ``results`` when given."""
     times = {name: [] for name in methods}
     calls = {name: (fn if isinstance(fn, tuple) else (fn, 1.0)) for name, fn in methods.items()}
     for name, (fn, _) in calls.items():
         w = (warmup or {}).get(name, fn)
         (w[0] if isinstance(w, tuple) else w)()
-    names = list(calls)
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:     # each round starts one method later
+    rng = random.Random(seed)
+    whole = [name for name, (_, frac) in calls.items() if frac == 1.0]
+    rounds = [rng.sample(whole, len(whole)) for _ in range(repeats)]
+    rounds += [[name for name in calls if name not in whole]] * repeats
+    for order in rounds:
+        for name in order:
             fn, frac = calls[name]
             sync(device)
             t0 = time.perf_counter()

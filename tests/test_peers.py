@@ -29,11 +29,17 @@ def test_loaded_run_reports_both_halves(tmp_path):
         assert half["dstar"]["methods"]["memgen"]["error_vs_float64"] < 1e-5
 
 
-def test_interleaved_rounds_rotate_the_order():
-    """Each method is called once to warm up, then once per round; round r starts with the r-th method, so
-    no method always follows the same one (what it leaves in the caches is spread over all)."""
+def test_interleaved_rounds_shuffle_the_order_and_time_slices_last():
+    """One warm-up call of each method, then each full-size method once per round in a seeded random order
+    (not always the same neighbours), then the sliced methods' rounds."""
     calls = []
-    methods = {name: (lambda name=name: calls.append(name)) for name in "abc"}
-    secs = peers.interleaved(methods, repeats=4, device="cpu")
-    assert calls == list("abc") + list("abc") + list("bca") + list("cab") + list("abc")
-    assert set(secs) == set("abc") and all(t >= 0 for t in secs.values())
+    methods = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
+    methods["slice"] = (lambda: calls.append("slice"), 0.5)
+    secs = peers.interleaved(methods, repeats=6, device="cpu", seed=3)
+    rounds = [calls[5 + 4 * r:9 + 4 * r] for r in range(6)]
+    assert calls[:5] == list("abcd") + ["slice"] and calls[29:] == ["slice"] * 6 and len(calls) == 35
+    assert all(sorted(r) == list("abcd") for r in rounds) and len({tuple(r) for r in rounds}) > 1
+    calls.clear()
+    peers.interleaved(methods, repeats=6, device="cpu", seed=3)
+    assert [calls[5 + 4 * r:9 + 4 * r] for r in range(6)] == rounds          # seeded
+    assert set(secs) == set(methods) and all(t >= 0 for t in secs.values())
