@@ -8,7 +8,8 @@ random order each round, so that a drift in the machine's load, and what one met
 the next, hit all alike, and reported by its median. The naive broadcast is timed after those rounds:
 freeing its gigabytes of temporaries sets the kernel to work seconds later (on a virtual machine it
 hands the free pages back to the host), which took CPU time from whichever method ran then (measured:
-nearest-two 0.93-1.04 s against 0.85 s in a call 4 s after a naive one, while 576 MiB were reported).
+nearest-two 0.93-1.04 s in a call 4 s after a naive one, while 576 MiB were reported, against
+0.84-0.88 s 0-2 s after it).
 
 * ``dstar``: the empirical denoiser ``D*(x, sigma)`` of m queries over n training points in d
   dimensions -- memgen's streaming kernel; the ``torch.cdist`` way (all ``[m, n]`` distances, softmax,
