@@ -12,7 +12,8 @@ nearest-two 0.93-1.04 s in a call 4 s after a naive one, while 576 MiB were repo
 0.84-0.88 s 0-2 s after it).
 
 * ``dstar``: the empirical denoiser ``D*(x, sigma)`` of m queries over n training points in d
-  dimensions -- memgen's streaming kernel; the ``torch.cdist`` way (all ``[m, n]`` distances, softmax,
+  dimensions -- memgen's streaming kernel; memgen's posterior (``posterior(x, sigma, topk=8)``: the
+  8 largest weights, with the entropy and the normalizer, timed against the same two products); the ``torch.cdist`` way (all ``[m, n]`` distances, softmax,
   product); one ``addmm`` + softmax over all pairs; the naive ``[b, n, d]`` broadcast (timed on a slice
   of the queries, scaled to m); the matmul limit (``torch.mm`` of the two products D* must do,
   ``[m, d] x [d, n]`` and ``[m, n] x [n, d]``).
@@ -21,7 +22,8 @@ nearest-two 0.93-1.04 s in a call 4 s after a naive one, while 576 MiB were repo
   broadcast (slice); the matmul limit (``[m, d] x [d, n]``).
 
 Errors are against a float64 computation of the same quantity: the largest ``|D - D_64|`` for
-``dstar``, and the fraction of queries whose neighbour pair differs from float64's for ``nearest``.
+``dstar`` (of the top weights for the posterior), and the fraction of queries whose neighbour pair
+differs from float64's for ``nearest``.
 ``--size issue`` is the issue's faiss comparison alone: nearest-two at (10,000 x 50,000 x 3072) for
 memgen, faiss and the matmul limit, each called once after a warm-up at a small size; a float64
 brute force there would cost twice the whole run, so each pair set is compared with memgen's and
@@ -58,6 +60,7 @@ SHAPES = {
 }
 ISSUE_METHODS = ("memgen", "faiss_flat", "matmul_limit")     # --size issue: the peers of the issue's claim
 SIGMA = 20.0          # D* at a sigma where many points share the weight (the whole softmax matters)
+POSTERIOR_TOPK = 8    # weights returned by the posterior method of ``dstar``
 NAIVE_ROWS = 8        # queries of the naive broadcast slice
 
 
@@ -82,7 +85,8 @@ def precision_context(precision: str, device: str):
 
 
 def dstar_methods(x, y, sigma: float = SIGMA) -> dict:
-    """``name -> fn()`` returning ``D*`` ``[m, d]`` (the naive one on a slice: ``(fn, fraction)``)."""
+    """``name -> fn()`` returning ``D*`` ``[m, d]`` (the naive one on a slice: ``(fn, fraction)``), or for
+    ``memgen_posterior`` the top weights ``[m, POSTERIOR_TOPK]``."""
     from toymodels import EmpiricalDenoiser
     model = EmpiricalDenoiser(y, kernel="torch")
     coef = -0.5 / sigma ** 2
@@ -103,7 +107,8 @@ def dstar_methods(x, y, sigma: float = SIGMA) -> dict:
     def matmul_limit():
         return torch.mm(x, y.T), torch.mm(probs, y)
 
-    return {"memgen": lambda: model(x, sigma), "cdist": cdist_way, "addmm_softmax": addmm_way,
+    return {"memgen": lambda: model(x, sigma),
+            "memgen_posterior": lambda: model.posterior(x, sigma, topk=POSTERIOR_TOPK).weights, "cdist": cdist_way, "addmm_softmax": addmm_way,
             "naive": (naive, NAIVE_ROWS / x.shape[0]), "matmul_limit": matmul_limit}
 
 
@@ -168,7 +173,9 @@ def errors(task: str, methods: dict, x, y, reference: str | None = None, results
     x64, y64 = x.double(), y.double()
     if task == "dstar":
         from toymodels import EmpiricalDenoiser
-        ref = EmpiricalDenoiser(y64, kernel="torch")(x64, SIGMA)
+        model64 = EmpiricalDenoiser(y64, kernel="torch")
+        ref = model64(x64, SIGMA)
+        ref_posterior = model64.posterior(x64, SIGMA, topk=POSTERIOR_TOPK).weights
     else:
         ref = torch.cdist(x64, y64).topk(2, dim=1, largest=False).indices
     out = {}
@@ -179,7 +186,8 @@ def errors(task: str, methods: dict, x, y, reference: str | None = None, results
         got = fn()
         rows = got.shape[0]
         if task == "dstar":
-            out[name] = float((got.double() - ref[:rows]).abs().max())
+            want = ref_posterior if name == "memgen_posterior" else ref
+            out[name] = float((got.double() - want[:rows]).abs().max())
         else:
             same = (got.sort(1).values.to(ref.device) == ref[:rows].sort(1).values).all(1)
             out[name] = 1.0 - float(same.double().mean())

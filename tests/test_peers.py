@@ -27,6 +27,7 @@ def test_loaded_run_reports_both_halves(tmp_path):
     for half in (res, res["loaded"]):
         assert half["nearest"]["methods"]["memgen"]["error_vs_float64"] == 0
         assert half["dstar"]["methods"]["memgen"]["error_vs_float64"] < 1e-5
+        assert half["dstar"]["methods"]["memgen_posterior"]["error_vs_float64"] < 1e-5   # weights in [0, 1]
 
 
 def test_interleaved_rounds_shuffle_the_order_and_time_slices_last():
