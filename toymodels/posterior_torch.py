@@ -29,6 +29,7 @@ import torch
 
 from memgen.pairwise import (DEFAULT_BUDGET, far_shift, point_chunks, product_shift, shifted_distance_chunks,
                              squared_norms, uses_raw_rows)
+from memgen.smallest import merge_smallest, new_list
 
 from .posterior_block import fold_block, fused
 
@@ -80,18 +81,23 @@ def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Te
     (:func:`memgen.pairwise.keep_products`; the reusing sampler of :mod:`toymodels.trajectory` carries them).
     """
     grad = torch.is_grad_enabled() and (u.requires_grad or sigma.requires_grad)
-    if topk is None and not all_weights and not grad and fused(u):
-        state = _fused_state(u, y, center, v_sqnorm, offset, sigma, budget=budget - reserved, raw=raw,
-                             products=products)
-        return state, {"topk": None, "chunks": []}
+    if not all_weights and not grad and fused(u):
+        state, top = _fused_state(u, y, center, v_sqnorm, offset, sigma, budget=budget - reserved, raw=raw,
+                                  products=products, topk=topk)
+        return state, {"topk": top, "chunks": []}
     return _torch_state(u, y, center, v_sqnorm, offset, sigma, budget=budget, topk=topk, all_weights=all_weights,
                         reserved=reserved, raw=raw, products=products)
 
 
-def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, raw, products=None) -> State:
-    """:func:`streaming_state` with one GEMM per block into a reused buffer, folded by
+def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, raw, products=None, topk=None):
+    """``(State, top)``: :func:`streaming_state` with one GEMM per block into a reused buffer, folded by
     :func:`toymodels.posterior_block.fold_block`; the per-query constant of the distances is added to the
-    running maximum at the end, in float64."""
+    running maximum at the end, in float64.
+
+    With ``topk = k``, each block's ``x_bj = ||v_j||^2 - 2 u_b.v_j`` (float64, the values the fold
+    computes) first goes through :func:`memgen.smallest.merge_smallest`, which keeps the k smallest of each
+    query; ``top`` is then their logits relative to the largest, ``coef_b (x_bk - x_b1) <= 0``, and indices
+    (largest first), else None."""
     B, d = u.shape
     coef = (-0.5 / sigma.double() ** 2).numpy()
     m, s, t = np.full(B, -np.inf), np.zeros(B), np.zeros(B)
@@ -100,10 +106,14 @@ def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, raw, products
     rest, chunks = point_chunks(u, y, center, v_sqnorm, offset, budget=budget, temporaries=1, raw=raw)
     buf = None
     shift = product_shift(u, center, raw) if products is not None else None
+    if topk is not None:
+        best_v, best_i = new_list(B, min(topk, y.shape[0]), torch.float64, "cpu")
     for j0, j1, v, q in chunks:
         if buf is None:
             buf = torch.empty(B * (j1 - j0), dtype=u.dtype)
         g = torch.mm(u, v.T, out=buf[:B * (j1 - j0)].view(B, j1 - j0))
+        if topk is not None:                          # before the fold writes the weights over g
+            merge_smallest(g, q.double(), -2.0, best_v, best_i, j0)
         alpha, block_s = fold_block(g, q, coef, m, s, t, None if products is None else products[:, j0:j1], shift)
         if j0 == 0:
             torch.mm(g, v, out=acc)
@@ -114,7 +124,9 @@ def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, raw, products
     m = (torch.from_numpy(m) + torch.from_numpy(coef) * rest.cpu()).to(u.dtype)
     if not bool(torch.isfinite(m).all()):                # a logit beyond the dtype, as in the torch path
         raise overflow_error(u.dtype)
-    return State(m, torch.from_numpy(s).to(u.dtype), torch.from_numpy(t).to(u.dtype), acc)
+    top = None if topk is None else \
+        ((torch.from_numpy(coef).unsqueeze(1) * (best_v - best_v[:, :1])).to(u.dtype), best_i)
+    return State(m, torch.from_numpy(s).to(u.dtype), torch.from_numpy(t).to(u.dtype), acc), top
 
 
 def _torch_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tensor, offset: torch.Tensor,
