@@ -36,11 +36,11 @@ def test_float64_equals_brute_force_over_many_chunks(as_numpy, brute):
         np.testing.assert_allclose(got["log_normalizer"][b].item(), logz[0], rtol=1e-10, atol=1e-8)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, database=None)
-@given(seed=st.integers(0, 2 ** 31 - 1), n=st.integers(1, 60), d=st.integers(1, 9), log_sigma=st.floats(-3, 3),
-       scale=st.floats(0.01, 100.0), chunk=st.integers(1, 8))
-def test_fused_and_torch_states_agree(seed, n, d, log_sigma, scale, chunk):
-    """The same state by the two ways of folding a block (float64: to rounding), over generated inputs."""
+def _generated(seed, n, d, log_sigma, scale, chunk):
+    """``(args, budget, reserved, logit_rounding)`` of :func:`streaming_state` for 5 generated float64 queries
+    over n points, in chunks of about ``chunk`` points; ``logit_rounding`` bounds how far two correct
+    expansions of ``||u - v||^2 = q - 2 u.v + rest`` in another order may put a logit (a few eps of the
+    terms' size over 2 sigma^2: 1e-9 at sigma = 1e-3 and scale 5, e.g. seed 0, n 2, d 1 gave 2.2e-9)."""
     g = torch.Generator().manual_seed(seed)
     y = torch.randn(n, d, generator=g, dtype=torch.float64) * scale
     x = torch.randn(5, d, generator=g, dtype=torch.float64) * scale
@@ -48,13 +48,19 @@ def test_fused_and_torch_states_agree(seed, n, d, log_sigma, scale, chunk):
     c = centred_summary(y)
     budget = 2 * 5 * d * 8 + 5 * 5 * chunk * 8 + chunk * d * 8 + 64
     u, lower, offset, reserved = centred_queries(x, c.center, c.radius, budget)
-    args = (u, y, c.center, c.sqnorm, offset, sigma)
+    logit_rounding = 8 * 2.2e-16 * float(u.square().sum(1).max() + c.radius ** 2) / (2 * float(sigma[0]) ** 2)
+    return (u, y, c.center, c.sqnorm, offset, sigma), budget, reserved, logit_rounding
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(seed=st.integers(0, 2 ** 31 - 1), n=st.integers(1, 60), d=st.integers(1, 9), log_sigma=st.floats(-3, 3),
+       scale=st.floats(0.01, 100.0), chunk=st.integers(1, 8))
+def test_fused_and_torch_states_agree(seed, n, d, log_sigma, scale, chunk):
+    """The same state by the two ways of folding a block (float64: to rounding), over generated inputs."""
+    args, budget, reserved, logit_rounding = _generated(seed, n, d, log_sigma, scale, chunk)
     a, _ = streaming_state(*args, budget=budget, reserved=reserved, raw=True)
     b, _ = _torch_state(*args, budget=budget, reserved=reserved, raw=True)
-    # the states may sit at different maxima only through rounding: compare the normalized quantities.
-    # Both expand ||u - v||^2 = q - 2 u.v + rest in another order, so a logit may differ by a few eps of
-    # the terms' size over 2 sigma^2 (1e-9 at sigma = 1e-3 and scale 5: seed 0, n 2, d 1 gave 2.2e-9)
-    logit_rounding = 8 * 2.2e-16 * float(u.square().sum(1).max() + c.radius ** 2) / (2 * float(sigma[0]) ** 2)
+    # the states may sit at different maxima only through rounding: compare the normalized quantities
     torch.testing.assert_close(a.m + a.s.log(), b.m + b.s.log(), rtol=1e-12, atol=1e-9 + logit_rounding)
     torch.testing.assert_close(a.acc / a.s.unsqueeze(1), b.acc / b.s.unsqueeze(1), rtol=1e-9, atol=1e-9 * scale)
     torch.testing.assert_close(a.s.log() - a.t / a.s, b.s.log() - b.t / b.s, rtol=0, atol=1e-8)
@@ -66,22 +72,15 @@ def test_fused_and_torch_states_agree(seed, n, d, log_sigma, scale, chunk):
 def test_fused_top_k_equals_the_torch_paths(seed, n, d, log_sigma, scale, chunk, k, raw):
     """The top-k of the fused fold: the torch path's logits relative to the largest (min(k, n) of them,
     largest first), at indices whose float64 logits they are (near-ties may come in either order)."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randn(n, d, generator=g, dtype=torch.float64) * scale
-    x = torch.randn(5, d, generator=g, dtype=torch.float64) * scale
-    sigma = torch.full((5,), 10.0 ** log_sigma, dtype=torch.float64)
-    c = centred_summary(y)
-    budget = 2 * 5 * d * 8 + 5 * 5 * chunk * 8 + chunk * d * 8 + 64
-    u, lower, offset, reserved = centred_queries(x, c.center, c.radius, budget)
-    args = (u, y, c.center, c.sqnorm, offset, sigma)
+    args, budget, reserved, logit_rounding = _generated(seed, n, d, log_sigma, scale, chunk)
+    u, y, center, _, _, sigma = args
     _, a = streaming_state(*args, budget=budget, reserved=reserved, raw=raw, topk=k)
     _, b = _torch_state(*args, budget=budget, reserved=reserved, raw=raw, topk=k)
-    (ra, ia), (rb, ib) = a["topk"], b["topk"]
+    (ra, ia), (rb, _) = a["topk"], b["topk"]
     assert ra.shape == rb.shape == ia.shape == (5, min(k, n))
-    logit_rounding = 8 * 2.2e-16 * float(u.square().sum(1).max() + c.radius ** 2) / (2 * float(sigma[0]) ** 2)
     torch.testing.assert_close(ra, rb, rtol=1e-12, atol=1e-9 + logit_rounding)
     assert bool((ra[:, 0] == 0).all()) and bool((ra[:, 1:] <= ra[:, :-1]).all())
-    logits = -(u.unsqueeze(1) - (y - c.center).unsqueeze(0)).square().sum(2) / (2 * sigma.unsqueeze(1) ** 2)
+    logits = -(u.unsqueeze(1) - (y - center).unsqueeze(0)).square().sum(2) / (2 * sigma.unsqueeze(1) ** 2)
     exact = logits.gather(1, ia) - logits.max(1, keepdim=True).values
     torch.testing.assert_close(ra, exact, rtol=1e-12, atol=1e-9 + logit_rounding)
 
