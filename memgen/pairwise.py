@@ -181,8 +181,8 @@ def sample_center(y, rows: int = 256) -> tuple[torch.Tensor, float]:
 
 
 def centred_norms(v: torch.Tensor, name: str = "train") -> torch.Tensor:
-    """``||v_j||^2`` ``[c]`` of centred rows, accumulated in float64; rejects NaN/inf."""
-    sq = torch.linalg.vector_norm(v, dim=1, dtype=torch.float64).square_()
+    """``||v_j||^2`` ``[c]`` of centred rows, accumulated in float64 (:func:`centred_sq_norms`); rejects NaN/inf."""
+    sq = centred_sq_norms(v).to(v.device)
     if not bool(torch.isfinite(sq).all()):
         raise ValueError(f"{name}: contains NaN or inf")
     return sq

@@ -112,8 +112,9 @@ def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, raw, products
         if buf is None:
             buf = torch.empty(B * (j1 - j0), dtype=u.dtype)
         g = torch.mm(u, v.T, out=buf[:B * (j1 - j0)].view(B, j1 - j0))
+        q = q.double()                                # the fold's column norms, once per block
         if topk is not None:                          # before the fold writes the weights over g
-            merge_smallest(g, q.double(), -2.0, best_v, best_i, j0)
+            merge_smallest(g, q, -2.0, best_v, best_i, j0)
         alpha, block_s = fold_block(g, q, coef, m, s, t, None if products is None else products[:, j0:j1], shift)
         if j0 == 0:
             torch.mm(g, v, out=acc)
