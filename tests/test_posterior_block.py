@@ -152,7 +152,9 @@ def test_torch_path_feeds_no_subnormal_weight_to_its_gemm():
 def test_products_are_the_centred_dot_products(raw, path):
     """``products`` receives ``u . (y_j - c)`` for every chunk, whichever way the block is folded and whether
     the rows are read in place (``raw``: the GEMM gives ``u . y_j``, less ``u . c``) or centred per chunk;
-    the state is the same as without it."""
+    the state is the same as without it, to the rounding of ``-2 u.v + q``: the one-call ``addmm`` may round
+    it once inside the BLAS kernel (AMD's kernels do), the products path rounds ``u.v`` first, so each logit may
+    differ by one unit in the last place of ``|d2|`` and the state by a few ulps of its own scale."""
     g = torch.Generator().manual_seed(7)
     y = torch.randn(29, 5, generator=g, dtype=torch.float64) * 2 + 0.5
     x = torch.randn(6, 5, generator=g, dtype=torch.float64) * 2
@@ -166,5 +168,6 @@ def test_products_are_the_centred_dot_products(raw, path):
     got, _ = state(*args, budget=budget, reserved=reserved, raw=raw, products=products)
     want, _ = state(*args, budget=budget, reserved=reserved, raw=raw)
     torch.testing.assert_close(products, u @ (y - c.center).T, rtol=0, atol=1e-12)
+    ulp = torch.finfo(torch.float64).eps
     for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(a, b, rtol=16 * ulp, atol=16 * ulp * float(b.abs().max()))
