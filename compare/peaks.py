@@ -57,7 +57,7 @@ def fitted_peak(sigmas, values, *, window: int = 2) -> tuple[np.ndarray, np.ndar
 
 
 def gap_peak(e_train, e_val, sigmas, *, window: int = 2, n_boot: int = 1000, level: float = 0.95,
-             seed: int = 0) -> dict:
+             seed: int = 0, clusters=None) -> dict:
     """The fitted peak of ``G(sigma) = (mean_i e_val[i] - mean_i e_train[i]) / mean_i e_train[i]``.
 
     Args:
@@ -65,6 +65,8 @@ def gap_peak(e_train, e_val, sigmas, *, window: int = 2, n_boot: int = 1000, lev
             (e.g. :func:`compare.errors.point_errors`, with common random numbers).
         window: grid points on each side of the maximum used by :func:`fitted_peak`.
         n_boot, level, seed: the percentile bootstrap, training and validation points resampled independently.
+        clusters: optional ``(train_labels, val_labels)``, each point's experiment (seed): the two-level
+            bootstrap of :mod:`compare.bootstrap` (experiments, then points within each).
 
     Returns ``{'sigma_peak', 'sigma_peak_lo', 'sigma_peak_hi', 'gap_peak', 'gap_peak_lo', 'gap_peak_hi',
     'grid_step'}`` (``grid_step``: the grid's median ratio of neighbouring sigmas, the resolution of a
@@ -82,7 +84,8 @@ def gap_peak(e_train, e_val, sigmas, *, window: int = 2, n_boot: int = 1000, lev
             where, height = fitted_peak(s, (mv - mt) / mt, window=window)
         return np.stack([np.log(where), height], -1)
 
-    est, lo, hi = bootstrap(statistic, et.shape[0], ev.shape[0], n_boot=n_boot, level=level, seed=seed)
+    est, lo, hi = bootstrap(statistic, et.shape[0], ev.shape[0], n_boot=n_boot, level=level, seed=seed,
+                            clusters=clusters)
     step = float(np.exp(np.median(np.abs(np.diff(np.log(s))))))
     return {"sigma_peak": float(np.exp(est[0])), "sigma_peak_lo": float(np.exp(lo[0])),
             "sigma_peak_hi": float(np.exp(hi[0])), "gap_peak": float(est[1]), "gap_peak_lo": float(lo[1]),

@@ -159,11 +159,12 @@ def sweep_timescales(sweep_dir, **kwargs) -> Records:
     return rows
 
 
-def fit_tau_mem(n, tau, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
+def fit_tau_mem(n, tau, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0, clusters=None) -> dict:
     """Fit ``log tau = a + b log n`` (module doc): slope, intercept, t-interval and bootstrap interval of the slope.
 
     Runs with an infinite or NaN ``tau`` (never memorized) are left out; ``n_used`` says how many remain
-    (at least 3 are needed).
+    (at least 3 are needed). ``clusters`` (each run's seed) makes the bootstrap two-level: seeds, then runs
+    within each drawn seed (:mod:`compare.bootstrap`).
     """
     check_bootstrap(n_boot, level, seed)
     x = as_values(n, "n", lo=0.0, closed="neither").numpy().reshape(-1)
@@ -189,7 +190,8 @@ def fit_tau_mem(n, tau, *, level: float = 0.95, n_boot: int = 2000, seed: int = 
         with np.errstate(divide="ignore", invalid="ignore"):
             return ((w * dx * (ly[None] - my[:, None])).sum(1) / (w * dx ** 2).sum(1))[:, None]
 
-    _, lo, hi = bootstrap(slope, lx.size, n_boot=n_boot, level=level, seed=seed)
+    labels = None if clusters is None else [np.asarray(clusters).reshape(-1)[keep]]
+    _, lo, hi = bootstrap(slope, lx.size, n_boot=n_boot, level=level, seed=seed, clusters=labels)
     return {"slope": float(fit.slope), "intercept": float(fit.intercept), "slope_stderr": float(fit.stderr),
             "slope_lo": float(fit.slope - half), "slope_hi": float(fit.slope + half),
             "slope_boot_lo": float(lo[0]), "slope_boot_hi": float(hi[0]), "level": float(level),

@@ -1,12 +1,17 @@
-"""What a claim is: its statement, the paper's number, a criterion fixed before the run, and its runs per scale.
+"""What a claim is: its statement, the paper's number, a criterion fixed before the run, its controls and its runs per scale.
 
 A :class:`Claim` declares, for each scale (``quick``: CI, seconds; ``cpu``: a 2-core machine; ``paper``:
 a GPU), the settings of its experiment, and a ``run(settings, out_dir, seeds, progress)`` function that
-runs it, measures, plots, and returns an :class:`Outcome` whose verdict is computed by
-:mod:`figures.claims.verdicts` from the criterion in the claim's docstring. Numbers over several seeds
-are reported as the mean over seeds with the envelope of the per-seed intervals (the lowest lower
-bound to the highest upper bound), so the interval covers both the spread over seeds and, where a
-per-seed interval comes from a bootstrap over samples or points, the spread over those.
+runs it, measures, plots, and returns an :class:`Outcome`: the conditions of the criterion stated in the
+claim module's docstring, each a :class:`~figures.claims.verdicts.Condition` with its number and interval
+(the two-level bootstrap over seeds and units defined in :mod:`figures.claims.verdicts`), from which the
+verdict is computed.
+
+Each claim also declares two :class:`Control` runs with the same signature, judged by the same criterion on
+the same settings: a positive control (a model or setting for which the claim must hold) and a negative
+control (one for which it must fail: the empirical denoiser, an untrained network, a model that ignores
+its training set, ...). A criterion that also passes its negative control cannot tell a model with the
+effect from one without, and the report says so (``not testable here``).
 """
 from __future__ import annotations
 
@@ -16,37 +21,74 @@ from typing import Callable
 
 import numpy as np
 
+from compare.bootstrap import mean_interval
 from compare.timescales import fit_tau_mem
+
+from .verdicts import verdict
 
 SCALES = ("quick", "cpu", "paper")
 
 
 @dataclass
 class Outcome:
-    """``our_value`` and ``interval`` as short text for the table, the ``verdict`` word, the ``figure`` file
-    (relative to the claim's folder, or None), and every number behind them in ``numbers``."""
+    """The criterion's ``conditions`` (their verdict is :attr:`verdict`), ``our_value`` (a short text of the main
+    numbers for the table), the ``figure`` file (relative to the claim's folder, or None), every number behind
+    them in ``numbers``, and ``regimes``: one row per trained run with its replicate fraction and
+    :func:`regime` (empty for claims without networks)."""
 
+    conditions: list
     our_value: str
-    interval: str
-    verdict: str
     figure: str | None = None
     numbers: dict = field(default_factory=dict)
+    regimes: list = field(default_factory=list)
+
+    @property
+    def verdict(self) -> tuple[str, str]:
+        """``(word, reason)`` of :func:`figures.claims.verdicts.verdict`."""
+        return verdict(self.conditions)
+
+
+@dataclass(frozen=True)
+class Control:
+    """A control of a claim: what it is (``description``) and its ``run``, with the signature of
+    :attr:`Claim.run`, judged by the claim's criterion."""
+
+    description: str
+    run: Callable[[dict, Path, list, bool], Outcome]
 
 
 @dataclass(frozen=True)
 class Claim:
+    """A claim of a paper: ``statement``, the paper's number (``paper_value``), settings per scale, its ``run``
+    and its ``positive`` and ``negative`` :class:`Control` (module doc)."""
+
     number: int
     paper: str
     statement: str
     paper_value: str
     scales: dict
     run: Callable[[dict, Path, list, bool], Outcome]
-    criterion: str = ""
+    positive: Control | None = None
+    negative: Control | None = None
 
     def settings(self, scale: str) -> dict:
         if scale not in SCALES:
             raise ValueError(f"scale: expected one of {SCALES}, got {scale!r}")
         return dict(self.scales[scale])
+
+
+REGIME_THRESHOLD = 0.5
+"""A run whose samples replicate (ratio criterion) in less than this fraction generalizes; above it, memorizes."""
+
+
+def regime(fraction_lo: float, fraction_hi: float) -> str:
+    """The regime of a run from its replicate fraction's interval: ``generalizing`` (interval below
+    :data:`REGIME_THRESHOLD`: samples mostly novel), ``memorizing`` (above it), else ``between``."""
+    if fraction_hi < REGIME_THRESHOLD:
+        return "generalizing"
+    if fraction_lo > REGIME_THRESHOLD:
+        return "memorizing"
+    return "between"
 
 
 def progress_bar(items, claim: int, progress: bool):
@@ -86,12 +128,26 @@ def save_figure(fig, out: Path, *, xlabel: str | None = None, ylabel: str | None
 
 
 def envelope(values, los, his) -> tuple[float, float, float]:
-    """``(mean of values, min of los, max of his)`` over seeds, NaN entries ignored (all NaN: NaN)."""
+    """TEMPORARY (removed once every claim is ported): ``(mean, min lo, max hi)`` over seeds."""
     v, lo, hi = (np.asarray(a, dtype=np.float64) for a in (values, los, his))
     with np.errstate(all="ignore"):
         if np.isnan(v).all():
             return float("nan"), float("nan"), float("nan")
         return float(np.nanmean(v)), float(np.nanmin(lo)), float(np.nanmax(hi))
+
+
+def seed_labels(counts) -> np.ndarray:
+    """The seed label of each unit when seed ``k`` contributed ``counts[k]`` units in order (for ``clusters``)."""
+    return np.repeat(np.arange(len(counts)), np.asarray(counts, dtype=np.int64))
+
+
+def seed_mean(values_per_seed, *, seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:
+    """``(mean, lo, hi)``: the mean of all units of all seeds (``values_per_seed``: one array of unit values per
+    seed) with the two-level bootstrap interval of :mod:`figures.claims.verdicts` (seeds, then units)."""
+    parts = [np.asarray(v, dtype=np.float64).reshape(-1) for v in values_per_seed]
+    est, lo, hi = mean_interval(np.concatenate(parts), clusters=seed_labels([p.size for p in parts]),
+                                n_boot=n_boot, seed=seed)
+    return float(est), float(lo), float(hi)
 
 
 def fmt(x: float) -> str:
@@ -104,10 +160,11 @@ def fmt_interval(lo: float, hi: float) -> str:
     return f"[{fmt(lo)}, {fmt(hi)}]"
 
 
-def loglog_fit(x, tau, seed: int) -> dict:
-    """:func:`compare.timescales.fit_tau_mem` of ``tau`` against ``x``, or, when too few runs memorized to fit,
-    the reason under ``error`` and NaN slope and interval (the verdict then reads the condition as not measured)."""
+def loglog_fit(x, tau, seed: int, clusters=None) -> dict:
+    """:func:`compare.timescales.fit_tau_mem` of ``tau`` against ``x`` (``clusters``: each run's seed, for the
+    two-level bootstrap), or, when too few runs memorized to fit, the reason under ``error`` and NaN slope and
+    interval (the verdict then reads the condition as not measured)."""
     try:
-        return fit_tau_mem(x, tau, seed=seed)
+        return fit_tau_mem(x, tau, seed=seed, clusters=clusters)
     except ValueError as e:
         return {"error": str(e), "slope": float("nan"), "slope_boot_lo": float("nan"), "slope_boot_hi": float("nan")}

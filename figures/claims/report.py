@@ -3,11 +3,18 @@
 ``memgen report --out DIR [--scale quick|cpu|paper] [--only 2,5,9] [--seeds 3]`` writes, under ``DIR``:
 
 * ``claimNN/``: each claim's figure, numbers and ``outcome.json`` (written when the claim finishes; a later
-  call with the same scale, seeds and settings reuses it, other settings run the claim again), and ``runs/``: the trained networks' run folders (one per
-  configuration and seed; a finished run is reused, a killed one resumes from its last checkpoint);
+  call with the same scale, seeds and settings reuses it, other settings run the claim again), and its
+  controls' in ``claimNN/positive/`` and ``claimNN/negative/`` (the same criterion on a model for which the
+  claim must hold, and on one for which it must fail);
+* ``runs/``: the trained networks' run folders (one per configuration and seed; a finished run is reused, a
+  killed one resumes from its last checkpoint);
 * ``claims.csv``: one row per claim, columns :data:`COLUMNS`;
-* ``report.md``: the table with every figure linked, each claim's criterion and the time it took;
+* ``report.md``: the table, then per claim its verdict and why, its criterion, every condition with its number,
+  interval and pass/fail/inconclusive, its controls' verdicts, the regime of each trained run, its figure and
+  the time it took;
 * ``record.json``: scale, seeds, settings of every claim, and package versions.
+
+The verdict words, the one kind of interval and how conditions combine: :mod:`figures.claims.verdicts`.
 
 Seeds: 1 at ``quick``, 3 at ``cpu`` and ``paper`` unless ``--seeds`` says otherwise.
 """
@@ -19,8 +26,10 @@ from pathlib import Path
 
 from memgen.runs import atomic_write_json, atomic_write_text, write_record
 
-COLUMNS = ("claim", "paper", "statement", "paper_value", "our_value", "interval", "verdict", "scale", "seeds",
-           "figure", "seconds")
+from .base import fmt, fmt_interval
+
+COLUMNS = ("claim", "paper", "statement", "paper_value", "our_value", "verdict", "reason", "positive_control",
+           "negative_control", "scale", "seeds", "figure", "seconds")
 
 
 def _claim_numbers(only: str | None, known) -> list:
@@ -36,12 +45,15 @@ def _claim_numbers(only: str | None, known) -> list:
     return numbers
 
 
-def run_claim(claim, folder: Path, scale: str, seeds: list, progress: bool) -> dict:
-    """The claim's outcome row, from ``folder/outcome.json`` when it was finished at this scale, seeds and settings."""
-    from .base import Outcome
-    from .verdicts import VERDICTS
+NO_CONTROL = {"verdict": None, "reason": "no control declared", "conditions": [], "seconds": 0.0,
+              "description": "none"}
 
-    settings = claim.settings(scale)
+
+def _outcome(run, settings: dict, folder: Path, scale: str, seeds: list, progress: bool) -> dict:
+    """The outcome of ``run`` (a claim's or a control's) as a dict, from ``folder/outcome.json`` when it was finished
+    at this scale, seeds and settings; a run that raises is ``not run`` with the reason."""
+    from .base import Outcome
+
     done = folder / "outcome.json"
     if done.is_file():
         row = json.loads(done.read_text())
@@ -51,20 +63,40 @@ def run_claim(claim, folder: Path, scale: str, seeds: list, progress: bool) -> d
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        outcome = claim.run(settings, folder, seeds, progress)
+        outcome = run(settings, folder, seeds, progress)
         error = None
-    except Exception as e:                      # a failed claim is reported as not run, with the reason
-        outcome, error = Outcome("", "", "not run"), f"{type(e).__name__}: {e}"
-    if outcome.verdict not in VERDICTS:
-        raise ValueError(f"claim {claim.number}: verdict {outcome.verdict!r} is not one of {VERDICTS}")
-    row = {"claim": claim.number, "paper": claim.paper, "statement": claim.statement,
-           "paper_value": claim.paper_value, "our_value": outcome.our_value, "interval": outcome.interval,
-           "verdict": outcome.verdict, "scale": scale, "seeds": len(seeds),
-           "figure": f"{folder.name}/{outcome.figure}" if outcome.figure else "",
-           "seconds": round(time.perf_counter() - t0, 1), "error": error, "settings": settings,
+    except Exception as e:                      # a failed run is reported as not run, with the reason
+        outcome, error = Outcome([], ""), f"{type(e).__name__}: {e}"
+    word, reason = outcome.verdict
+    if error:
+        reason = f"it raised {error}"
+    row = {"our_value": outcome.our_value, "verdict": word, "reason": reason,
+           "conditions": [c.row() for c in outcome.conditions], "regimes": outcome.regimes,
+           "figure": f"{folder.name}/{outcome.figure}" if outcome.figure else "", "scale": scale,
+           "seeds": len(seeds), "seconds": round(time.perf_counter() - t0, 1), "error": error, "settings": settings,
            "numbers": outcome.numbers}
     atomic_write_json(done, row)
     return row
+
+
+def run_claim(claim, folder: Path, scale: str, seeds: list, progress: bool) -> dict:
+    """The claim's report row: its outcome and its two controls' (each reused from its ``outcome.json`` when
+    finished at this scale, seeds and settings), the verdict adjusted by the controls
+    (:func:`~figures.claims.verdicts.controlled`)."""
+    from .verdicts import controlled
+
+    settings = claim.settings(scale)
+    own = _outcome(claim.run, settings, folder, scale, seeds, progress)
+    controls = {kind: _outcome(getattr(claim, kind).run, settings, folder / kind, scale, seeds, progress)
+                | {"description": getattr(claim, kind).description} if getattr(claim, kind) else NO_CONTROL
+                for kind in ("positive", "negative")}
+    word, reason = controlled(own["verdict"], own["reason"], controls["negative"]["verdict"],
+                              controls["positive"]["verdict"])
+    return own | {"claim": claim.number, "paper": claim.paper, "statement": claim.statement,
+                  "paper_value": claim.paper_value, "verdict": word, "reason": reason,
+                  "claim_verdict": own["verdict"], "positive_control": controls["positive"]["verdict"],
+                  "negative_control": controls["negative"]["verdict"], "controls": controls,
+                  "seconds": round(own["seconds"] + sum(c["seconds"] for c in controls.values()), 1)}
 
 
 def criterion(claim) -> str:
@@ -78,18 +110,55 @@ def criterion(claim) -> str:
     return f"(not stated in {claim.run.__module__})"
 
 
+INTERVAL = ("Intervals: 95% percentile intervals of a two-level bootstrap that resamples the seeds, then the units "
+            "(points, samples or runs) within each drawn seed; a condition passes when its interval lies inside its "
+            "target, fails when it lies outside, and is inconclusive when it straddles a boundary or is wider than "
+            "the question allows. A claim whose negative control is also judged reproduced is not testable here.")
+
+
+def _conditions_table(conditions: list) -> list:
+    lines = ["| condition | what must hold | ours | interval | target | result |", "|---|---|---|---|---|---|"]
+    for c in conditions:
+        kind = "" if c["main"] else " (secondary)"
+        lines.append(f"| {c['name']}{kind} | {c['text']} | {fmt(c['value'])} | {fmt_interval(c['lo'], c['hi'])} |"
+                     f" {c['target']} | {c['status']} |")
+    return lines
+
+
+def _regimes_table(regimes: list) -> list:
+    if not regimes:
+        return []
+    keys = [k for k in regimes[0] if k not in ("regime",)]
+    lines = ["| " + " | ".join(keys) + " | regime |", "|" + "---|" * (len(keys) + 1)]
+    for r in regimes:
+        lines.append("| " + " | ".join(fmt(r[k]) if isinstance(r[k], float) else str(r[k]) for k in keys)
+                     + f" | {r['regime']} |")
+    return lines
+
+
 def markdown(rows: list, scale: str, claims: dict) -> str:
-    """The report: a summary table, then per claim its criterion, numbers, figure and time."""
-    lines = [f"# memgen report (scale `{scale}`)", "",
-             "| claim | paper | verdict | ours | interval | paper | seconds |", "|---|---|---|---|---|---|---|"]
+    """The report: a summary table, then per claim its verdict and why, criterion, conditions, controls,
+    regimes, figure and time."""
+    lines = [f"# memgen report (scale `{scale}`)", "", INTERVAL, "",
+             "| claim | paper | verdict | ours | positive control | negative control | paper | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['claim']} | {r['paper']} | **{r['verdict']}** | {r['our_value']} | {r['interval']} |"
-                     f" {r['paper_value']} | {r['seconds']} |")
+        lines.append(f"| {r['claim']} | {r['paper']} | **{r['verdict']}** | {r['our_value']} | {r['positive_control']} |"
+                     f" {r['negative_control']} | {r['paper_value']} | {r['seconds']} |")
     for r in rows:
         lines += ["", f"## Claim {r['claim']} ({r['paper']}): {r['statement']}", "",
-                  f"Verdict: **{r['verdict']}**, at scale `{r['scale']}` with {r['seeds']} seed(s), "
-                  f"in {r['seconds']} s.", "", criterion(claims[r["claim"]]), "",
-                  f"Ours: {r['our_value']} {r['interval']}. Paper: {r['paper_value']}."]
+                  f"Verdict: **{r['verdict']}**, because {r['reason']}. Scale `{r['scale']}`, {r['seeds']} seed(s), "
+                  f"{r['seconds']} s with its controls.", "", criterion(claims[r["claim"]]), "",
+                  f"Ours: {r['our_value']}. Paper: {r['paper_value']}.", ""]
+        lines += _conditions_table(r["conditions"])
+        for kind in ("positive", "negative"):
+            c = r["controls"][kind]
+            lines += ["", f"**{kind.capitalize()} control** ({c['description']}): **{c['verdict']}**, because "
+                      f"{c['reason']}.", ""]
+            lines += _conditions_table(c["conditions"])
+        if r["regimes"]:
+            lines += ["", "Regime of each trained run (replicate fraction of its samples, ratio criterion 1/3; "
+                      "generalizing: interval below 0.5, memorizing: above):", ""] + _regimes_table(r["regimes"])
         if r.get("error"):
             lines += ["", f"Not run: `{r['error']}`"]
         if r["figure"]:
@@ -129,8 +198,7 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
 def _main(args) -> int:
     rows = run_report(args.out, scale=args.scale, only=args.only, seeds=args.seeds)
     for r in rows:
-        print(f"claim {r['claim']:2d} ({r['paper']}): {r['verdict']:15s} {r['our_value']} {r['interval']}"
-              f"  [{r['seconds']} s]")
+        print(f"claim {r['claim']:2d} ({r['paper']}): {r['verdict']:17s} {r['our_value']}  [{r['seconds']} s]")
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
 
