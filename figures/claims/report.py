@@ -166,9 +166,42 @@ def markdown(rows: list, scale: str, claims: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+SHARED_RUNS = ((3, 4), (11, 12))
+"""Claims that read the same trained runs: they run one after the other in one process, never side by side."""
+
+
+def _groups(numbers: list) -> list:
+    """``numbers`` in groups that may run side by side (:data:`SHARED_RUNS` kept together), largest first."""
+    groups, seen = [], set()
+    for n in numbers:
+        if n in seen:
+            continue
+        group = next(([m for m in g if m in numbers] for g in SHARED_RUNS if n in g), [n])
+        seen.update(group)
+        groups.append(group)
+    return sorted(groups, key=len, reverse=True)
+
+
+def _run_group(numbers: list, out: Path, scale: str, seeds: list, progress: bool, threads: int) -> list:
+    """The report rows of the claims ``numbers``, in this process, with ``threads`` torch threads (0: as set)."""
+    from memgen.threads import cpu_threads
+
+    from .registry import CLAIMS
+
+    with cpu_threads(threads):
+        return [run_claim(CLAIMS[n], out / f"claim{n:02d}", scale, seeds, progress) for n in numbers]
+
+
 def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int | None = None,
-               progress: bool = True) -> list:
-    """Run the selected claims (module doc) and write the report; returns the rows of ``claims.csv``."""
+               progress: bool = True, jobs: int = 1) -> list:
+    """Run the selected claims (module doc) and write the report; returns the rows of ``claims.csv``.
+
+    ``jobs > 1`` runs the claims in that many processes of one thread each (claims that share trained runs in
+    the same process, :data:`SHARED_RUNS`); ``jobs = 1`` runs them here, with torch's thread setting."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from memgen.checks import integer
     from memgen.progress import progress_bar
 
     from compare.records import Records
@@ -181,22 +214,33 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
     n_seeds = (1 if scale == "quick" else 3) if seeds is None else int(seeds)
     if n_seeds < 1:
         raise ValueError(f"seeds: expected a positive number of seeds, got {seeds!r}")
+    jobs = integer(jobs, "jobs", 1)
     out = Path(out)
-    rows = []
-    bar = progress_bar(_claim_numbers(only, CLAIMS), enabled=progress, desc="claims", unit="claim")
-    for number in bar:
-        bar.set_postfix_str(f"claim {number}")
-        rows.append(run_claim(CLAIMS[number], out / f"claim{number:02d}", scale, list(range(n_seeds)), progress))
+    numbers = _claim_numbers(only, CLAIMS)
+    seed_list = list(range(n_seeds))
+    groups, done = _groups(numbers), {}
+    if jobs == 1:
+        bar = progress_bar(groups, enabled=progress, desc="claims", unit="group")
+        for group in bar:
+            bar.set_postfix_str("claim " + ",".join(map(str, group)))
+            done.update({r["claim"]: r for r in _run_group(group, out, scale, seed_list, progress, 0)})
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_run_group, g, out, scale, seed_list, False, 1) for g in groups]
+            for f in progress_bar(as_completed(futures), enabled=progress, desc="claims", unit="group",
+                                  total=len(futures)):
+                done.update({r["claim"]: r for r in f.result()})
+    rows = [done[n] for n in numbers]
     Records({k: r[k] for k in COLUMNS} for r in rows).to_csv(out / "claims.csv")
     atomic_write_text(out / "report.md", markdown(rows, scale, CLAIMS))
-    write_record(out, command="memgen report", scale=scale, seeds=n_seeds, claims=[r["claim"] for r in rows],
-                 settings={r["claim"]: CLAIMS[r["claim"]].settings(scale) for r in rows},
+    write_record(out, command="memgen report", scale=scale, seeds=n_seeds, jobs=jobs, claims=numbers,
+                 settings={n: CLAIMS[n].settings(scale) for n in numbers},
                  seconds={r["claim"]: r["seconds"] for r in rows})
     return rows
 
 
 def _main(args) -> int:
-    rows = run_report(args.out, scale=args.scale, only=args.only, seeds=args.seeds)
+    rows = run_report(args.out, scale=args.scale, only=args.only, seeds=args.seeds, jobs=args.jobs)
     for r in rows:
         print(f"claim {r['claim']:2d} ({r['paper']}): {r['verdict']:17s} {r['our_value']}  [{r['seconds']} s]")
     print(f"report: {Path(args.out) / 'report.md'}")
@@ -214,4 +258,6 @@ def register(subparsers) -> None:
                    help="quick: CI, minutes; cpu: a 2-core machine, hours; paper: a GPU")
     p.add_argument("--only", default=None, help="comma-separated claim numbers, e.g. 2,5,9 (default: all twelve)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per claim (default 1 at quick, 3 otherwise)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="claims run side by side in this many processes of one thread each (default 1: here)")
     p.set_defaults(run=_main)
