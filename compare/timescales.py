@@ -163,7 +163,8 @@ def fit_tau_mem(n, tau, *, level: float = 0.95, n_boot: int = 2000, seed: int = 
     """Fit ``log tau = a + b log n`` (module doc): slope, intercept, t-interval and bootstrap interval of the slope.
 
     Runs with an infinite or NaN ``tau`` (never memorized) are left out; ``n_used`` says how many remain
-    (at least 3 are needed). ``clusters`` (each run's seed) makes the bootstrap two-level: seeds, then runs
+    (at least 3 are needed). Bootstrap replicates that drew runs of one size only have no slope and are left
+    out of the quantiles. ``clusters`` (each run's seed) makes the bootstrap two-level: seeds, then runs
     within each drawn seed (:mod:`compare.bootstrap`).
     """
     check_bootstrap(n_boot, level, seed)
@@ -187,8 +188,11 @@ def fit_tau_mem(n, tau, *, level: float = 0.95, n_boot: int = 2000, seed: int = 
         mx = (w @ lx) / w.sum(1)
         my = (w @ ly) / w.sum(1)
         dx = lx[None] - mx[:, None]
+        sxx = (w * dx ** 2).sum(1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return ((w * dx * (ly[None] - my[:, None])).sum(1) / (w * dx ** 2).sum(1))[:, None]
+            b = (w * dx * (ly[None] - my[:, None])).sum(1) / sxx
+        # a replicate that drew runs at one size only has no slope (round-off would give one)
+        return np.where(sxx > 1e-9 * (lx ** 2).sum(), b, np.nan)[:, None]
 
     labels = None if clusters is None else [np.asarray(clusters).reshape(-1)[keep]]
     _, lo, hi = bootstrap(slope, lx.size, n_boot=n_boot, level=level, seed=seed, clusters=labels)

@@ -26,6 +26,7 @@ import torch
 
 import memgen.data
 from memgen.checks import integer
+from memgen.contract import model_device
 from memgen.noise import edm_sigmas, log_sigmas
 from memgen.progress import progress_bar
 from memgen.samplers import sample
@@ -180,7 +181,7 @@ class Measurement:
 
     def samples(self, model) -> torch.Tensor:
         """``N`` samples from the fixed noise (and labels), on the CPU."""
-        device = next(model.parameters()).device
+        device = model_device(model)
         sigmas = edm_sigmas(self.sample_steps, self.sigma_min, self.sigma_max)
         noise, labels = self.probes.sample_noise, self.probes.sample_labels
         out = []

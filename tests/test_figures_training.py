@@ -42,8 +42,8 @@ def _settling(steps, quality, until, tol=0.1):
 def timescale_runs(tmp_path_factory):
     """Claim 5's runs at a tiny size: the mixture MLP and the digits MLP, each at three nested sizes."""
     out = tmp_path_factory.mktemp("timescales")
-    setups = [mlp_setup(8, (4, 8, 16), steps_per_n=2, samples=64, n_val=64),
-              image_setup("digits", (4, 8, 16), steps_per_n=2, samples=32, batch_max=8)]
+    setups = [mlp_setup(8, (4, 8, 16), steps=24, samples=64, n_val=64),
+              image_setup("digits", (4, 8, 16), steps=24, samples=32, batch_max=8)]
     runs = {(s["name"], n): trained(out, run_overrides(s, n), 0) for s in setups for n in s["sizes"]}
     return setups, runs
 
@@ -59,14 +59,14 @@ def test_timescale_runs_train_nested_sets_and_their_time_scales_are_the_brute_fo
             assert record["config"]["train"]["batch_size"] == min(n, setup["batch_max"])
             index[n] = record["train_index"]
             rows = read_metrics(run)
-            assert rows[-1]["step"] == setup["steps_per_n"] * n
+            assert rows[-1]["step"] == setup["steps"]                   # one budget for every n
             q = np.array([r["sliced_wasserstein_val"] for r in rows])
             assert np.isfinite(q).all() and (q > 0).all()
             steps = [r["step"] for r in rows]
-            ts = timescales(run, quality=setup["quality"], memorization="replicate_fraction", threshold=0.0)
+            ts = timescales(run, quality="sliced_wasserstein_val", memorization="replicate_fraction", threshold=0.0)
             assert ts["tau_mem"] == steps[0]                  # threshold 0: every fraction >= 0 crosses at once
             for threshold in (0.1, 2.0):                      # 2.0: never crossed, tau_gen over the whole run
-                ts = timescales(run, quality=setup["quality"], memorization="replicate_fraction",
+                ts = timescales(run, quality="sliced_wasserstein_val", memorization="replicate_fraction",
                                 threshold=threshold)
                 until = _crossing(steps, [r["replicate_fraction"] for r in rows], threshold)
                 assert ts["tau_gen"] == _settling(steps, q.tolist(), until)
@@ -83,7 +83,7 @@ def test_tau_mem_is_the_interpolated_first_crossing(timescale_runs):
     for n in setup["sizes"]:
         run = runs[setup["name"], n]
         steps = [r["step"] for r in read_metrics(run)]
-        ts = timescales(run, quality=setup["quality"], memorization="replicate_fraction", threshold=threshold)
+        ts = timescales(run, quality="sliced_wasserstein_val", memorization="replicate_fraction", threshold=threshold)
         assert ts["tau_mem"] == pytest.approx(_crossing(steps, fractions[n], threshold), rel=1e-12)
 
 

@@ -110,3 +110,10 @@ def test_metric_rows_of_a_run_never_measured_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="^run: no metrics file"):
         metric_rows(tmp_path)
     assert metric_rows([{"step": 1}]) == [{"step": 1}]
+
+
+def test_slope_interval_of_an_exact_power_law_from_three_runs():
+    """tau = 5 n exactly: every replicate that drew two sizes or more has slope 1; those that drew one size have
+    none (not a round-off slope near 0), so the bootstrap interval is [1, 1]."""
+    fit = fit_tau_mem([2.0, 4.0, 8.0], [10.0, 20.0, 40.0], seed=0)
+    assert fit["slope_boot_lo"] == pytest.approx(1.0, abs=1e-9) and fit["slope_boot_hi"] == pytest.approx(1.0, abs=1e-9)
