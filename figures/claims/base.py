@@ -59,8 +59,9 @@ class Control:
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of a paper: ``statement``, the paper's number (``paper_value``), settings per scale, its ``run``
-    and its ``positive`` and ``negative`` :class:`Control` (module doc)."""
+    """A claim of a paper: ``statement``, the paper's number (``paper_value``), settings per scale, its ``run``,
+    its ``positive`` and ``negative`` :class:`Control` (module doc), and ``runs(settings, seeds)``, the
+    ``(overrides, seed)`` of every network it trains (:func:`figures.claims.networks.trained`)."""
 
     number: int
     paper: str
@@ -70,6 +71,12 @@ class Claim:
     run: Callable[[dict, Path, list, bool], Outcome]
     positive: Control | None = None
     negative: Control | None = None
+    runs: Callable[[dict, list], list] | None = None
+
+    def planned_runs(self, scale: str, seeds: list) -> list:
+        """``[(overrides, seed)]`` of the networks the claim and its controls train at ``scale`` (``runs``, if
+        declared), so that a report can train them side by side before the claim reads them."""
+        return list(self.runs(self.settings(scale), seeds)) if self.runs else []
 
     def settings(self, scale: str) -> dict:
         if scale not in SCALES:

@@ -167,12 +167,21 @@ def _regime_row(setup: dict, seed: int, n: int, t: dict) -> dict:
             "regime": regime(t["replicate_fraction_lo"], t["replicate_fraction_hi"])}
 
 
+def _runs(s: dict, seeds) -> list:
+    """``[(setup, seed, n)]``: one run per data set, seed and training-set size."""
+    return [(setup, sd, n) for setup in _setups(s) for sd in seeds for n in setup["sizes"]]
+
+
+def planned_runs(s: dict, seeds) -> list:
+    """``[(overrides, seed)]`` of every network claim 5 trains (:attr:`Claim.runs`)."""
+    return [(run_overrides(setup, n), sd) for setup, sd, n in _runs(s, seeds)]
+
+
 def _timescale_window(metric_rows, s: dict, out: Path, seeds, progress: bool) -> Outcome:
     """Claim 5's criterion (module doc) on the checkpoint series ``metric_rows(setup, n, seed, out)`` of each run."""
     setups = _setups(s)
-    runs = [(setup, sd, n) for setup in setups for sd in seeds for n in setup["sizes"]]
     times = {}
-    for setup, seed, n in progress_bar(runs, 5, progress):
+    for setup, seed, n in progress_bar(_runs(s, seeds), 5, progress):
         times[setup["name"], seed, n] = run_times(metric_rows(setup, n, seed, out))
     conditions, numbers, values, regimes = [], {}, [], []
     fig, axes = new_figure(len(setups), figsize=(5 * len(setups), 4))
@@ -387,7 +396,8 @@ CLAIMS = [
                          rf=dict(d=50, psi_p=32.0, psi_ns=(1.5, 2.0, 3.0, 4.0, 6.0, 8.0)))},
           timescale_window,
           Control("the RF model's closed-form training at psi_n ∝ n (psi_p = 32)", timescale_window_positive),
-          Control("the empirical denoiser of each run's training set at every checkpoint", timescale_window_negative)),
+          Control("the empirical denoiser of each run's training set at every checkpoint", timescale_window_negative),
+          planned_runs),
     Claim(6, PAPER, "the spectrum of U (RF model) has the predicted two bulks: theory matches the matrices",
           "density from the saddle-point equations",
           {"quick": dict(psi_p=4.0, psi_n=1.0, d_ge=40, d_true=20),

@@ -192,12 +192,39 @@ def _run_group(numbers: list, out: Path, scale: str, seeds: list, progress: bool
         return [run_claim(CLAIMS[n], out / f"claim{n:02d}", scale, seeds, progress) for n in numbers]
 
 
+def _train(runs_dir: Path, overrides: list, seed: int) -> str:
+    """Train (or resume, or reuse) one planned run in this process (one thread); its folder."""
+    from .networks import trained
+
+    return str(trained(runs_dir, overrides, seed))
+
+
+def train_planned(claims: list, out: Path, scale: str, seeds: list, jobs: int, progress: bool) -> int:
+    """Train every run that ``claims`` plan (:meth:`~figures.claims.base.Claim.planned_runs`), ``jobs`` at a time
+    in processes of one thread each, before the claims read them; returns how many runs were planned."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from memgen.progress import progress_bar
+
+    from .networks import run_folder
+
+    runs_dir = out / "runs"
+    planned = {run_folder(runs_dir, ov, sd): (ov, sd) for c in claims for ov, sd in c.planned_runs(scale, seeds)}
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_train, runs_dir, ov, sd) for ov, sd in planned.values()]
+        for f in progress_bar(as_completed(futures), enabled=progress, desc="runs", unit="run", total=len(futures)):
+            f.result()
+    return len(planned)
+
+
 def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int | None = None,
                progress: bool = True, jobs: int = 1) -> list:
     """Run the selected claims (module doc) and write the report; returns the rows of ``claims.csv``.
 
-    ``jobs > 1`` runs the claims in that many processes of one thread each (claims that share trained runs in
-    the same process, :data:`SHARED_RUNS`); ``jobs = 1`` runs them here, with torch's thread setting."""
+    ``jobs > 1`` first trains every run the claims plan, then runs the claims, each in that many processes of one
+    thread each (claims that share trained runs in the same process, :data:`SHARED_RUNS`); ``jobs = 1`` runs
+    everything here, with torch's thread setting."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
@@ -225,6 +252,7 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
             bar.set_postfix_str("claim " + ",".join(map(str, group)))
             done.update({r["claim"]: r for r in _run_group(group, out, scale, seed_list, progress, 0)})
     else:
+        train_planned([CLAIMS[n] for n in numbers], out, scale, seed_list, jobs, progress)
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(_run_group, g, out, scale, seed_list, False, 1) for g in groups]
             for f in progress_bar(as_completed(futures), enabled=progress, desc="claims", unit="group",
