@@ -1,7 +1,6 @@
 """The claims layer: conditions and verdicts, the two-level interval, controls, the registry, and the report."""
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +28,13 @@ def test_condition_statuses():
     assert _cond(0.9, 1.1, max_width=0.1).status == "inconclusive"   # wider than the question allows
     assert Condition("(x)", "t", math.nan, math.nan, math.nan).status == "not measured"
     assert Condition("(x)", "t", 0.0, 0.0, 0.0, low=0.1).status == "fail"   # both arms measured 0: a failure
+    zero = Condition("(z)", "difference below 0", 0.0, 0.0, 0.0, high=0.0)
+    assert zero.status == "pass" and zero.target() == "<= 0"                  # a closed region holds its boundary
+    strict = Condition("(z)", "difference below 0", 0.0, 0.0, 0.0, high=0.0, strict=True)
+    assert strict.status == "fail" and strict.target() == "< 0"               # an open one does not
+    assert Condition("(z)", "t", -0.1, -0.2, 0.0, high=0.0, strict=True).status == "inconclusive"   # touches it
+    assert Condition("(z)", "t", -0.1, -0.2, -0.01, high=0.0, strict=True).status == "pass"
+    assert Condition("(z)", "t", 0.5, 0.0, 1.0, low=0.0, high=1.0, strict=True).target() == "in (0, 1)"
     with pytest.raises(ValueError, match="lo > hi"):
         _cond(2.0, 1.0)
     with pytest.raises(ValueError, match="empty"):

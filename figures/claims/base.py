@@ -134,15 +134,6 @@ def save_figure(fig, out: Path, *, xlabel: str | None = None, ylabel: str | None
     return "claim.png"
 
 
-def envelope(values, los, his) -> tuple[float, float, float]:
-    """TEMPORARY (removed once every claim is ported): ``(mean, min lo, max hi)`` over seeds."""
-    v, lo, hi = (np.asarray(a, dtype=np.float64) for a in (values, los, his))
-    with np.errstate(all="ignore"):
-        if np.isnan(v).all():
-            return float("nan"), float("nan"), float("nan")
-        return float(np.nanmean(v)), float(np.nanmin(lo)), float(np.nanmax(hi))
-
-
 def seed_labels(counts) -> np.ndarray:
     """The seed label of each unit when seed ``k`` contributed ``counts[k]`` units in order (for ``clusters``)."""
     return np.repeat(np.arange(len(counts)), np.asarray(counts, dtype=np.int64))

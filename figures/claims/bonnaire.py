@@ -46,7 +46,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from compare.timescales import series, tau_gen, tau_mem
 from figures import rf_spectrum

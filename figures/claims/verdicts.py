@@ -8,7 +8,8 @@ the estimate is the number computed on all units of all seeds. With 3 seeds the 
 measured once per seed spans about the smallest to the largest seed's value: it cannot be narrower than
 the seeds' disagreement.
 
-**A condition** (:class:`Condition`) asks whether a number lies in a target region ``[low, high]``:
+**A condition** (:class:`Condition`) asks whether a number lies in a target region ``[low, high]`` (or, with
+``strict``, the open region ``(low, high)``: "above 0" is then failed by an interval of exactly [0, 0]):
 
 * ``pass``: its interval lies inside the region (an equivalence test, where the region is a tolerance
   around a point value such as a slope of 0);
@@ -57,6 +58,7 @@ class Condition:
     high: float = math.inf
     max_width: float = math.inf
     main: bool = True
+    strict: bool = False
 
     def __post_init__(self):
         for key in ("value", "lo", "hi", "low", "high", "max_width"):
@@ -73,17 +75,22 @@ class Condition:
             return "not measured"
         if self.hi - self.lo > self.max_width:
             return "inconclusive"
-        if self.low <= self.lo and self.hi <= self.high:
+        inside = (self.low < self.lo and self.hi < self.high) if self.strict else (self.low <= self.lo and
+                                                                                   self.hi <= self.high)
+        if inside:
             return "pass"
-        if self.hi < self.low or self.lo > self.high:
-            return "fail"
-        return "inconclusive"
+        outside = (self.hi <= self.low or self.lo >= self.high) if self.strict else (self.hi < self.low or
+                                                                                     self.lo > self.high)
+        return "fail" if outside else "inconclusive"
 
     def target(self) -> str:
-        """The target region in words: ``in [a, b]``, ``< b`` or ``> a`` (and the width limit, if any)."""
+        """The target region in words: ``in [a, b]`` (open: ``in (a, b)``), ``<= b`` or ``>= a`` (open: ``<``,
+        ``>``), and the width limit, if any."""
         lo, hi = self.low, self.high
-        text = (f"in [{lo:.3g}, {hi:.3g}]" if math.isfinite(lo) and math.isfinite(hi) else
-                f"< {hi:.3g}" if math.isfinite(hi) else f"> {lo:.3g}" if math.isfinite(lo) else "any")
+        op = "" if self.strict else "="
+        text = (f"in {'(' if self.strict else '['}{lo:.3g}, {hi:.3g}{')' if self.strict else ']'}"
+                if math.isfinite(lo) and math.isfinite(hi) else
+                f"<{op} {hi:.3g}" if math.isfinite(hi) else f">{op} {lo:.3g}" if math.isfinite(lo) else "any")
         return text + (f", interval narrower than {self.max_width:.3g}" if math.isfinite(self.max_width) else "")
 
     def row(self) -> dict:
@@ -134,19 +141,3 @@ def controlled(word: str, reason: str, negative: str | None, positive: str | Non
     if positive is not None and positive != "reproduced":
         return word, f"{reason}; note: the positive control was judged {positive}, so the criterion may miss the effect"
     return word, reason
-
-
-# TEMPORARY: the old rules, until every claim module is ported to Condition (then removed).
-def interval_check(lo, hi, *, low=-math.inf, high=math.inf, strict=False):
-    lo, hi = float(lo), float(hi)
-    if math.isnan(lo) or math.isnan(hi):
-        return None
-    if hi < low or lo > high:
-        return 0.0
-    return 1.0 if not strict or (low <= lo and hi <= high) else 0.5
-
-
-def below(a_hi, b_lo):
-    if math.isnan(float(a_hi)) or math.isnan(float(b_lo)):
-        return None
-    return 1.0 if float(a_hi) < float(b_lo) else 0.0

@@ -1,21 +1,43 @@
 """Yoon, Choi, Kwon & Ryu's claims 8-10: capacity grows with width; dummies stop replication; the minority is memorized.
 
-Claim 8. Criterion (fixed before the run): with capacity = the largest training-set size whose replicate
-fraction (ratio criterion, 1/3) is at least 0.5 (0 if none), per width and seed, (a) the widest network's
-capacity exceeds the narrowest's at every seed (lowest over seeds > highest over seeds) and (b) the mean
-capacity does not decrease from one width to the next. Judged on every data set of the scale's
-``data_sets`` (at cpu scale U-Nets of base width 8, 16 and 32 on scikit-learn's digits and on 8x8 Mondrian
-images, each size and width trained for the same 2,000 steps); all conditions met on every data set:
-reproduced.
+Every replicate below is the ratio criterion (``d1 / d2 < 1/3`` over the two nearest distinct training images,
+:func:`compare.replicates.replicates`) against the whole training set of the run, and every interval the
+two-level bootstrap of :mod:`figures.claims.verdicts` (seeds, then samples within a seed), drawn jointly for
+every quantity of a claim so that differences and slopes are read within the same replicates.
 
-Claim 9. Criterion: (a) the replicate fraction of the unconditional Mondrian-alone run has its interval
-overlapping [0.5, 1]; (b) that of the Mondrian class of the class-conditional run with 3 dummies per
-Mondrian, trained for matched passes over the Mondrian images (4x the steps), overlaps [0, 0.1]; (c) its
-Mondrian validity's interval overlaps the alone run's validity +-0.1 (it has learned the class).
+Claim 8. Criterion (fixed before the run): per width, the capacity is the training-set size where the
+replicate fraction (pooled over seeds) first falls below 0.5, interpolated linearly in log n between the two
+grid sizes around the crossing (the grid's end when it never crosses: censored). On each data set of the
+scale's ``data_sets``, with ``b`` = the least-squares slope of log capacity against log width: (a) main:
+``b > 0`` (capacity grows with width); (b) secondary: ``b`` in [0.5, 1.5] (about doubles per width doubling,
+the paper's reading: ``b = 1``); (c) secondary: the fraction of widths whose crossing is censored (outside
+the grid) is 0. At cpu scale residual MLPs (4 blocks) of width 192, 222 and 256 on 8x8 Mondrian images,
+sizes 32 to 362 on a geometric grid of ratio sqrt(2), each run trained for the same 3,000 steps. Positive
+control: a model of capacity proportional to width by construction (a sample copies one of ``m = n0 w / w0``
+stored training images with probability ``min(1, m / n)``, else is a held-out image: crossing at ``n = 2 m``).
+Negative control: the empirical denoiser at every width (it replicates at every n: capacity at the grid's top
+for every width, ``b = 0``).
 
-Claim 10. Criterion: on a Mondrian majority with a Random Ink minority (unconditional model, a sample's
-class = that of its nearest training image), (a) the minority's replicate fraction overlaps [0.5, 1];
-(b) the majority's overlaps [0, 0.5]; (c) the majority's interval lies below the minority's.
+Claim 9. Criterion: with the same Mondrian training images alone (unconditional model) and with ``k``
+Gaussian-mixture dummies per Mondrian (class-conditional model, Mondrian-class samples), both trained for the
+same number of steps (as in the paper), (a) main: the alone run's replicate fraction is > 0.5 (it memorizes;
+paper 92%); (b) main: the difference with dummies minus alone is < 0; (c) main: with dummies the replicate
+fraction is < 0.1 (near 0; paper 0.2%); (d) secondary: with dummies the Mondrian samples are valid
+(:func:`compare.fidelity.mondrian_validity`, tol 0.2) in a fraction > 0.5. Positive control: the empirical
+denoiser alone (copies) and, for the dummies arm, a generator of fresh Mondrians (the rule learned). Negative
+control: the empirical denoiser in both arms (the per-class one with dummies): it copies either way. At cpu
+scale 64 Mondrians (8x8) and the paper's 3 dummies per Mondrian, residual MLPs (width 256) trained 4,000 steps
+in both arms.
+
+Claim 10. Criterion: a class-conditional model (as in the paper) on a Mondrian majority and a Random Ink
+minority, ``samples`` samples drawn conditioned on each class: (a) main: the minority's replicate fraction is
+> 0.5; (b) main: the majority's is < 0.5; (c) secondary: the samples are of the class asked for, by a rule
+that does not look at the training set (:func:`random_ink_rule`: Random Ink when more than half of its channel
+values lie within 0.1 of -1 or 1), in a fraction > 0.9. Positive control: a model that copies only the
+minority (minority samples are training Random Ink images, majority samples fresh Mondrians). Negative
+control: the per-class empirical denoiser (both classes copied, so the majority does not generalize). At cpu
+scale 512 Mondrians and 16 Random Ink images (8x8), a residual MLP of width 256 trained 6,000 steps, 256
+samples per class.
 """
 from __future__ import annotations
 
@@ -24,176 +46,453 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compare.bootstrap import mean_interval
+from compare.bootstrap import bootstrap, mean_interval, weighted_mean
 from compare.fidelity import mondrian_validity
-from compare.records import Records
 from compare.replicates import replicates
 from memgen import edm_sigmas, sample
-from memgen.data import load
+from memgen.data import load, mondrian
 from neural.config import toml_value
+from toymodels import EmpiricalDenoiser
 
-from .base import Claim, Outcome, new_figure, progress_bar, save_figure, envelope, fmt, fmt_interval
-from .networks import checkpoint_models, final_row, trained
-from .verdicts import below, interval_check, verdict
+from .base import Claim, Control, Outcome, fmt, fmt_interval, new_figure, progress_bar, regime, save_figure, seed_labels
+from .networks import checkpoint_models, trained
+from .verdicts import Condition
 
 PAPER = "Yoon et al."
 
 MONDRIAN = 0
 """Class index of the Mondrian images in every mixture of these claims (the first part of the mixture)."""
 
+N_BOOT = 2000
+"""Bootstrap replicates of every interval of these claims."""
+
+# ----------------------------------------------------------------------------------------------- measurements
+
+def class_samples(model, shape, *, n_samples: int, label: int | None = None, steps: int = 18,
+                  seed: int = 0) -> torch.Tensor:
+    """``n_samples`` samples of a denoiser (of class ``label`` of a class-conditional one, via ``with_labels``):
+    Heun on the EDM grid from ``torch.Generator().manual_seed(seed)`` noise; images ``[C, H, W]`` are clipped
+    to the image range [-1, 1] as saved images are."""
+    noise = torch.randn(int(n_samples), *shape, generator=torch.Generator().manual_seed(int(seed)))
+    den = model if label is None else model.with_labels(int(label))
+    with torch.no_grad():
+        x = sample(den, noise, edm_sigmas(steps), method="heun")
+    return x.clamp(-1, 1) if len(shape) == 3 else x
+
 
 def mondrian_samples(model, shape, *, n_samples: int, steps: int = 18, seed: int = 0) -> torch.Tensor:
-    """``n_samples`` Mondrian-class images of a class-conditional denoiser: Heun on the EDM grid from
-    ``torch.Generator().manual_seed(seed)`` noise, clipped to the image range [-1, 1] as saved images are."""
-    noise = torch.randn(int(n_samples), *shape, generator=torch.Generator().manual_seed(int(seed)))
-    with torch.no_grad():
-        return sample(model.with_labels(MONDRIAN), noise, edm_sigmas(steps), method="heun").clamp(-1, 1)
+    """``n_samples`` Mondrian-class images of a class-conditional denoiser (:func:`class_samples`)."""
+    return class_samples(model, shape, n_samples=n_samples, label=MONDRIAN, steps=steps, seed=seed)
 
 
-def mondrian_scores(samples, train, train_labels, *, tol: float, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Replicate fraction of Mondrian-class ``samples`` against the whole training set (a sample replicates
-    when ``d1 / d2 < 1/3`` for its two nearest training images, :func:`compare.replicates.replicates`) and
-    their Mondrian validity (four flat quadrants, max - min per channel within ``tol``,
-    :func:`compare.fidelity.mondrian_validity`), each with its 95% percentile-bootstrap interval over samples:
-    ``replicate_fraction``, ``validity`` and their ``_lo``/``_hi`` bounds."""
-    labels = torch.full((len(samples),), MONDRIAN, dtype=torch.int64)
-    rep = replicates(samples, train, train_labels=train_labels, sample_labels=labels, n_boot=n_boot, seed=seed,
-                     progress=False).summary.where(group=MONDRIAN)[0]
-    valid = np.asarray(mondrian_validity(samples, tol=tol), dtype=np.float64)
-    est, lo, hi = mean_interval(valid, n_boot=n_boot, seed=seed)
-    return {**{k: rep[k] for k in ("replicate_fraction", "replicate_fraction_lo", "replicate_fraction_hi")},
-            "validity": float(est), "validity_lo": float(lo), "validity_hi": float(hi)}
+def replicate_flags(samples, train) -> np.ndarray:
+    """Per sample: 1.0 when it replicates a training image (``d1 / d2 < 1/3``), else 0.0."""
+    rows = replicates(samples, train, n_boot=1, progress=False).per_sample
+    return rows.column("replicate").astype(np.float64)
 
 
+def mondrian_scores(samples, train, *, tol: float, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Replicate flags (``replicate``, :func:`replicate_flags` against the whole training set) and Mondrian
+    validity flags (``valid``: four flat quadrants, max - min per channel within ``tol``,
+    :func:`compare.fidelity.mondrian_validity`) of Mondrian-class ``samples``, and their means
+    ``replicate_fraction`` and ``validity`` with ``_lo``/``_hi`` bounds of the bootstrap over samples."""
+    flags = {"replicate": replicate_flags(samples, train),
+             "valid": np.asarray(mondrian_validity(samples, tol=tol), dtype=np.float64)}
+    out = dict(flags)
+    for key, name in (("replicate", "replicate_fraction"), ("valid", "validity")):
+        est, lo, hi = mean_interval(flags[key], n_boot=n_boot, seed=seed)
+        out |= {name: float(est), f"{name}_lo": float(lo), f"{name}_hi": float(hi)}
+    return out
 
-def _base(s: dict, steps: int) -> list:
-    return [f"model.preset={s['preset']}", f"train.steps={steps}", f"train.batch_size={s['batch_size']}",
-            f"train.lr={s['lr']}", f"train.first_checkpoint={steps}", f"train.save_every={steps}"]
+
+def random_ink_rule(images) -> np.ndarray:
+    """Per image ``[C, H, W]`` in [-1, 1]: True (Random Ink) when more than half of its channel values lie within
+    0.1 of -1 or 1. Random Ink values are all +-1; a Mondrian's flat quadrant colours and cross pixels are uniform,
+    so each value lies there with probability 0.1."""
+    x = torch.as_tensor(images).flatten(1)
+    return ((x.abs() >= 0.9).double().mean(1) > 0.5).numpy()
 
 
-def capacity(s: dict, out: Path, seeds, progress: bool) -> Outcome:
-    runs = [(d, sd, w, n) for d in s["data_sets"] for sd in seeds for w in s["widths"] for n in s["sizes"]]
-    rows = Records()
-    for data, seed, w, n in progress_bar(runs, 8, progress):
-        ov = [f"data.name={data['name']}", f"data.params={toml_value({**data['params'], 'n_train': n})}",
-              *_base(s, s["steps"]), f"model.params={{{s['width_key']} = {w}}}", 'measure.metrics=["replicates"]',
-              f"measure.samples={s['samples']}", f"measure.batch_size={s['samples']}"]
-        r = final_row(trained(out.parent / "runs", ov, seed))
-        rows.append({"data": data["name"], "seed": seed, "width": w, "n": n,
-                     "replicate_fraction": r["replicate_fraction"], "lo": r["replicate_fraction_lo"],
-                     "hi": r["replicate_fraction_hi"]})
-    widths = sorted(s["widths"])
-    caps, scores, values, intervals = {}, [], [], []
+def joint_interval(groups, statistic, *, seed: int = 0, n_boot: int = N_BOOT):
+    """``(estimate, lo, hi)`` of ``statistic(means)`` (``means``: ``[r, G]``, the weighted mean of each group's
+    unit values in each replicate; returns ``[r, k]``) under the two-level bootstrap with the seeds drawn jointly
+    for all groups. ``groups[g][k]``: the unit values (e.g. replicate flags of samples) of group ``g`` at seed
+    ``k``; every group has every seed."""
+    values = [np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1) for v in per]) for per in groups]
+    labels = [seed_labels([np.size(v) for v in per]) for per in groups]
+
+    def stat(*w):
+        return statistic(np.stack([weighted_mean(wg, vg) for wg, vg in zip(w, values)], axis=1))
+    return bootstrap(stat, *[v.size for v in values], clusters=labels, n_boot=n_boot, seed=seed)
+
+
+def crossing(sizes, fractions, level: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """``(capacity, censored)`` per row of ``fractions`` ``[r, m]`` (replicate fractions at the increasing
+    ``sizes``): the first size index ``i`` where the fraction falls below ``level``, interpolated linearly in
+    ``log n`` between ``sizes[i-1]`` (fraction ``f0 >= level``) and ``sizes[i]`` (``f1 < level``):
+    ``log c = log n[i-1] + (f0 - level) / (f0 - f1) (log n[i] - log n[i-1])``. Censored rows: ``sizes[0]`` when
+    the first fraction is already below ``level``, ``sizes[-1]`` when none is."""
+    f = np.atleast_2d(np.asarray(fractions, dtype=np.float64))
+    logn = np.log(np.asarray(sizes, dtype=np.float64))
+    if logn.size != f.shape[1] or logn.size < 2 or np.any(np.diff(logn) <= 0):
+        raise ValueError(f"sizes: expected >= 2 increasing sizes, one per column of fractions, got {list(sizes)}")
+    below = f < level
+    first = np.where(below.any(1), below.argmax(1), f.shape[1])
+    censored = (first == 0) | (first == f.shape[1])
+    i = np.clip(first, 1, f.shape[1] - 1)
+    rows = np.arange(f.shape[0])
+    f0, f1 = f[rows, i - 1], f[rows, i]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(censored, 0.0, (f0 - level) / (f0 - f1))
+    logc = logn[i - 1] + t * (logn[i] - logn[i - 1])
+    logc = np.where(first == 0, logn[0], np.where(first == f.shape[1], logn[-1], logc))
+    return np.exp(logc), censored
+
+
+def _slope(x, y) -> np.ndarray:
+    """Least-squares slope of each row of ``y`` ``[r, k]`` against ``x`` ``[k]``."""
+    xc = np.asarray(x, dtype=np.float64) - np.mean(x)
+    return (y - y.mean(1, keepdims=True)) @ xc / (xc @ xc)
+
+
+def _run_row(data: str, seed: int, setting: str, step: int, flags) -> dict:
+    """One trained run's regime row: the replicate fraction of its samples with its bootstrap over samples."""
+    est, lo, hi = mean_interval(np.asarray(flags, dtype=np.float64), n_boot=500, seed=seed)
+    return {"data": data, "seed": seed, "setting": setting, "step": step, "replicate_fraction": float(est),
+            "lo": float(lo), "hi": float(hi), "regime": regime(lo, hi)}
+
+
+def _overrides(s: dict, data: str, params: dict, steps: int, *extra) -> list:
+    return [f"data.name={data}", f"data.params={toml_value(params)}", f"model.preset={s['preset']}",
+            f"train.steps={steps}", f"train.batch_size={s['batch_size']}", f"train.lr={s['lr']}",
+            f"train.first_checkpoint={steps}", f"train.save_every={steps}", "measure.enabled=false", *extra]
+
+
+def _final_model(out: Path, overrides: list, seed: int):
+    """The EMA denoiser at the last checkpoint of the run of ``overrides`` (trained or reused)."""
+    return checkpoint_models(trained(out.parent / "runs", overrides, seed))[-1][1]
+
+
+def _held_out(ds, count: int, seed: int) -> torch.Tensor:
+    """``count`` held-out images of ``ds`` drawn with replacement (a perfect generator of novel images)."""
+    g = torch.Generator().manual_seed(int(seed))
+    return ds.val[torch.randint(len(ds.val), (int(count),), generator=g)]
+
+
+def _copies(train, count: int, seed: int) -> torch.Tensor:
+    """``count`` training images drawn with replacement (a generator that copies)."""
+    g = torch.Generator().manual_seed(int(seed))
+    return train[torch.randint(len(train), (int(count),), generator=g)]
+
+
+# ----------------------------------------------------------------------------------------------- claim 8
+
+def _capacity_jobs(s: dict, seeds) -> list:
+    """``[(data, seed, width, n)]``: every (data set, seed, width, training-set size) of claim 8."""
+    return [(d, sd, w, n) for d in s["data_sets"] for sd in seeds for w in sorted(s["widths"])
+            for n in sorted(s["sizes"])]
+
+
+def _capacity(sampler, s: dict, out: Path, seeds, progress: bool, trained_runs: bool) -> Outcome:
+    """Claim 8's criterion (module doc) on ``sampler(data, ds, width, n, seed) -> samples``, where ``ds`` is the
+    data set ``data`` with ``n`` images for training (a split seeded by ``seed``) and the rest held out."""
+    widths, sizes = sorted(s["widths"]), sorted(s["sizes"])
+    logw = np.log(np.asarray(widths, dtype=np.float64))
+    flags, rows = {}, []
+    for data, seed, w, n in progress_bar(_capacity_jobs(s, seeds), 8, progress):
+        ds = load(data["name"], **data["params"], n_train=n, seed=seed)
+        x = sampler(data, ds, w, n, seed)
+        flags[data["name"], seed, w, n] = replicate_flags(x, ds.train)
+        if trained_runs:
+            rows.append(_run_row(data["name"], seed, f"width {w}, n {n}", s["steps"], flags[data["name"], seed, w, n]))
+    conditions, numbers, values = [], {}, []
     fig, axes = new_figure(len(s["data_sets"]), figsize=(5 * len(s["data_sets"]), 4))
     for ax, data in zip(np.atleast_1d(axes), s["data_sets"]):
         name = data["name"]
-        sub = rows.where(data=name)
-        cap = caps[name] = {w: [max([r["n"] for r in sub.where(seed=sd, width=w) if r["replicate_fraction"] >= 0.5],
-                                    default=0) for sd in seeds] for w in widths}
-        means = [np.mean(cap[w]) for w in widths]
-        scores += [below(max(cap[widths[0]]), min(cap[widths[-1]])), 1.0 if all(np.diff(means) >= 0) else 0.0]
-        values.append(f"{name}: " + ", ".join(f"{fmt(np.mean(cap[w]))} (width {w})" for w in widths))
-        intervals.append("; ".join(fmt_interval(min(cap[w]), max(cap[w])) for w in widths))
-        for w in widths:                         # mean over seeds, bars: the envelope of the per-seed intervals
-            q = np.array([envelope(*(sub.where(width=w, n=n).column(k).astype(float)
-                                     for k in ("replicate_fraction", "lo", "hi"))) for n in s["sizes"]])
-            ax.errorbar(np.asarray(s["sizes"], dtype=float), q[:, 0], yerr=[q[:, 0] - q[:, 1], q[:, 2] - q[:, 0]],
-                        marker="o", capsize=2, label=f"{s['width_key']} {w}")
+        groups = [[flags[name, sd, w, n] for sd in seeds] for w in widths for n in sizes]
+
+        def statistic(means):                           # [r, W*N] -> slope, censored share, log capacities
+            cap, cens = crossing(sizes, means.reshape(-1, len(sizes)))
+            logc = np.log(cap).reshape(means.shape[0], len(widths))
+            return np.column_stack([_slope(logw, logc), cens.reshape(logc.shape).mean(1), logc])
+        est, lo, hi = joint_interval(groups, statistic, seed=seeds[0])
+        tag = f" on {name}" if len(s["data_sets"]) > 1 else ""
+        conditions += [
+            Condition(f"(a){tag}", "log-log slope of capacity vs width > 0", est[0], lo[0], hi[0],
+                      low=0.0, strict=True),
+            Condition(f"(b){tag}", "the slope is about 1 (capacity doubles per width doubling)", est[0], lo[0], hi[0],
+                      low=0.5, high=1.5, main=False),
+            Condition(f"(c){tag}", "share of widths whose 0.5 crossing is censored (outside the grid)", est[1], lo[1],
+                      hi[1], low=0.0, high=0.0, main=False)]
+        caps = {w: [float(np.exp(v)) for v in (est[2 + j], lo[2 + j], hi[2 + j])] for j, w in enumerate(widths)}
+        numbers[name] = {"slope": [float(est[0]), float(lo[0]), float(hi[0])], "capacity": caps,
+                         "censored": [float(est[1]), float(lo[1]), float(hi[1])],
+                         "fractions": {f"{w},{n}": float(np.mean(np.concatenate(groups[i * len(sizes) + j])))
+                                       for i, w in enumerate(widths) for j, n in enumerate(sizes)}}
+        values.append(f"{name}: capacity " + ", ".join(f"{fmt(caps[w][0])} (width {w})" for w in widths)
+                      + f"; slope {fmt(est[0])} {fmt_interval(lo[0], hi[0])}")
+        for w in widths:
+            f = [numbers[name]["fractions"][f"{w},{n}"] for n in sizes]
+            line, = ax.plot(sizes, f, marker="o", ms=3, label=f"{s['width_key']} {w}")
+            c = caps[w]
+            ax.errorbar([c[0]], [0.5], xerr=[[c[0] - c[1]], [c[2] - c[0]]], color=line.get_color(), capsize=3)
         ax.axhline(0.5, color="0.5", lw=0.7)
         ax.set_xscale("log")
         ax.set_xlabel("training-set size n")
-        ax.set_ylabel(f"replicate fraction after {s['steps']} steps")
-        ax.set_title(f"{s['preset']} on {name}", fontsize=9)
+        ax.set_ylabel("replicate fraction (pooled over seeds)")
+        ax.set_title(f"{name}: capacity (bars at 0.5: interval)", fontsize=9)
     save_figure(fig, out)
-    rows.to_csv(out / "replicates.csv")
-    return Outcome("capacity " + "; ".join(values), " / ".join(intervals), verdict(scores), "claim.png",
-                   {"capacity": caps, "runs": list(rows), "scores": scores})
+    return Outcome(conditions, "; ".join(values), "claim.png", numbers, rows)
+
+
+def _capacity_overrides(s: dict, data: dict, w: int, n: int, seed: int) -> list:
+    """The run of a network of width ``w`` trained for ``steps`` steps on ``n`` images of ``data``."""
+    params = {**data["params"], "n_train": n, "seed": seed}
+    return _overrides(s, data["name"], params, s["steps"], f"model.params={{{s['width_key']} = {w}}}")
+
+
+def _trained_capacity(s: dict, out: Path):
+    """The sampler of a network of width ``w`` trained for ``steps`` steps on ``n`` images."""
+    def sampler(data, ds, w, n, seed):
+        model = _final_model(out, _capacity_overrides(s, data, w, n, seed), seed)
+        return class_samples(model, ds.shape, n_samples=s["samples"], seed=seed + 1)
+    return sampler
+
+
+def planned_capacity(s: dict, seeds) -> list:
+    """``[(overrides, seed)]`` of every network claim 8 trains (:attr:`Claim.runs`)."""
+    return [(_capacity_overrides(s, d, w, n, sd), sd) for d, sd, w, n in _capacity_jobs(s, seeds)]
+
+
+def capacity(s: dict, out: Path, seeds, progress: bool) -> Outcome:
+    return _capacity(_trained_capacity(s, out), s, out, seeds, progress, trained_runs=True)
+
+
+def capacity_positive(s: dict, out: Path, seeds, progress: bool) -> Outcome:
+    """Positive control: capacity proportional to width by construction. At width ``w`` the model stores
+    ``m = n0 w / w0`` training images (``n0``, ``w0``: the smallest size and width); a sample copies one of them
+    with probability ``min(1, m / n)``, else it is a held-out image: the fraction crosses 0.5 at ``n = 2 m``."""
+    n0, w0 = min(s["sizes"]), min(s["widths"])
+
+    def sampler(data, ds, w, n, seed):
+        g = torch.Generator().manual_seed(int(seed) + 7)
+        m = min(n, max(2, round(n0 * w / w0)))
+        copy = torch.rand(s["samples"], generator=g) < min(1.0, m / n)
+        x = _held_out(ds, s["samples"], seed + 1)
+        x[copy] = _copies(ds.train[:m], int(copy.sum()), seed + 2)
+        return x
+    return _capacity(sampler, s, out, seeds, progress, trained_runs=False)
+
+
+def capacity_negative(s: dict, out: Path, seeds, progress: bool) -> Outcome:
+    """Negative control: the empirical denoiser of the training set at every width (it ignores the width and
+    replicates at every n)."""
+    def sampler(data, ds, w, n, seed):
+        return class_samples(EmpiricalDenoiser(ds.train, kernel="torch"), ds.shape, n_samples=s["samples"],
+                             seed=seed + 1)
+    return _capacity(sampler, s, out, seeds, progress, trained_runs=False)
+
+
+# ----------------------------------------------------------------------------------------------- claim 9
+
+class ExactPerClass:
+    """A class-conditional exact denoiser: class k denoises with the empirical denoiser of the class-k images."""
+
+    def __init__(self, train, labels):
+        self.train, self.labels = train, torch.as_tensor(labels)
+
+    def with_labels(self, k):
+        return EmpiricalDenoiser(self.train[self.labels == int(k)], kernel="torch")
+
+
+def _arm_params(s: dict, arm: str, seed: int) -> dict:
+    """The data of an arm of claim 9: ``n_mondrian`` Mondrians alone, or with ``dummies_per_mondrian`` GM dummies
+    per Mondrian (the same Mondrians: the mixture draws part ``k`` from the ``k``-th seed spawned from ``seed``)."""
+    n_m = s["n_mondrian"]
+    parts = {"mondrian": n_m} if arm == "alone" else {"mondrian": n_m, "gm_dummies": s["dummies_per_mondrian"] * n_m}
+    return {"parts": parts, "size": s["size"], "seed": seed}
+
+
+ARMS = ("alone", "dummies")
+
+
+def _dummies(samplers: dict, s: dict, out: Path, seeds, progress: bool, trained_runs: bool) -> Outcome:
+    """Claim 9's criterion (module doc) on ``samplers[arm](ds, seed) -> Mondrian-class samples`` for the arms
+    ``alone`` and ``dummies`` (``ds``: the arm's training mixture)."""
+    scores, rows = {arm: [] for arm in ARMS}, []
+    for seed in progress_bar(seeds, 9, progress):
+        for arm in ARMS:
+            ds = load("mixture", **_arm_params(s, arm, seed))
+            r = mondrian_scores(samplers[arm](ds, seed), ds.train, tol=s["tol"], n_boot=200, seed=seed)
+            scores[arm].append(r)
+            if trained_runs:
+                rows.append(_run_row("mondrian", seed, arm, s["steps"], r["replicate"]))
+    groups = [[r[key] for r in scores[arm]] for key in ("replicate", "valid") for arm in ARMS]
+    est, lo, hi = joint_interval(groups, lambda m: np.column_stack([m, m[:, 1] - m[:, 0]]), seed=seeds[0])
+    q = {k: (float(est[i]), float(lo[i]), float(hi[i])) for i, k in
+         enumerate(("rep_alone", "rep_dummies", "valid_alone", "valid_dummies", "rep_difference"))}
+    conditions = [
+        Condition("(a)", "replicate fraction of Mondrian alone > 0.5 (it memorizes)", *q["rep_alone"], low=0.5),
+        Condition("(b)", "replicate fraction with dummies minus alone < 0", *q["rep_difference"], high=0.0,
+                  strict=True),
+        Condition("(c)", "replicate fraction with dummies < 0.1 (near 0)", *q["rep_dummies"], low=0.0, high=0.1),
+        Condition("(d)", "Mondrian validity with dummies > 0.5", *q["valid_dummies"], low=0.5, main=False)]
+    fig, ax = new_figure(figsize=(5.5, 4))
+    for j, key in enumerate(("rep", "valid")):
+        for i, arm in enumerate(ARMS):
+            v, a, b = q[f"{key}_{arm}"]
+            ax.bar(2 * j + i * 0.8, v, 0.7, yerr=[[v - a], [b - v]], color=["tab:red", "tab:blue"][i],
+                   label=arm if j == 0 else None)
+    ax.set_xticks([0.4, 2.4], ["replicate fraction", "Mondrian validity"])
+    save_figure(fig, out, log_x=False)
+    return Outcome(conditions, f"replicates {fmt(q['rep_alone'][0])} alone, {fmt(q['rep_dummies'][0])} with dummies "
+                   f"(difference {fmt(q['rep_difference'][0])} {fmt_interval(*q['rep_difference'][1:])}); validity "
+                   f"{fmt(q['valid_alone'][0])} / {fmt(q['valid_dummies'][0])}", "claim.png",
+                   {k: list(v) for k, v in q.items()}, rows)
+
+
+def _arm_overrides(s: dict, arm: str, seed: int) -> list:
+    """The run of an arm of claim 9: its mixture, class-conditional with dummies, ``steps`` steps."""
+    cond = "true" if arm == "dummies" else "false"
+    return _overrides(s, "mixture", _arm_params(s, arm, seed), s["steps"], f"model.class_conditional={cond}")
+
+
+def planned_dummies(s: dict, seeds) -> list:
+    """``[(overrides, seed)]`` of every network claim 9 trains (:attr:`Claim.runs`)."""
+    return [(_arm_overrides(s, arm, sd), sd) for sd in seeds for arm in ARMS]
+
+
+def _trained_arm(s: dict, out: Path, arm: str):
+    """Train the arm's network (class-conditional with dummies) for ``steps`` steps; its Mondrian samples."""
+    def sampler(ds, seed):
+        model = _final_model(out, _arm_overrides(s, arm, seed), seed)
+        return class_samples(model, ds.shape, n_samples=s["samples"], label=MONDRIAN if arm == "dummies" else None,
+                             seed=seed + 1)
+    return sampler
+
+
+def _exact_alone(s: dict):
+    def sampler(ds, seed):
+        return class_samples(EmpiricalDenoiser(ds.train, kernel="torch"), ds.shape, n_samples=s["samples"],
+                             seed=seed + 1)
+    return sampler
 
 
 def dummies(s: dict, out: Path, seeds, progress: bool) -> Outcome:
-    res = {"alone": [], "dummies": []}
-    for seed in progress_bar(seeds, 9, progress):
-        n_m, k = s["n_mondrian"], s["dummies_per_mondrian"]
-        for name, parts, cond, steps in (("alone", {"mondrian": n_m}, False, s["steps"]),
-                                         ("dummies", {"mondrian": n_m, "gm_dummies": k * n_m}, True,
-                                          s["steps"] * (1 + k))):
-            params = {"parts": parts, "size": s["size"], "seed": seed}
-            ov = ["data.name=mixture", f"data.params={toml_value(params)}", *_base(s, steps),
-                  f"model.class_conditional={'true' if cond else 'false'}", "measure.enabled=false"]
-            run = trained(out.parent / "runs", ov, seed)
-            model = checkpoint_models(run)[-1][1]
-            data = load("mixture", **params)
-            if cond:
-                x = mondrian_samples(model, data.shape, n_samples=s["samples"], seed=seed + 1)
-            else:
-                noise = torch.randn(s["samples"], *data.shape, generator=torch.Generator().manual_seed(seed + 1))
-                with torch.no_grad():
-                    x = sample(model, noise, edm_sigmas(18)).clamp(-1, 1)
-            row = mondrian_scores(x, data.train, data.train_labels, tol=s["tol"], n_boot=500, seed=seed)
-            res[name].append(row)
-    q = {f"{name}_{key}": envelope([r[key] for r in rs], [r[f"{key}_lo"] for r in rs], [r[f"{key}_hi"] for r in rs])
-         for name, rs in res.items() for key in ("replicate_fraction", "validity")}
-    va = q["alone_validity"][0]
-    scores = [interval_check(*q["alone_replicate_fraction"][1:], low=0.5, high=1.0),
-              interval_check(*q["dummies_replicate_fraction"][1:], low=0.0, high=0.1),
-              interval_check(*q["dummies_validity"][1:], low=va - 0.1, high=va + 0.1)]
-    fig, ax = new_figure(figsize=(5.5, 4))
-    for j, key in enumerate(("replicate_fraction", "validity")):
-        for i, name in enumerate(("alone", "dummies")):
-            v, lo, hi = q[f"{name}_{key}"]
-            ax.bar(2 * j + i * 0.8, v, 0.7, yerr=[[v - lo], [hi - v]], color=["tab:red", "tab:blue"][i],
-                   label=name if j == 0 else None)
-    ax.set_xticks([0.4, 2.4], ["replicate fraction", "Mondrian validity"])
-    save_figure(fig, out, log_x=False)
-    return Outcome(f"replicates {fmt(q['alone_replicate_fraction'][0])} alone, {fmt(q['dummies_replicate_fraction'][0])}"
-                   f" with dummies; validity {fmt(va)} / {fmt(q['dummies_validity'][0])}",
-                   f"{fmt_interval(*q['alone_replicate_fraction'][1:])}; {fmt_interval(*q['dummies_replicate_fraction'][1:])}"
-                   f"; {fmt_interval(*q['alone_validity'][1:])} / {fmt_interval(*q['dummies_validity'][1:])}",
-                   verdict(scores), "claim.png", {k: list(v) for k, v in q.items()} | {"scores": scores})
+    return _dummies({arm: _trained_arm(s, out, arm) for arm in ARMS}, s, out, seeds, progress, trained_runs=True)
 
 
-def minority(s: dict, out: Path, seeds, progress: bool) -> Outcome:
-    per = []
+def dummies_positive(s: dict, out: Path, seeds, progress: bool) -> Outcome:
+    """Positive control: the empirical denoiser alone (it copies) and, with dummies, a generator of fresh
+    Mondrians (a model that has learned the Mondrian rule)."""
+    def fresh(ds, seed):
+        return mondrian(s["samples"], size=s["size"], seed=10_000 + seed).x
+    return _dummies({"alone": _exact_alone(s), "dummies": fresh}, s, out, seeds, progress, trained_runs=False)
+
+
+def dummies_negative(s: dict, out: Path, seeds, progress: bool) -> Outcome:
+    """Negative control: the empirical denoiser alone and the per-class empirical denoiser with dummies: it copies
+    the Mondrians either way."""
+    def per_class(ds, seed):
+        return mondrian_samples(ExactPerClass(ds.train, ds.train_labels), ds.shape, n_samples=s["samples"],
+                                seed=seed + 1)
+    return _dummies({"alone": _exact_alone(s), "dummies": per_class}, s, out, seeds, progress, trained_runs=False)
+
+
+# ----------------------------------------------------------------------------------------------- claim 10
+
+MINORITY = 1
+"""Class index of the Random Ink minority in claim 10's mixture."""
+
+
+def _minority(sampler, s: dict, out: Path, seeds, progress: bool, trained_runs: bool) -> Outcome:
+    """Claim 10's criterion (module doc) on ``sampler(ds, seed, label) -> samples of class label``."""
+    flags = {c: [] for c in (MONDRIAN, MINORITY)}
+    agree, rows = {c: [] for c in (MONDRIAN, MINORITY)}, []
     for seed in progress_bar(seeds, 10, progress):
-        params = {"parts": {"mondrian": s["n_major"], "random_ink": s["n_minor"]}, "size": s["size"], "seed": seed}
-        ov = ["data.name=mixture", f"data.params={toml_value(params)}", *_base(s, s["steps"]), "measure.enabled=false"]
-        model = checkpoint_models(trained(out.parent / "runs", ov, seed))[-1][1]
-        data = load("mixture", **params)
-        noise = torch.randn(s["samples"], *data.shape, generator=torch.Generator().manual_seed(seed + 1))
-        with torch.no_grad():
-            x = sample(model, noise, edm_sigmas(18)).clamp(-1, 1)
-        summ = replicates(x, data.train, train_labels=data.train_labels, n_boot=500, seed=seed, progress=False).summary
-        per.append({c: summ.where(group=c)[0] for c in (0, 1)})
-    q = {c: envelope([p[c]["replicate_fraction"] for p in per], [p[c]["replicate_fraction_lo"] for p in per],
-                     [p[c]["replicate_fraction_hi"] for p in per]) for c in (0, 1)}
-    major, minor = q[MONDRIAN], q[1]
-    scores = [interval_check(*minor[1:], low=0.5, high=1.0), interval_check(*major[1:], low=0.0, high=0.5),
-              below(major[2], minor[1])]
+        ds = load("mixture", parts={"mondrian": s["n_major"], "random_ink": s["n_minor"]}, size=s["size"], seed=seed)
+        for c, name in ((MONDRIAN, "majority"), (MINORITY, "minority")):
+            x = sampler(ds, seed, c)
+            flags[c].append(replicate_flags(x, ds.train))
+            agree[c].append((random_ink_rule(x) == (c == MINORITY)).astype(np.float64))
+            if trained_runs:
+                rows.append(_run_row("mixture", seed, f"{name} class", s["steps"], flags[c][-1]))
+    agreement = [np.concatenate([a, b]) for a, b in zip(agree[MONDRIAN], agree[MINORITY])]
+    est, lo, hi = joint_interval([flags[MONDRIAN], flags[MINORITY], agreement], lambda m: m, seed=seeds[0])
+    q = {k: (float(est[i]), float(lo[i]), float(hi[i])) for i, k in enumerate(("majority", "minority", "agreement"))}
+    conditions = [
+        Condition("(a)", "replicate fraction of the Random Ink minority > 0.5", *q["minority"], low=0.5),
+        Condition("(b)", "replicate fraction of the Mondrian majority < 0.5", *q["majority"], high=0.5),
+        Condition("(c)", "share of samples of the class asked for (rule classifier) > 0.9", *q["agreement"], low=0.9,
+                  main=False)]
     fig, ax = new_figure(figsize=(4.5, 3.5))
-    for i, (name, v) in enumerate((("Mondrian (majority)", major), ("Random Ink (minority)", minor))):
-        ax.bar(i, v[0], 0.6, yerr=[[v[0] - v[1]], [v[2] - v[0]]])
+    for i, key in enumerate(("majority", "minority")):
+        v, a, b = q[key]
+        ax.bar(i, v, 0.6, yerr=[[v - a], [b - v]])
     ax.set_xticks([0, 1], ["Mondrian (majority)", "Random Ink (minority)"])
     ax.set_ylabel("replicate fraction")
     save_figure(fig, out, log_x=False)
-    return Outcome(f"replicates: minority {fmt(minor[0])}, majority {fmt(major[0])}",
-                   f"{fmt_interval(*minor[1:])}; {fmt_interval(*major[1:])}", verdict(scores), "claim.png",
-                   {"majority": list(major), "minority": list(minor), "scores": scores,
-                    "n_samples": [{c: p[c]["n_samples"] for c in (0, 1)} for p in per]})
+    return Outcome(conditions, f"replicates: minority {fmt(q['minority'][0])}, majority {fmt(q['majority'][0])}; "
+                   f"class agreement {fmt(q['agreement'][0])}", "claim.png",
+                   {k: list(v) for k, v in q.items()}, rows)
 
+
+def _minority_overrides(s: dict, seed: int) -> list:
+    """The run of claim 10: a class-conditional network on the Mondrian majority and Random Ink minority."""
+    params = {"parts": {"mondrian": s["n_major"], "random_ink": s["n_minor"]}, "size": s["size"], "seed": seed}
+    return _overrides(s, "mixture", params, s["steps"], "model.class_conditional=true")
+
+
+def planned_minority(s: dict, seeds) -> list:
+    """``[(overrides, seed)]`` of every network claim 10 trains (:attr:`Claim.runs`)."""
+    return [(_minority_overrides(s, sd), sd) for sd in seeds]
+
+
+def minority(s: dict, out: Path, seeds, progress: bool) -> Outcome:
+    def sampler(ds, seed, label):
+        model = _final_model(out, _minority_overrides(s, seed), seed)
+        return class_samples(model, ds.shape, n_samples=s["samples"], label=label, seed=seed + 1 + label)
+    return _minority(sampler, s, out, seeds, progress, trained_runs=True)
+
+
+def minority_positive(s: dict, out: Path, seeds, progress: bool) -> Outcome:
+    """Positive control: a model that copies only the minority (its samples are training Random Ink images) and
+    generalizes on the majority (fresh Mondrians)."""
+    def sampler(ds, seed, label):
+        if label == MINORITY:
+            return _copies(ds.train[ds.train_labels == MINORITY], s["samples"], seed)
+        return mondrian(s["samples"], size=s["size"], seed=10_000 + seed).x
+    return _minority(sampler, s, out, seeds, progress, trained_runs=False)
+
+
+def minority_negative(s: dict, out: Path, seeds, progress: bool) -> Outcome:
+    """Negative control: the per-class empirical denoiser, which copies both classes."""
+    def sampler(ds, seed, label):
+        return class_samples(ExactPerClass(ds.train, ds.train_labels), ds.shape, n_samples=s["samples"], label=label,
+                             seed=seed + 1 + label)
+    return _minority(sampler, s, out, seeds, progress, trained_runs=False)
+
+
+SQRT2_SIZES = tuple(int(round(32 * 2 ** (k / 2))) for k in range(8))
+"""Claim 8's cpu grid: 32 to 362, ratio sqrt(2)."""
 
 CLAIMS = [
-    Claim(8, PAPER, "memorization capacity (largest n still replicated) grows with network width (H1)",
-          "capacity about doubles per width doubling",
+    Claim(8, PAPER, "memorization capacity (the training-set size where replication falls below half) grows with "
+          "network width (H1)", "capacity about doubles per width doubling",
           {"quick": dict(data_sets=(dict(name="gmm", params=dict(n=600, d=4)),), preset="mlp-small",
-                         width_key="width", widths=(16, 64, 256), sizes=(2, 8), steps=300, batch_size=8, lr=2e-3,
-                         samples=64),
-           "cpu": dict(data_sets=(dict(name="digits", params=dict()),
-                                  dict(name="mondrian", params=dict(size=8, n=1280))),
-                       preset="unet-tiny", width_key="base_channels", widths=(8, 16, 32), sizes=(32, 64, 128),
-                       steps=2000, batch_size=32, lr=1e-3, samples=256),
+                         width_key="width", widths=(16, 32), sizes=(4, 8, 16, 32, 64), steps=200, batch_size=8,
+                         lr=2e-3, samples=64),
+           "cpu": dict(data_sets=(dict(name="mondrian", params=dict(size=8, n=1280)),), preset="mlp-medium",
+                       width_key="width", widths=(192, 222, 256), sizes=SQRT2_SIZES, steps=3000, batch_size=64,
+                       lr=1e-3, samples=256),
            "paper": dict(data_sets=(dict(name="mondrian", params=dict(n=32000, size=32)),), preset="yoon-unet-64",
-                         width_key="base_channels", widths=(64, 128, 256), sizes=(500, 1000, 2000, 4000, 8000, 16000),
-                         steps=200000, batch_size=128, lr=1e-4, samples=2000)}, capacity),
+                         width_key="base_channels", widths=(64, 128, 256),
+                         sizes=tuple(int(round(500 * 2 ** (k / 2))) for k in range(11)),
+                         steps=200000, batch_size=128, lr=1e-4, samples=2000)}, capacity,
+          positive=Control("capacity proportional to width by construction: copies of m = n0 w / w0 stored images "
+                           "with probability min(1, m / n), else held-out images", capacity_positive),
+          negative=Control("the empirical denoiser at every width (replicates at every n)", capacity_negative),
+          runs=planned_capacity),
     Claim(9, PAPER, "Mondrian alone is replicated; with Gaussian-mixture dummies (class-conditional) it is "
           "generated validly but not replicated (H2)", "92% replicates alone, 0.2% with dummies",
           {"quick": dict(size=4, n_mondrian=8, dummies_per_mondrian=3, preset="mlp-small", steps=200,
@@ -201,13 +500,21 @@ CLAIMS = [
            "cpu": dict(size=8, n_mondrian=64, dummies_per_mondrian=3, preset="mlp-medium", steps=4000,
                        batch_size=64, lr=1e-3, samples=256, tol=0.2),
            "paper": dict(size=32, n_mondrian=2000, dummies_per_mondrian=3, preset="yoon-unet-128", steps=100000,
-                         batch_size=256, lr=1e-4, samples=2000, tol=0.2)}, dummies),
+                         batch_size=256, lr=1e-4, samples=2000, tol=0.2)}, dummies,
+          positive=Control("the empirical denoiser alone; with dummies a generator of fresh Mondrians",
+                           dummies_positive),
+          negative=Control("the empirical denoiser alone and the per-class empirical denoiser with dummies (copies "
+                           "either way)", dummies_negative),
+          runs=planned_dummies),
     Claim(10, PAPER, "with a Mondrian majority and a Random Ink minority, the minority is memorized while the "
           "majority generalizes (H3)", "minority replicated, majority not (5k and 8k totals, 100 minority)",
           {"quick": dict(size=4, n_major=32, n_minor=4, preset="mlp-small", steps=300, batch_size=12, lr=2e-3,
-                         samples=128),
+                         samples=64),
            "cpu": dict(size=8, n_major=512, n_minor=16, preset="mlp-medium", steps=6000, batch_size=64, lr=1e-3,
-                       samples=512),
-           "paper": dict(size=32, n_major=5000, n_minor=100, preset="yoon-unet-128", steps=200000, batch_size=128,
-                         lr=1e-4, samples=5000)}, minority),
+                       samples=256),
+           "paper": dict(size=32, n_major=4900, n_minor=100, preset="yoon-unet-128", steps=100000, batch_size=256,
+                         lr=1e-4, samples=5000)}, minority,
+          positive=Control("copies of the training minority, fresh Mondrians for the majority", minority_positive),
+          negative=Control("the per-class empirical denoiser (copies both classes)", minority_negative),
+          runs=planned_minority),
 ]
