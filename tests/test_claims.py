@@ -179,6 +179,12 @@ def test_report_of_claim_one_is_written_and_reused(tmp_path):
     (tmp_path / "claim01" / "outcome.json").write_text(json.dumps(stale))
     run_report(tmp_path, scale="quick", only="1", progress=False)
     assert json.loads((tmp_path / "claim01" / "outcome.json").read_text())["settings"] == CLAIMS[1].settings("quick")
+    stale = json.loads((tmp_path / "claim01" / "negative" / "outcome.json").read_text())
+    stale["criterion"] = "Claim 1. Criterion: an earlier wording"             # judged under another criterion
+    (tmp_path / "claim01" / "negative" / "outcome.json").write_text(json.dumps(stale))
+    run_report(tmp_path, scale="quick", only="1", progress=False)
+    assert json.loads((tmp_path / "claim01" / "negative" / "outcome.json").read_text())["criterion"].startswith(
+        "Claim 1. Criterion (fixed before the run)")
     side = run_report(tmp_path / "jobs", scale="quick", only="1", progress=False, jobs=2)   # in a process of its own
     assert side[0]["conditions"] == r["conditions"] and side[0]["verdict"] == r["verdict"]
     with pytest.raises(ValueError, match="only"):

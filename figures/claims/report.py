@@ -1,9 +1,9 @@
 """``memgen report``: run the claims, judge them by their stated criteria, and write one report.
 
-``memgen report --out DIR [--scale quick|cpu|paper] [--only 2,5,9] [--seeds 3]`` writes, under ``DIR``:
+``memgen report --out DIR [--scale quick|cpu|paper] [--only 2,5,9] [--seeds 3] [--jobs 2]`` writes, under ``DIR``:
 
 * ``claimNN/``: each claim's figure, numbers and ``outcome.json`` (written when the claim finishes; a later
-  call with the same scale, seeds and settings reuses it, other settings run the claim again), and its
+  call with the same scale, seeds, settings and stated criterion reuses it, any change runs the claim again), and its
   controls' in ``claimNN/positive/`` and ``claimNN/negative/`` (the same criterion on a model for which the
   claim must hold, and on one for which it must fail);
 * ``runs/``: the trained networks' run folders (one per configuration and seed; a finished run is reused, a
@@ -49,16 +49,17 @@ NO_CONTROL = {"verdict": None, "reason": "no control declared", "conditions": []
               "description": "none"}
 
 
-def _outcome(run, settings: dict, folder: Path, scale: str, seeds: list, progress: bool) -> dict:
+def _outcome(run, settings: dict, folder: Path, scale: str, seeds: list, progress: bool, stated: str) -> dict:
     """The outcome of ``run`` (a claim's or a control's) as a dict, from ``folder/outcome.json`` when it was finished
-    at this scale, seeds and settings; a run that raises is ``not run`` with the reason."""
+    at this scale, seeds and settings under the same stated criterion (``stated``); a run that raises is
+    ``not run`` with the reason."""
     from .base import Outcome
 
     done = folder / "outcome.json"
     if done.is_file():
         row = json.loads(done.read_text())
         if (row.get("scale") == scale and row.get("seeds") == len(seeds) and row.get("error") is None
-                and row.get("settings") == json.loads(json.dumps(settings))):
+                and row.get("settings") == json.loads(json.dumps(settings)) and row.get("criterion") == stated):
             return row
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -74,20 +75,20 @@ def _outcome(run, settings: dict, folder: Path, scale: str, seeds: list, progres
            "conditions": [c.row() for c in outcome.conditions], "regimes": outcome.regimes,
            "figure": f"{folder.name}/{outcome.figure}" if outcome.figure else "", "scale": scale,
            "seeds": len(seeds), "seconds": round(time.perf_counter() - t0, 1), "error": error, "settings": settings,
-           "numbers": outcome.numbers}
+           "criterion": stated, "numbers": outcome.numbers}
     atomic_write_json(done, row)
     return row
 
 
 def run_claim(claim, folder: Path, scale: str, seeds: list, progress: bool) -> dict:
     """The claim's report row: its outcome and its two controls' (each reused from its ``outcome.json`` when
-    finished at this scale, seeds and settings), the verdict adjusted by the controls
+    finished at this scale, seeds and settings under the same criterion text), the verdict adjusted by the controls
     (:func:`~figures.claims.verdicts.controlled`)."""
     from .verdicts import controlled
 
-    settings = claim.settings(scale)
-    own = _outcome(claim.run, settings, folder, scale, seeds, progress)
-    controls = {kind: _outcome(getattr(claim, kind).run, settings, folder / kind, scale, seeds, progress)
+    settings, stated = claim.settings(scale), criterion(claim)
+    own = _outcome(claim.run, settings, folder, scale, seeds, progress, stated)
+    controls = {kind: _outcome(getattr(claim, kind).run, settings, folder / kind, scale, seeds, progress, stated)
                 | {"description": getattr(claim, kind).description} if getattr(claim, kind) else NO_CONTROL
                 for kind in ("positive", "negative")}
     word, reason = controlled(own["verdict"], own["reason"], controls["negative"]["verdict"],
@@ -287,5 +288,6 @@ def register(subparsers) -> None:
     p.add_argument("--only", default=None, help="comma-separated claim numbers, e.g. 2,5,9 (default: all twelve)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per claim (default 1 at quick, 3 otherwise)")
     p.add_argument("--jobs", type=int, default=1,
-                   help="claims run side by side in this many processes of one thread each (default 1: here)")
+                   help="trained runs, then claims, side by side in this many processes of one thread each "
+                        "(default 1: everything here)")
     p.set_defaults(run=_main)
