@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from compare.bootstrap import mean_interval
 from compare.fidelity import mondrian_valid_fraction
-from figures.claims.base import seed_mean
+from figures.claims.base import joint_interval, seed_mean
 from figures.claims.registry import CLAIMS
-from figures.claims.yoon import (MONDRIAN, ExactPerClass, _slope, crossing, joint_interval,
+from figures.claims.yoon import (MONDRIAN, ExactPerClass, _slope, crossing,
                                  mondrian_samples, mondrian_scores, random_ink_rule)
 from memgen.data import mixture, mondrian, random_ink
 
@@ -84,11 +85,15 @@ def test_slope_is_least_squares():
     assert np.allclose(_slope(x, y), [np.polyfit(x, row, 1)[0] for row in y], atol=1e-12)
 
 
-def test_joint_interval_of_one_group_is_the_two_level_seed_mean():
+def test_joint_interval_of_one_group_is_the_two_level_mean_interval():
+    """One group: the clustered :func:`compare.bootstrap.mean_interval` of the pooled units (and so ``seed_mean``)."""
     rng = np.random.default_rng(1)
     per_seed = [rng.random(40) < p for p in (0.2, 0.5, 0.7)]
     est, lo, hi = joint_interval([per_seed], lambda m: m, seed=3)
-    assert (float(est[0]), float(lo[0]), float(hi[0])) == pytest.approx(seed_mean(per_seed, seed=3), abs=1e-12)
+    want = mean_interval(np.concatenate(per_seed).astype(float), clusters=np.repeat(np.arange(3), 40), n_boot=2000,
+                         seed=3)
+    assert (float(est[0]), float(lo[0]), float(hi[0])) == pytest.approx(want, abs=1e-12)
+    assert seed_mean(per_seed, seed=3) == pytest.approx(want, abs=1e-12)
     a, b = [rng.random(30) < 0.8 for _ in range(3)], [rng.random(30) < 0.3 for _ in range(3)]
     est, lo, hi = joint_interval([a, b], lambda m: m[:, 1:] - m[:, :1], seed=0)
     assert float(est[0]) == pytest.approx(np.mean(np.concatenate(b)) - np.mean(np.concatenate(a)), abs=1e-12)

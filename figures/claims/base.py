@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from compare.bootstrap import mean_interval
+from compare.bootstrap import bootstrap, weighted_mean
 from compare.timescales import fit_tau_mem
 
 from .verdicts import verdict
@@ -139,13 +139,25 @@ def seed_labels(counts) -> np.ndarray:
     return np.repeat(np.arange(len(counts)), np.asarray(counts, dtype=np.int64))
 
 
+def joint_interval(groups, statistic, *, seed: int = 0, n_boot: int = 2000):
+    """``(estimate, lo, hi)`` of ``statistic(means)`` (``means``: ``[r, G]``, the weighted mean of each group's
+    unit values in each replicate; returns ``[r, k]``) under the two-level bootstrap with the seeds drawn jointly
+    for all groups, so differences between groups are paired. ``groups[g][k]``: the unit values (e.g. replicate
+    flags of samples) of group ``g`` at seed ``k``; every group has every seed."""
+    values = [np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1) for v in per]) for per in groups]
+    labels = [seed_labels([np.size(v) for v in per]) for per in groups]
+
+    def stat(*w):
+        return statistic(np.stack([weighted_mean(wg, vg) for wg, vg in zip(w, values)], axis=1))
+    return bootstrap(stat, *[v.size for v in values], clusters=labels, n_boot=n_boot, seed=seed)
+
+
 def seed_mean(values_per_seed, *, seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:
     """``(mean, lo, hi)``: the mean of all units of all seeds (``values_per_seed``: one array of unit values per
-    seed) with the two-level bootstrap interval of :mod:`figures.claims.verdicts` (seeds, then units)."""
-    parts = [np.asarray(v, dtype=np.float64).reshape(-1) for v in values_per_seed]
-    est, lo, hi = mean_interval(np.concatenate(parts), clusters=seed_labels([p.size for p in parts]),
-                                n_boot=n_boot, seed=seed)
-    return float(est), float(lo), float(hi)
+    seed) with the two-level bootstrap interval of :mod:`figures.claims.verdicts` (seeds, then units): the
+    :func:`joint_interval` of one group."""
+    est, lo, hi = joint_interval([values_per_seed], lambda m: m, seed=seed, n_boot=n_boot)
+    return float(est[0]), float(lo[0]), float(hi[0])
 
 
 def fmt(x: float) -> str:

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compare.bootstrap import bootstrap, mean_interval, weighted_mean
+from compare.bootstrap import mean_interval
 from compare.fidelity import mondrian_validity
 from compare.replicates import replicates
 from memgen import edm_sigmas, sample
@@ -60,7 +60,8 @@ from memgen.data import load, mondrian
 from neural.config import toml_value
 from toymodels import EmpiricalDenoiser
 
-from .base import Claim, Control, Outcome, fmt, fmt_interval, new_figure, progress_bar, regime, save_figure, seed_labels
+from .base import (Claim, Control, Outcome, fmt, fmt_interval, joint_interval, new_figure, progress_bar, regime,
+                   save_figure)
 from .networks import checkpoint_models, trained
 from .verdicts import Condition
 
@@ -68,9 +69,6 @@ PAPER = "Yoon et al."
 
 MONDRIAN = 0
 """Class index of the Mondrian images in every mixture of these claims (the first part of the mixture)."""
-
-N_BOOT = 2000
-"""Bootstrap replicates of every interval of these claims."""
 
 # ----------------------------------------------------------------------------------------------- measurements
 
@@ -117,19 +115,6 @@ def random_ink_rule(images) -> np.ndarray:
     so each value lies there with probability 0.1."""
     x = torch.as_tensor(images).flatten(1)
     return ((x.abs() >= 0.9).double().mean(1) > 0.5).numpy()
-
-
-def joint_interval(groups, statistic, *, seed: int = 0, n_boot: int = N_BOOT):
-    """``(estimate, lo, hi)`` of ``statistic(means)`` (``means``: ``[r, G]``, the weighted mean of each group's
-    unit values in each replicate; returns ``[r, k]``) under the two-level bootstrap with the seeds drawn jointly
-    for all groups. ``groups[g][k]``: the unit values (e.g. replicate flags of samples) of group ``g`` at seed
-    ``k``; every group has every seed."""
-    values = [np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1) for v in per]) for per in groups]
-    labels = [seed_labels([np.size(v) for v in per]) for per in groups]
-
-    def stat(*w):
-        return statistic(np.stack([weighted_mean(wg, vg) for wg, vg in zip(w, values)], axis=1))
-    return bootstrap(stat, *[v.size for v in values], clusters=labels, n_boot=n_boot, seed=seed)
 
 
 def crossing(sizes, fractions, level: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -179,16 +164,11 @@ def _final_model(out: Path, overrides: list, seed: int):
     return checkpoint_models(trained(out.parent / "runs", overrides, seed))[-1][1]
 
 
-def _held_out(ds, count: int, seed: int) -> torch.Tensor:
-    """``count`` held-out images of ``ds`` drawn with replacement (a perfect generator of novel images)."""
+def _draw(points, count: int, seed: int) -> torch.Tensor:
+    """``count`` rows of ``points`` drawn with replacement: held-out images (a perfect generator of novel images)
+    or training images (a generator that copies)."""
     g = torch.Generator().manual_seed(int(seed))
-    return ds.val[torch.randint(len(ds.val), (int(count),), generator=g)]
-
-
-def _copies(train, count: int, seed: int) -> torch.Tensor:
-    """``count`` training images drawn with replacement (a generator that copies)."""
-    g = torch.Generator().manual_seed(int(seed))
-    return train[torch.randint(len(train), (int(count),), generator=g)]
+    return points[torch.randint(len(points), (int(count),), generator=g)]
 
 
 # ----------------------------------------------------------------------------------------------- claim 8
@@ -284,8 +264,8 @@ def capacity_positive(s: dict, out: Path, seeds, progress: bool) -> Outcome:
         g = torch.Generator().manual_seed(int(seed) + 7)
         m = min(n, max(2, round(n0 * w / w0)))
         copy = torch.rand(s["samples"], generator=g) < min(1.0, m / n)
-        x = _held_out(ds, s["samples"], seed + 1)
-        x[copy] = _copies(ds.train[:m], int(copy.sum()), seed + 2)
+        x = _draw(ds.val, s["samples"], seed + 1)
+        x[copy] = _draw(ds.train[:m], int(copy.sum()), seed + 2)
         return x
     return _capacity(sampler, s, out, seeds, progress, trained_runs=False)
 
@@ -471,7 +451,7 @@ def minority_positive(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     generalizes on the majority (fresh Mondrians)."""
     def sampler(ds, seed, label):
         if label == MINORITY:
-            return _copies(ds.train[ds.train_labels == MINORITY], s["samples"], seed)
+            return _draw(ds.train[ds.train_labels == MINORITY], s["samples"], seed)
         return mondrian(s["samples"], size=s["size"], seed=10_000 + seed).x
     return _minority(sampler, s, out, seeds, progress, trained_runs=False)
 
