@@ -22,6 +22,32 @@ def cpu_threads(n: int):
         torch.set_num_threads(before)
 
 
+@numba.njit(parallel=True, cache=True)
+def _first_parallel_region(n):
+    total = 0
+    for i in numba.prange(n):
+        total += i
+    return total
+
+
+def _launch_numba_threads() -> None:
+    """Run numba's first parallel region now, keeping torch's CPU thread count.
+
+    numba's OpenMP threading layer shares libgomp with torch, and its first parallel region sets the process's
+    OpenMP thread count to numba's (all cores): a run on ``train.threads = 1`` went on with two threads after
+    its first measured checkpoint, so the first run in a process trained differently (by ulps, and slower on
+    shared cores) from the same run started later. Measured on 2 cores beside one busy process: 1,600 steps of
+    ``mlp-small`` on 128 digits (batch 16) with 22 measured checkpoints took 183 s after the reset (two threads,
+    one of them waiting for the busy core at every region), 16 s on one thread. Done once, at import, before
+    any kernel of memgen's."""
+    threads = torch.get_num_threads()
+    _first_parallel_region(2)
+    torch.set_num_threads(threads)
+
+
+_launch_numba_threads()
+
+
 SHORT_WORK = 2 ** 24
 """Elements (about 5 ms on one core) below which a parallel loop is better run on one thread: on a machine
 whose cores are shared, a region's second thread may wait a whole scheduler time slice (3 ms or more)

@@ -68,3 +68,13 @@ def test_claim11_positive_control_finds_the_onset_slope_near_minus_one(tmp_path)
     batch, width = pos.conditions
     assert -1.2 < batch.value < -0.8 and batch.status != "fail"
     assert width.status == "pass" and width.value == pytest.approx(-0.5, abs=0.15)
+
+
+def test_claim12_generalizing_checkpoint_has_essentially_no_replicates():
+    """Between 0.1 and 0.5 a checkpoint is 'generalizing' by the regime rule but not novel: claim 12 skips it."""
+    def row(step, lo, hi):
+        return {"step": step, "replicate_fraction_lo": lo, "replicate_fraction_hi": hi}
+    rows = [row(10, 0.0, 0.05), row(20, 0.02, 0.09), row(40, 0.15, 0.3), row(80, 0.6, 0.8)]
+    assert marion._checkpoints(rows) == (20, 80)
+    assert marion._checkpoints(rows[2:]) == (None, 80)
+    assert marion._checkpoints(rows[:3]) == (20, None)            # the last is not memorizing

@@ -209,3 +209,15 @@ def test_per_step_seed_draws_what_torch_manual_seed_draws():
         seed_global(seed, torch.device("cpu"))
         got = torch.rand(5), torch.randn(3), drop(torch.ones(64))
         assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_numba_kernels_leave_torch_thread_count_alone():
+    """numba's first parallel region would reset the OpenMP thread count torch uses (memgen.threads): in a fresh
+    process on one torch thread, memgen's numba kernels (the replicate search) leave it at one."""
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from compare.replicates import replicates\n"
+            "replicates(torch.randn(64, 3), torch.randn(40, 3), progress=False)\n"
+            "print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.split()[-1] == "1"

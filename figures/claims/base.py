@@ -87,6 +87,10 @@ class Claim:
 REGIME_THRESHOLD = 0.5
 """A run whose samples replicate (ratio criterion) in less than this fraction generalizes; above it, memorizes."""
 
+NOVEL_MAX = 0.1
+"""A checkpoint is novel when its replicate fraction's upper bound is below this (samples essentially novel: the
+ratio criterion counts a few per cent of a perfect generator's samples as replicates in low dimension)."""
+
 
 def regime(fraction_lo: float, fraction_hi: float) -> str:
     """The regime of a run from its replicate fraction's interval: ``generalizing`` (interval below

@@ -70,8 +70,8 @@ from neural import list_checkpoints, load_denoiser
 from neural.config import toml_value
 from toymodels import EmpiricalDenoiser, GaussianDenoiser, SmoothedDenoiser
 
-from .base import (Claim, Control, Outcome, fmt, fmt_interval, new_figure, progress_bar, regime, save_figure,
-                   seed_labels, seed_mean)
+from .base import (NOVEL_MAX, Claim, Control, Outcome, fmt, fmt_interval, new_figure, progress_bar, regime,
+                   save_figure, seed_labels, seed_mean)
 from .networks import read_metrics, trained
 from .verdicts import Condition
 
@@ -351,10 +351,6 @@ def errorprone_negative(s: dict, out: Path, seeds, progress: bool) -> Outcome:
 
 
 # Claims 3 and 4: trained networks, judged at a checkpoint whose samples are novel.
-
-NOVEL_MAX = 0.1
-"""A checkpoint is novel when its replicate fraction's upper bound is below this (samples essentially novel: the
-ratio criterion counts a few per cent of a perfect generator's samples as replicates in low dimension)."""
 
 DELOC_LEVEL = 2.0
 """The data's own scale ``sigma_deloc``: where the mean ``exp(H)`` of the optimal denoiser at noisy training points

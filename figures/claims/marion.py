@@ -23,7 +23,8 @@ batch slope over 3 seeds was -0.84 [-0.98, -0.68], inconclusive, with 16 it is -
 scale one seed of three runs cannot hold a slope to ±0.2 on any grid: the positive control is inconclusive there.
 
 Claim 12. Criterion (fixed before the run): samples of each seed's run (at ``batch`` and the data set's width) at
-a generalizing checkpoint (the last whose replicate fraction's interval lies below 0.5) and at a memorizing one
+a generalizing checkpoint (the last whose replicate fraction's upper bound is below 0.1: samples essentially novel,
+as claim 3's novel checkpoint) and at a memorizing one
 (the last checkpoint, if its interval lies above 0.5; else the claim is not run) are compared with the training
 set and with size-matched held-out subsets (:mod:`compare.fidelity_gap`: Fréchet distances in ``features`` fixed
 random ReLU features of the pixels, no downloaded weights; ``subsets`` disjoint held-out subsets of the training
@@ -56,8 +57,8 @@ from neural.checkpoint import checkpoint_steps
 from neural.config import toml_value
 from toymodels import EmpiricalDenoiser
 
-from .base import (Claim, Control, Outcome, fmt, fmt_interval, loglog_fit, new_figure, progress_bar, regime,
-                   save_figure)
+from .base import (NOVEL_MAX, Claim, Control, Outcome, fmt, fmt_interval, loglog_fit, new_figure, progress_bar,
+                   regime, save_figure)
 from .networks import trained
 from .verdicts import Condition
 
@@ -196,9 +197,10 @@ def onset_negative(s: dict, out: Path, seeds, progress: bool) -> Outcome:
 
 
 def _checkpoints(rows) -> tuple:
-    """Steps of the generalizing checkpoint (the last whose replicate fraction's interval lies below 0.5) and of the
-    memorizing one (the last checkpoint, if its interval lies above 0.5); None where there is none."""
-    gen = [r["step"] for r in rows if regime(r["replicate_fraction_lo"], r["replicate_fraction_hi"]) == "generalizing"]
+    """Steps of the generalizing checkpoint (the last whose replicate fraction's upper bound is below
+    :data:`NOVEL_MAX`: samples essentially novel) and of the memorizing one (the last checkpoint, if its interval
+    lies above 0.5); None where there is none."""
+    gen = [r["step"] for r in rows if r["replicate_fraction_hi"] < NOVEL_MAX]
     last = rows[-1]
     mem = last["step"] if regime(last["replicate_fraction_lo"], last["replicate_fraction_hi"]) == "memorizing" else None
     return (gen[-1] if gen else None), mem
