@@ -197,10 +197,13 @@ def generalization_gap(model, train, val, sigmas, *, train_noise=None, val_noise
 
     def statistic(wt, wv):
         mt, mv = weighted_mean(wt, et), weighted_mean(wv, ev)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             # E_train can be exactly 0 (the exact denoiser at tiny sigma): the smallest positive float as
-            # denominator keeps the gap huge but finite, so its bootstrap quantiles are not inf - inf = NaN
-            return np.stack([mt, mv, (mv - mt) / np.maximum(mt, np.finfo(np.float64).tiny), mv - mt], -1)
+            # denominator, and the ratio clipped to the largest floats, keep the gap huge but finite, so its
+            # bootstrap quantiles are not inf - inf = NaN
+            big = np.finfo(np.float64).max
+            rel = np.clip((mv - mt) / np.maximum(mt, np.finfo(np.float64).tiny), -big, big)
+            return np.stack([mt, mv, rel, mv - mt], -1)
 
     est, lo, hi = bootstrap(statistic, et.shape[0], ev.shape[0], n_boot=n_boot, level=level, seed=boot_seed)
     rows = Records()

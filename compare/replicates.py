@@ -93,6 +93,10 @@ def _labels(labels, n: int, name: str) -> np.ndarray | None:
     lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
     if lab.shape[0] != n:
         raise ValueError(f"{name}: expected {n} labels, got {lab.shape[0]}")
+    missing = np.flatnonzero(np.asarray(lab != lab))              # NaN is the one label unequal to itself
+    if missing.size:
+        raise ValueError(f"{name}: label {missing[0]} is NaN ({missing.size} of {n}); expected a class label "
+                         "(an integer or a name) for every point")
     return lab
 
 
@@ -116,7 +120,7 @@ def replicates(samples, train, *, threshold: float = 1 / 3, feature_map=None, tr
         train: ``[n, *shape]`` training points (n >= 2).
         threshold: a sample replicates when ``d1 / d2 < threshold``.
         feature_map: optional ``phi: [b, *shape] -> [b, ...]`` (pixel space when None).
-        train_labels: optional class of each training point (enables per-class rows).
+        train_labels: optional class of each training point (enables per-class rows); NaN is refused.
         sample_labels: optional class of each sample (default: the class of its nearest training point).
         duplicate_tol: training points this close (in the distance space) are one (:func:`distinct_points`).
         n_boot, level, seed: the percentile bootstrap over samples.

@@ -22,13 +22,12 @@ columns) gives series ``v_k`` at steps ``t_1 < ... < t_K``.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
-from memgen.runs import metrics_path, read_jsonl
+from memgen.runs import metrics_path, read_json, read_jsonl, read_record
 
 from memgen.checks import as_values, finite, in_interval
 
@@ -150,11 +149,11 @@ def sweep_timescales(sweep_dir, **kwargs) -> Records:
     """One row per run of a sweep folder (``sweep.json``): its grid values, ``n`` (training points
     actually used, from the run's ``record.json``) and :func:`timescales` with ``kwargs``."""
     sweep_dir = Path(sweep_dir)
-    spec = json.loads((sweep_dir / "sweep.json").read_text())
+    spec = read_json(sweep_dir / "sweep.json")
     rows = Records()
     for run in spec["runs"]:
         run_dir = sweep_dir / run["name"]
-        record = json.loads((run_dir / "record.json").read_text())
+        record = read_record(run_dir)
         rows.append({"name": run["name"], **run["values"], "n": record["n_train"], **timescales(run_dir, **kwargs)})
     return rows
 

@@ -78,11 +78,13 @@ def as_points(y, name: str = "train", **kw) -> torch.Tensor:
 
 
 def as_sigma(sigma, batch: int, *, dtype: torch.dtype, device, name: str = "sigma") -> torch.Tensor:
-    """Noise levels as a ``[B]`` tensor: a positive float, or one positive value per batch element."""
+    """Noise levels as a ``[B]`` tensor: a positive float, or one positive value per batch element.
+
+    A tensor keeps its autograd graph (a model may be differentiated in sigma)."""
     if isinstance(sigma, (bool, np.bool_)) or (isinstance(sigma, torch.Tensor) and sigma.dtype == torch.bool):
         raise TypeError(f"{name}: expected a float or a [B] tensor of noise levels, got booleans")
     if isinstance(sigma, torch.Tensor):
-        s = sigma.detach().to(dtype=dtype, device=device)
+        s = sigma.to(dtype=dtype, device=device)
     else:
         try:
             s = torch.as_tensor(np.asarray(sigma, dtype=np.float64), dtype=dtype, device=device)
@@ -99,6 +101,17 @@ def as_sigma(sigma, batch: int, *, dtype: torch.dtype, device, name: str = "sigm
     if not bool((s > 0).all()):
         raise ValueError(f"{name}: noise levels must be > 0, got min {float(s.min()):.3g}")
     return s
+
+
+def as_grid(sigmas, name: str = "sigmas") -> torch.Tensor:
+    """A sampler's noise grid: a 1-D, strictly decreasing float64 tensor of at least two levels >= 0
+    (a grid of another shape is refused, not flattened)."""
+    sig = as_tensor(sigmas, name, dtype=torch.float64)
+    if sig.dim() != 1 or sig.numel() < 2:
+        raise ValueError(f"{name}: expected a 1-D grid of at least two noise levels, got shape {tuple(sig.shape)}")
+    if bool((sig[:-1] <= sig[1:]).any()) or float(sig[-1]) < 0:
+        raise ValueError(f"{name}: must be strictly decreasing and non-negative")
+    return sig
 
 
 def _real(value, name: str) -> float:

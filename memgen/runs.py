@@ -25,11 +25,24 @@ def _umask() -> int:
     return mask
 
 
+def _named(e: OSError, path: Path) -> OSError:
+    """``e`` naming ``path`` when it names no file (a full disk: ENOSPC from ``write`` or ``fsync``)."""
+    if e.filename is None:
+        e.filename = str(path)
+    return e
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (parent folders are created; permissions follow the umask)."""
+    """Write ``data`` to ``path`` atomically (parent folders are created; permissions follow the umask).
+
+    An OSError (a full disk, a read-only folder) names ``path``; the temporary file is removed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _named(e, path)
     try:
         os.fchmod(fd, 0o666 & ~_umask())            # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
@@ -37,9 +50,9 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        raise _named(e, path) if isinstance(e, OSError) else e
     return path
 
 
@@ -73,9 +86,43 @@ def metrics_path(run_or_file) -> Path:
     return path / METRICS_FILE if path.is_dir() else path
 
 
-def read_jsonl(path) -> list[dict]:
-    """The rows of a JSON-lines file (one JSON object per line, blank lines skipped), in order."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); the file is damaged") from None
+
+
+def _parse_json(text: str, path: Path, line: int = 0):
+    """``json.loads(text)``; damaged JSON raises a ValueError naming ``path`` and the line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: line {line or e.lineno} is not valid JSON ({e.msg}, column {e.colno}); "
+                         "the file is damaged") from None
+
+
+def read_json(path):
+    """A JSON file (``record.json``, ``summary.json``); a damaged one raises a ValueError naming it and the line."""
+    path = Path(path)
+    return _parse_json(_read_text(path), path)
+
+
+def read_jsonl(path, require: tuple = ()) -> list[dict]:
+    """The rows of a JSON-lines file (one JSON object per line, blank lines skipped), in order.
+
+    A line that is not a JSON object (holding the keys ``require``) raises a ValueError naming the file
+    and the line.
+    """
+    path, rows = Path(path), []
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
+        if line.strip():
+            row = _parse_json(line, path, number)
+            if not isinstance(row, dict) or any(k not in row for k in require):
+                keys = f" with the keys {', '.join(require)}" if require else ""
+                raise ValueError(f"{path}: line {number} is not a JSON object{keys}; the file is damaged")
+            rows.append(row)
+    return rows
 
 
 def _jsonable(o):
@@ -98,6 +145,17 @@ def versions() -> dict:
     return out
 
 
+RECORD_FILE = "record.json"
+
+
 def write_record(folder, **fields) -> Path:
     """Write ``record.json`` (the given fields plus ``versions``) into ``folder``; returns its path."""
-    return atomic_write_json(Path(folder) / "record.json", {**fields, "versions": versions()})
+    return atomic_write_json(Path(folder) / RECORD_FILE, {**fields, "versions": versions()})
+
+
+def read_record(folder) -> dict:
+    """The ``record.json`` of ``folder`` (:func:`read_json`: a damaged one is named with its line)."""
+    record = read_json(Path(folder) / RECORD_FILE)
+    if not isinstance(record, dict):
+        raise ValueError(f"{Path(folder) / RECORD_FILE}: expected a JSON object, got {type(record).__name__}")
+    return record

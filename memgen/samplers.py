@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import as_batch, as_tensor, flag, function
+from .checks import as_batch, as_grid, flag, function
 
 
 def _denoise(model, x, sigma):
@@ -85,7 +85,7 @@ def sample(model, noise, sigmas, *, method: str = "heun", generator: torch.Gener
     Args:
         model: any :class:`memgen.Denoiser`.
         noise: standard normal ``[B, *shape]`` (draw it with a seeded generator for reproducibility).
-        sigmas: strictly decreasing noise levels, e.g. :func:`memgen.edm_sigmas` (last entry 0).
+        sigmas: a 1-D grid of strictly decreasing noise levels, e.g. :func:`memgen.edm_sigmas` (last entry 0).
         method: ``'heun'`` (default), ``'euler'`` or ``'ancestral'``.
         generator: randomness of the stochastic sampler.
         return_trajectory: also return a :class:`Trajectory` of every state and denoised output.
@@ -98,6 +98,7 @@ def sample(model, noise, sigmas, *, method: str = "heun", generator: torch.Gener
     return_trajectory = flag(return_trajectory, "return_trajectory")
     if method not in SAMPLERS:
         raise ValueError(f"method: expected one of {sorted(SAMPLERS)}, got {method!r}")
+    sig = as_grid(sigmas)
     if reuse:
         if method != "heun" or return_trajectory:
             raise ValueError("reuse: only for method='heun' without return_trajectory")
@@ -107,11 +108,6 @@ def sample(model, noise, sigmas, *, method: str = "heun", generator: torch.Gener
         out = model.sample_reusing(noise, sigmas, tol=tol, record=record)
         return out.to(noise.dtype) if isinstance(noise, torch.Tensor) else out
     noise = as_batch(noise, "noise", event_shape=getattr(model, "event_shape", None))
-    sig = as_tensor(sigmas, "sigmas", dtype=torch.float64).reshape(-1)
-    if sig.numel() < 2:
-        raise ValueError("sigmas: need at least two noise levels (start and end)")
-    if bool((sig[:-1] <= sig[1:]).any()) or float(sig[-1]) < 0:
-        raise ValueError("sigmas: must be strictly decreasing and non-negative")
     levels = [float(v) for v in sig]
     states, outs = [], []
 

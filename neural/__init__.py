@@ -37,7 +37,7 @@ _EXPORTS = {
                 "model_from_config"],
     "precond": ["EDMPrecond", "VPPrecond"],
     "external": ["VPDiscreteDenoiser", "PreconditionedDenoiser", "FunctionDenoiser", "edm_denoiser", "from_diffusers",
-                 "load_diffusers"],
+                 "load_diffusers", "unet_parameters"],
     "losses": ["EDMLoss", "DDPMLoss"],
     "config": ["Config", "load_config", "apply_overrides", "with_values", "dump_toml"],
     "training": ["train"],

@@ -23,6 +23,7 @@ from memgen.checks import integer
 from memgen.runs import atomic_torch_save, atomic_write_text, metrics_path, read_jsonl
 
 from .config import Config
+from .ddp import pick_device
 from .presets import model_from_config
 
 CHECKPOINT_DIR = "checkpoints"
@@ -91,6 +92,37 @@ def load(path, map_location="cpu", *, require=MODEL_KEYS) -> dict:
     return state
 
 
+def _first_line(e: Exception) -> str:
+    """The first line of an error that says something (torch's load errors start with a heading)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return (lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]) if lines else type(e).__name__
+
+
+def load_weights(module: torch.nn.Module, weights, path, what: str = "model") -> None:
+    """``module.load_state_dict(weights)``; weights that do not fit the network (a tampered or foreign
+    file) raise :class:`CheckpointError` naming ``path`` and the first mismatch."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: its {what} weights do not fit the network of its config "
+                              f"({_first_line(e)})") from None
+
+
+def load_optimizer(opt: torch.optim.Optimizer, state, path) -> None:
+    """``opt.load_state_dict(state)``, refusing with :class:`CheckpointError` naming ``path`` a state whose
+    groups or tensors do not fit the parameters (torch would fail only at the next step)."""
+    try:
+        opt.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: its optimizer state does not fit the network ({_first_line(e)})") from None
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for name, v in opt.state.get(p, {}).items():
+                if torch.is_tensor(v) and v.ndim and v.shape != p.shape:
+                    raise CheckpointError(f"{path}: its optimizer state {name!r} has shape {tuple(v.shape)}, "
+                                          f"its parameter {tuple(p.shape)}")
+
+
 def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
     """``(step, path)`` of the grid checkpoints of a run, by step."""
     found = []
@@ -104,8 +136,10 @@ def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
 def load_denoiser(run_dir, step: int | None = None, *, ema: bool = True, device="cpu"):
     """The denoiser of a run at grid ``step`` (default: the latest state), EMA weights by default, in eval mode.
 
-    ``run_dir`` may also be the path of one checkpoint file.
+    ``run_dir`` may also be the path of one checkpoint file. A ``device`` this machine lacks raises a
+    ValueError naming the available ones (:func:`neural.ddp.pick_device`).
     """
+    device = pick_device(str(device), key="device")
     path = Path(run_dir)
     if path.is_dir():
         path = path / LATEST if step is None else step_path(path, step)
@@ -114,14 +148,14 @@ def load_denoiser(run_dir, step: int | None = None, *, ema: bool = True, device=
     state = load(path, map_location=device)
     config = Config.from_dict(state["config"])
     model = model_from_config(config.model, tuple(state["shape"]), state["num_classes"])
-    model.load_state_dict(state["ema" if ema else "model"])
+    load_weights(model, state["ema" if ema else "model"], path, "EMA" if ema else "model")
     return model.to(device).eval().requires_grad_(False)
 
 
 def read_metrics(run_dir_or_file) -> list[dict]:
     """The rows of a run's ``metrics.jsonl`` (or of the given JSONL file), in order."""
     path = metrics_path(run_dir_or_file)
-    return read_jsonl(path) if path.exists() else []
+    return read_jsonl(path, require=("step",)) if path.exists() else []
 
 
 def _finite(value):

@@ -88,6 +88,20 @@ def _optimizers():
     return OPTIMIZERS
 
 
+class _CompileChoices:
+    """``'off'``, ``'default'`` and torch.compile's backends (``torch._dynamo.list_backends(exclude_tags=())``:
+    debug ones such as ``'eager'`` included; an error lists the usual ones). torch._dynamo (2 s to import)
+    is read only when a backend is named."""
+
+    def __contains__(self, value) -> bool:
+        import torch._dynamo
+        return value in ("off", "default") or value in torch._dynamo.list_backends(exclude_tags=())
+
+    def __iter__(self):
+        import torch._dynamo
+        return iter(["off", "default", *torch._dynamo.list_backends(), "eager", "aot_eager"])
+
+
 @dataclass
 class DataConfig:
     """The data set and the part of its training split a run trains on."""
@@ -147,7 +161,8 @@ class TrainConfig:
                              choices=("auto", "fp32", "bf16"))
     channels_last: str = setting("auto", "channels-last memory format: 'auto' (CUDA images), 'on' or 'off'",
                                  choices=("auto", "on", "off"))
-    compile: str = setting("off", "torch.compile: 'off', 'default' or a backend name", pattern=r".+")
+    compile: str = setting("off", "torch.compile: 'off', 'default' or a backend of torch._dynamo.list_backends()",
+                           choices=_CompileChoices)
     threads: int = setting(1, "CPU threads of the run (0: torch's default, all cores); 1 by default: a shared "
                               "machine is not oversubscribed and results do not depend on its core count", ge=0)
     progress: bool = setting(True, "show a progress bar")
@@ -296,6 +311,14 @@ def validate(config: Config) -> Config:
     for key in m.params:
         if key not in accepted:
             raise ValueError(f"model.params.{key}: not an argument of the network" + _suggest(key, accepted))
+    for section in ("data", "model"):
+        for key, value in getattr(config, section).params.items():
+            try:
+                toml_value(value)
+            except TypeError:
+                raise ValueError(f"{section}.params.{key}: a {type(value).__name__} cannot be kept in a run's "
+                                 "config.toml; give a TOML value (an array: save it with numpy.save and give its "
+                                 "path)") from None
     required = getattr(_losses()[t.loss], "precond", None)
     _need(required in (None, m.precond), "train.loss", f"{t.loss!r} needs model.precond = {required!r}", t.loss)
     _need(len(t.betas) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1

@@ -35,13 +35,32 @@ class Context:
         return slice(self.rank * per, (self.rank + 1) * per)
 
 
-def pick_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
-    """``'auto'``: CUDA (this process's local GPU) when available, else CPU; otherwise the named device."""
+def available_devices() -> list[str]:
+    """The devices this machine can train on: ``cpu``, then ``cuda:0`` ... and ``mps`` where present."""
+    out = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
+    return out + (["mps"] if torch.backends.mps.is_available() else [])
+
+
+def pick_device(spec: str = "auto", local_rank: int = 0, *, key: str = "train.device") -> torch.device:
+    """``'auto'``: CUDA (this process's local GPU) when available, else CPU; otherwise the named device.
+
+    A device this machine lacks (``cuda`` without a GPU, ``cuda:7`` with one, ``mps`` off a Mac) raises a
+    ValueError naming ``key`` and :func:`available_devices`, before anything is allocated or written.
+    """
+    given = spec
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "cuda":
         spec = f"cuda:{local_rank}"
-    return torch.device(spec)
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError):
+        dev = None
+    name = None if dev is None else dev.type if dev.type in ("cpu", "mps") else str(dev)
+    if name not in available_devices():
+        raise ValueError(f"{key}: {given!r} is not available on this machine; available: "
+                         f"{', '.join(available_devices())} (or 'auto')")
+    return dev
 
 
 def setup(device: str = "auto") -> Context:

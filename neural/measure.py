@@ -17,7 +17,6 @@ pass :data:`figures.run_metrics.METRICS` (the generalization gap, replicates and
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from memgen.checks import integer
 from memgen.contract import model_device
 from memgen.noise import edm_sigmas, log_sigmas
 from memgen.progress import progress_bar
+from memgen.runs import read_record
 from memgen.samplers import sample
 from memgen.threads import cpu_threads
 
@@ -222,7 +222,7 @@ def measure_run(run_dir, metrics: Mapping[str, Metric], *, overrides=(), steps=N
         if not item.split("=", 1)[0].strip().startswith("measure."):
             raise ValueError(f"overrides: {item!r} is not a measure.* setting; a run's training is fixed")
     cfg = apply_overrides(load_config(run_dir / "config.toml"), overrides)
-    record = json.loads((run_dir / "record.json").read_text())
+    record = read_record(run_dir)
     saved = dict(ckpt.list_checkpoints(run_dir))
     todo = sorted(saved) if steps is None else [int(s) for s in steps]
     missing = [s for s in todo if s not in saved]

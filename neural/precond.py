@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from memgen.checks import positive
-from memgen.contract import Denoiser, batchwise
-from memgen.noise import ddpm_linear_alpha_bar, iddpm_cosine_alpha_bar, sigma_to_timestep
+from memgen.contract import Denoiser, batchwise, model_device
+from memgen.noise import ddpm_linear_alpha_bar, iddpm_cosine_alpha_bar, schedule_sigmas, sigma_to_timestep
 
 SCHEDULES = {"linear": (ddpm_linear_alpha_bar, 1000), "cosine": (iddpm_cosine_alpha_bar, 4000)}
 """VP schedules by name: ``(alpha_bar function of T, default T)``."""
@@ -67,7 +67,7 @@ class Precond(Denoiser):
         """``D(x, sigma)``, computed in float32 on the network's device, returned in ``x``'s dtype and device."""
         x, s = self.inputs(x, sigma)
         dtype, device = x.dtype, x.device
-        dev = next(self.net.parameters()).device
+        dev = model_device(self.net)                      # CPU for a network without parameters
         x, s = x.to(dev, torch.float32), s.to(dev, torch.float32)
         return self.denoise(x, s, self._labels(labels, x.shape[0], dev)).to(device, dtype)
 
@@ -130,6 +130,12 @@ class VPPrecond(Precond):
     @property
     def timesteps(self) -> int:
         return self.alpha_bar.shape[0]
+
+    @property
+    def sigma_range(self) -> tuple[float, float]:
+        """``(sigma_0, sigma_{T-1})``: the noise levels the network was trained on (outside: the end step)."""
+        sig = schedule_sigmas(self.alpha_bar)
+        return float(sig[0]), float(sig[-1])
 
     def eps(self, x_vp: torch.Tensor, t: torch.Tensor, labels=None) -> torch.Tensor:
         """The network's noise prediction at VP state ``x_vp`` and timestep ``t`` (training path)."""

@@ -2,6 +2,10 @@
 
 :func:`open_run` is the context of a training run in ``run_dir`` (:func:`neural.train` runs inside it):
 
+* **no links**: a run folder whose entries the trainer writes or deletes (:data:`RUN_ENTRIES`) holds no
+  symbolic link, or the run is refused naming it: a link could make training write, truncate or delete
+  files outside the folder (the lock file is also opened with ``O_NOFOLLOW``; orphans that are links
+  are left alone).
 * **lock**: an exclusive ``fcntl.flock`` on ``run_dir/.lock`` (holder's pid, host and start time written
   in it) for as long as the run is open. A second trainer on the folder is refused with
   :class:`RunFolderLocked` naming the holder. The kernel releases the lock when the holder exits, however
@@ -39,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from memgen.runs import METRICS_FILE, atomic_write_bytes, atomic_write_text
+from memgen.runs import METRICS_FILE, RECORD_FILE, atomic_write_bytes, atomic_write_text
 
 from . import checkpoint as ckpt
 from .config import Config, dump_toml
@@ -56,6 +60,8 @@ RESUMABLE = frozenset({"train.steps", "train.device", "train.threads", "train.co
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.toml"
 _ORPHAN = re.compile(r"\..+\.\w{8}\.tmp")
+RUN_ENTRIES = (LOCK_FILE, CONFIG_FILE, METRICS_FILE, RECORD_FILE, ckpt.LATEST, ckpt.CHECKPOINT_DIR)
+"""The entries of a run folder that a trainer writes, truncates or deletes (none may be a symbolic link)."""
 
 
 class RunFolderLocked(BlockingIOError):
@@ -115,9 +121,19 @@ class RunFolder:
                              "or its file differs, though the settings are the same); train into a new folder")
 
 
+def refuse_links(path: Path) -> None:
+    """Raise a ValueError naming the first entry of :data:`RUN_ENTRIES` in ``path`` that is a symbolic link."""
+    for name in RUN_ENTRIES:
+        entry = path / name
+        if entry.is_symlink():
+            raise ValueError(f"run_dir: {entry} is a symbolic link (to {os.readlink(entry)}); a trainer writes "
+                             "only inside its run folder: replace the link by a real file or folder, or train "
+                             "into a new folder")
+
+
 def _lock(path: Path):
     """Take the folder's lock (an open file descriptor) or raise :class:`RunFolderLocked` naming the holder."""
-    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -132,12 +148,15 @@ def _lock(path: Path):
 
 
 def remove_orphans(path: Path) -> list[Path]:
-    """Delete the temporary files that killed atomic writes left in a run folder and its checkpoints; returns them."""
+    """Delete the temporary files that killed atomic writes left in a run folder and its checkpoints; returns them.
+
+    Symbolic links (to folders or files, possibly outside the run) are neither followed nor deleted.
+    """
     gone = []
     for folder in (path, path / ckpt.CHECKPOINT_DIR):
-        if folder.is_dir():
+        if folder.is_dir() and not folder.is_symlink():
             for p in folder.iterdir():
-                if _ORPHAN.fullmatch(p.name) and p.is_file():
+                if _ORPHAN.fullmatch(p.name) and p.is_file() and not p.is_symlink():
                     p.unlink(missing_ok=True)
                     gone.append(p)
     return gone
@@ -171,6 +190,8 @@ def open_run(run_dir, cfg: Config, *, main: bool = True):
         raise ValueError(f"run_dir: {path} is a file; expected a run folder")
     created_dir = not path.exists()
     fd = None
+    if path.is_dir():
+        refuse_links(path)
     if main:
         path.mkdir(parents=True, exist_ok=True)
         fd = _lock(path) if fcntl is not None else None
@@ -189,11 +210,11 @@ def open_run(run_dir, cfg: Config, *, main: bool = True):
         before = set() if created_dir else {p.name for p in path.iterdir()}
         config_path = path / CONFIG_FILE
         old_config = config_path.read_bytes() if fresh and config_path.exists() else None
-        if main:
-            if fresh:
-                (path / METRICS_FILE).unlink(missing_ok=True)
-            atomic_write_text(config_path, dump_toml(cfg))
         try:
+            if main:
+                if fresh:
+                    (path / METRICS_FILE).unlink(missing_ok=True)
+                atomic_write_text(config_path, dump_toml(cfg))
             yield RunFolder(path, state)
         except BaseException:
             if main and fresh and not latest.exists():

@@ -18,10 +18,15 @@ the model is measured with the metrics the caller passed (:class:`neural.measure
 row is appended to ``metrics.jsonl``; ``latest.pt`` (weights, EMA, optimizer, step, loss accumulators) is rewritten there
 and every ``save_every`` steps. A run folder that holds ``latest.pt`` resumes from it; rows measured
 after it (lost work of a killed run) are dropped and measured again.
+
+A run that diverges stops with :class:`Diverged` naming the step and its loss: a NaN or infinite loss
+(checked every step) or NaN or infinite weights (checked before every save), so ``latest.pt`` keeps
+the last finite state.
 """
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import time
 from contextlib import nullcontext
@@ -33,6 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 import memgen.data
+from memgen.checks import all_finite
 from memgen.progress import progress_bar
 from memgen.runs import METRICS_FILE, write_record
 from memgen.threads import cpu_threads
@@ -120,6 +126,7 @@ class Run:
     images_seen: int = 0
     elapsed: float = 0.0                     # seconds of training before this process started
     data_sha256: str | None = None           # fingerprint of the training data (neural.rundir), kept in latest.pt
+    saved_step: int | None = None            # the step of the last latest.pt written (or resumed from)
 
     def __post_init__(self):
         # the tensors the EMA reads and writes, listed once (walking the module tree every step costs
@@ -136,11 +143,14 @@ class Run:
                        loss_sum=float(self.loss_sum), loss_count=self.loss_count)
         return out
 
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.opt.load_state_dict(state["optimizer"])
+    def load_state_dict(self, state: dict, path=ckpt.LATEST) -> None:
+        """Load a checked ``latest.pt``; weights or optimizer state that do not fit raise
+        :class:`neural.checkpoint.CheckpointError` naming ``path``."""
+        ckpt.load_weights(self.model, state["model"], path)
+        ckpt.load_weights(self.ema, state["ema"], path, "EMA")
+        ckpt.load_optimizer(self.opt, state["optimizer"], path)
         self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
+        self.saved_step = self.step
         self.loss_sum.fill_(state["loss_sum"])
         self.loss_count = state["loss_count"]
 
@@ -179,7 +189,7 @@ def resume(run: Run, state: dict | None, run_dir: Path, ctx: Context) -> bool:
     after it (lost work of a killed run)."""
     if state is None:
         return False
-    run.load_state_dict(state)
+    run.load_state_dict(state, run_dir / ckpt.LATEST)
     if ctx.is_main:
         rows = ckpt.read_metrics(run_dir)
         if any(r["step"] > run.step for r in rows):
@@ -257,13 +267,16 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
             start = time.perf_counter() - run.elapsed
             while run.step < t.steps:
                 loss = optimizer_step(run, cfg, td, order, loss_fn, step_fn, ctx)
+                value = loss.item()
+                stop_if_diverged(run, value, run_dir)
                 bar.update(1)
                 if run.step % 10 == 0 and bar.disable is False:
-                    bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
+                    bar.set_postfix(loss=f"{value:.4g}", refresh=False)
                 if callback is not None:
                     callback(run.step, loss.detach())
                 at_grid = run.step in grid
                 if at_grid or run.step % t.save_every == 0 or run.step == t.steps:
+                    stop_if_diverged(run, value, run_dir, weights=True)
                     run.loss_sum.fill_(mean_over_processes(float(run.loss_sum), ctx))
                     run.elapsed = time.perf_counter() - start
                     save(run, cfg, td, run_dir, ctx, at_grid=at_grid, measurement=measurement)
@@ -271,6 +284,23 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
     finally:
         teardown(ctx)
     return run_dir
+
+
+class Diverged(ValueError):
+    """The loss or the weights of a run became NaN or infinite."""
+
+
+def stop_if_diverged(run: Run, loss: float, run_dir: Path, *, weights: bool = False) -> None:
+    """Raise :class:`Diverged` naming the step when its ``loss`` (and, with ``weights``, any weight of the
+    model or its EMA) is NaN or infinite; called before a save, so ``latest.pt`` keeps finite weights."""
+    bad_weights = weights and not all(all_finite(t) for t in run.ema_tensors[0] + run.ema_tensors[1])
+    if math.isfinite(loss) and not bad_weights:
+        return
+    what = f"loss {loss}" if not math.isfinite(loss) else f"NaN or infinite weights after a loss of {loss:.4g}"
+    kept = ("nothing was saved" if run.saved_step is None
+            else f"{run_dir / ckpt.LATEST} keeps the last finite state, step {run.saved_step}")
+    raise Diverged(f"train: the run diverged at step {run.step} ({what}); {kept}; lower train.lr "
+                   "(or set train.grad_clip or train.warmup_steps)")
 
 
 def _announce(run_dir: Path, cfg: Config, td: TrainingData, model, ctx: Context) -> None:
@@ -332,3 +362,4 @@ def save(run: Run, cfg: Config, td: TrainingData, run_dir: Path, ctx: Context, *
         run.loss_count = 0
     if ctx.is_main:
         ckpt.save(run_dir / ckpt.LATEST, run.state_dict(cfg, shape, num_classes, full=True))
+    run.saved_step = run.step

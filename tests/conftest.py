@@ -40,3 +40,22 @@ def centre_and_radius(y):
 @pytest.fixture
 def brute():
     return brute_posterior
+
+
+def _raised_and_peak(call):
+    """``(exception raised by call(), peak bytes traced while it ran)``: a hostile file must be refused
+    before anything large is allocated."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        call()
+    except Exception as e:                                           # noqa: BLE001 (returned to be checked)
+        return e, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    raise AssertionError("the call did not raise")
+
+
+@pytest.fixture
+def peak_bytes():
+    return _raised_and_peak

@@ -1,9 +1,13 @@
 """``memgen audit`` end to end: a tiny trained run, a random diffusers model, and the optimal denoiser itself."""
+import contextlib
+import io
 import json
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import memgen.data
 from compare import read_csv
@@ -128,3 +132,150 @@ def test_audit_of_the_optimal_denoiser_by_factory(tmp_path):
     assert len(control) == 18 and all(r["n"] == 16 for r in control)
     assert summary["parting_sigma_model"] is None
     assert summary["parting_sigma_validation"] is not None
+
+
+# --- a foreign model's audit: its schedule's range, the absolute gap, bad options and files ------------------
+
+def memorizer_factory():
+    """``module:factory`` target: the exact empirical eps of the GMM training set through the diffusers route
+    (a scheduler-like object with diffusers' float32 DDPM schedule)."""
+    from types import SimpleNamespace
+
+    from neural.external import from_diffusers
+    from test_neural_external import AB32, BETAS32, Oracle
+
+    emp = EmpiricalDenoiser(memgen.data.gmm(n=40, d=3, n_train=20, seed=3).train, dtype=torch.float64)
+    sched = SimpleNamespace(betas=BETAS32, alphas_cumprod=AB32, config=SimpleNamespace(prediction_type="epsilon"))
+    return from_diffusers(Oracle(emp, "epsilon", alpha_bar=AB32), sched)
+
+
+def no_parameters_factory():
+    return torch.nn.Identity()
+
+
+class DropoutDenoiser(memgen.Denoiser):
+    def __init__(self):
+        super().__init__()
+        self.drop = torch.nn.Dropout(0.5)
+
+    def forward(self, x, sigma):
+        return self.drop(torch.as_tensor(x))
+
+
+def dropout_factory():
+    return DropoutDenoiser()
+
+
+def test_memorizer_audited_within_its_schedule_ends_on_training_points(tmp_path):
+    """DDPM's smallest sigma is 0.0100005: sampling to 0.002 left the samples 1.7e-2 from their training points."""
+    from figures.audit import load_model
+    from test_neural_external import SIG32
+
+    model, _, _ = load_model("test_audit:memorizer_factory")
+    data = load_data(GMM)
+    s = AuditSettings(probes=8, sigmas=3, samples=16, trajectories=4, steps=18, n_reference=50, n_boot=50)
+    summary = audit(model, data, tmp_path, settings=s, progress=False)
+    samples = torch.as_tensor(np.load(tmp_path / "samples.npy")).double()
+    nearest = torch.cdist(samples, data.train.double()).min(1).values
+    assert float(nearest.max()) < 1e-3
+    assert summary["sigma_smallest"] == pytest.approx(float(SIG32[0]), rel=1e-12)
+    assert summary["trajectory_sigma_last"] == pytest.approx(float(SIG32[0]), rel=1e-12)
+    # the report leads with the absolute gap (E_train ~ 0 makes the relative one huge and meaningless)
+    rows = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| ")][1:]
+    assert rows[0].startswith("| generalization gap E_val - E_train")
+    gap = read_csv(tmp_path / "gap.csv").where(model="model")
+    first = min(gap, key=lambda r: r["sigma"])
+    assert summary["abs_gap_model_at_smallest_sigma"] == pytest.approx(first["e_val"] - first["e_train"], rel=1e-6)
+    assert [k for k in summary if "gap" in k][0] == "abs_gap_model_at_smallest_sigma"
+
+
+OPTIONS = {"--probes": 1, "--sigmas": 1, "--samples": 1, "--trajectories": 1, "--steps": 1, "--seed": 0,
+           "--threads": 0, "--max-parameters": 1}
+
+
+@settings(max_examples=40, deadline=None)
+@given(option=st.sampled_from(sorted(OPTIONS)), below=st.integers(1, 10 ** 6))
+def test_audit_options_below_their_minimum_are_named(option, below):
+    value = OPTIONS[option] - below
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["audit", "test_audit:optimal_factory", "--train", GMM, option, str(value)]) == 2
+    assert err.getvalue() == f"memgen: error: {option}: expected an integer >= {OPTIONS[option]}, got {value}\n"
+
+
+def test_audit_settings_refuse_bad_values():
+    with pytest.raises(ValueError, match="probes: expected an integer >= 1, got -3"):
+        AuditSettings(probes=-3)
+    with pytest.raises(ValueError, match="sigma_min: must be a finite number > 0"):
+        AuditSettings(sigma_min=0)
+    with pytest.raises(ValueError, match="sigma_min, sample_sigma_min: must not exceed sigma_max"):
+        AuditSettings(sigma_min=100)
+    assert AuditSettings(probes=8.0).probes == 8 and isinstance(AuditSettings(probes=8.0).probes, int)
+
+
+def _fake_run(tmp_path, train_index):
+    from neural import load_config
+    from neural.config import dump_toml
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text(dump_toml(load_config(None, ["data.params={n = 48, d = 3}"])))
+    (run / "record.json").write_text(json.dumps({"train_index": train_index}))
+    return run
+
+
+@pytest.mark.parametrize("index, match", [([-1, 2], "train_index holds -1, outside \\[0, 47\\]"),
+                                          ([0, 48], "train_index holds 48, outside \\[0, 47\\]"),
+                                          ([0, 0], "train_index repeats"), ([], "train_index must be a non-empty"),
+                                          ([0.5], "train_index must be a non-empty list of integers")])
+def test_run_record_with_a_bad_train_index_is_refused(tmp_path, index, match):
+    from figures.audit.inputs import run_data
+
+    run = _fake_run(tmp_path, index)
+    with pytest.raises(ValueError, match="record.json: " + match):
+        run_data(run)
+
+
+def test_audit_one_line_errors(tmp_path, capsys):
+    run = _fake_run(tmp_path, [-1, 2])
+    assert main(["audit", str(run), "--out", str(tmp_path / "a")]) == 2
+    assert capsys.readouterr().err.strip().endswith("record.json: train_index holds -1, outside [0, 47] (the data "
+                                                    "set has 48 points)")
+    assert main(["audit", "test_audit:no_parameters_factory", "--train", GMM]) == 2
+    assert capsys.readouterr().err.startswith("memgen: error: net: Identity has no parameters")
+    assert main(["audit", "test_audit:optimal_factory", "--train", GMM, "--scheduler", str(tmp_path)]) == 2
+    assert "--scheduler, --max-parameters): apply to a diffusers folder only" in capsys.readouterr().err
+    # grayscale images with the FID: refused before the audit starts (no output folder)
+    np.save(tmp_path / "gray.npy", np.zeros((30, 1, 8, 8), np.float32))
+    out = tmp_path / "fid"
+    assert main(["audit", "test_audit:optimal_factory", "--train", f"from_array:path_or_array={tmp_path / 'gray.npy'},"
+                 "n_train=20", "--fid-weights", str(tmp_path / "w.pth"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == ("memgen: error: fid_weights (--fid-weights): the FID needs RGB images "
+                                       "[3, H, W], the data are [1, 8, 8]; leave the FID out\n")
+    assert not out.exists()
+
+
+def test_factory_model_is_put_in_eval_mode():
+    from figures.audit import load_model
+
+    model, _, _ = load_model("test_audit:dropout_factory")
+    x = torch.ones(256, 3)
+    assert not model.training and torch.equal(model(x, 1.0), x)
+
+
+def test_unet_folder_with_scheduler_option(tmp_path, capsys):
+    pytest.importorskip("diffusers")
+    from diffusers import DDPMScheduler
+
+    from figures.audit import load_model
+    from test_neural_external import AB32, _unet
+
+    _unet().save_pretrained(tmp_path / "unet")
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(tmp_path / "sched")
+    assert main(["audit", str(tmp_path / "unet"), "--train", GMM]) == 2
+    assert "pass scheduler= (memgen audit: --scheduler FOLDER)" in capsys.readouterr().err
+    model, _, kind = load_model(str(tmp_path / "unet"), scheduler=str(tmp_path / "sched"))
+    assert kind == "diffusers folder" and torch.equal(model.alpha_bar, AB32.double())
+    assert main(["audit", str(tmp_path / "unet"), "--scheduler", str(tmp_path / "sched"), "--max-parameters", "1000",
+                 "--train", GMM]) == 2
+    assert "max_parameters=1e+03" in capsys.readouterr().err

@@ -160,3 +160,15 @@ def test_replicates_of_duplicated_training_images_are_counted():
     assert exact.summary[0]["train_duplicates"] == 9
     with pytest.raises(ValueError, match="duplicate_tol"):
         replicates(samples, train, duplicate_tol=-1.0, progress=False)
+
+
+@pytest.mark.parametrize("name", ["train_labels", "sample_labels"])
+@pytest.mark.parametrize("kind", [np.float64, object])
+def test_nan_labels_are_refused_naming_the_argument(name, kind):
+    """A NaN label once made a class of its own (a row 'nan' with no samples); now it is refused."""
+    y = torch.randn(10, 4, generator=torch.Generator().manual_seed(0))
+    labels = {"train_labels": np.arange(10) % 2, "sample_labels": np.arange(3) % 2}
+    labels[name] = labels[name].astype(kind)
+    labels[name][1] = np.nan
+    with pytest.raises(ValueError, match=rf"^{name}: label 1 is NaN \(1 of {len(labels[name])}\)"):
+        replicates(torch.randn(3, 4), y, n_boot=10, progress=False, **labels)

@@ -2,6 +2,7 @@
 import io
 import os
 import pickle
+import re
 import tarfile
 
 import numpy as np
@@ -262,3 +263,49 @@ def test_damaged_archives_name_the_file(tmp_path, damage):
     path.write_bytes(data)
     with pytest.raises(ValueError, match=r"root: .*cifar-10-python\.tar\.gz"):
         cifar10(tmp_path)
+
+
+def test_a_huge_member_declared_in_a_small_archive_is_refused_from_its_header(tmp_path, peak_bytes):
+    """A tar header declaring a 2 GiB batch (the archive holds the header only: a few hundred bytes) is refused
+    before anything is read or skipped; a standard copy over a lowered limit is refused the same way."""
+    import gzip
+    info = tarfile.TarInfo("cifar-10-batches-bin/data_batch_1.bin")
+    info.size = 2 ** 31
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(gzip.compress(info.tobuf(tarfile.GNU_FORMAT)))
+    for root in (tmp_path, tmp_path / "cifar-10-binary.tar.gz"):
+        err, peak = peak_bytes(lambda: cifar10(root))
+        assert isinstance(err, ValueError) and peak < 2 ** 20
+        assert re.search(r"cifar-10-binary\.tar\.gz: cifar-10-batches-bin/data_batch_1\.bin holds 2147483648 bytes,"
+                         r" over the limit of 67108864 bytes", str(err))
+    batches = make_batches()
+    for fmt, archive in (("binary", True), ("python", False)):
+        root = tmp_path / f"{fmt}{archive}"
+        root.mkdir()
+        write_copy(root, batches, fmt, archive=archive)
+        with pytest.raises(ValueError, match=r"data_batch_1(\.bin)? holds \d+ bytes, over the limit of 1000 bytes"):
+            cifar10(root, max_bytes=1000)
+        assert len(cifar10(root, max_bytes=10 ** 6).x) == 5 * PER_BATCH
+
+
+@pytest.mark.parametrize("how", ["reconstruct", "ndarray"])
+def test_a_tiny_pickle_cannot_make_numpy_allocate_gigabytes(tmp_path, how, peak_bytes):
+    """numpy's allowed rebuilders take a shape from the pickle: ``_reconstruct(ndarray, (2**31,), 'b')`` or a
+    direct ``ndarray((2**31,))`` in a ~150-byte batch once allocated 2 GiB. A declared shape is now checked
+    against the bytes the pickle holds, and a call of ndarray itself is refused."""
+    rebuild = np.zeros(0).__reduce__()[0]
+
+    class Hostile:
+        def __reduce__(self):
+            if how == "reconstruct":
+                return rebuild, (np.ndarray, (2 ** 31,), b"B")
+            return np.ndarray, ((2 ** 31,), np.dtype("u1"))
+    data = pickle.dumps({b"data": Hostile(), b"labels": []}, protocol=2)
+    assert len(data) < 200
+    batches = make_batches()
+    folder = write_copy(tmp_path, batches, "python")
+    (folder / "data_batch_1").write_bytes(data)
+    err, peak = peak_bytes(lambda: cifar10(tmp_path))
+    assert isinstance(err, ValueError) and peak < 2 ** 22
+    expect = ("refused an array of shape (2147483648,) (2147483648 bytes): more than the" if how == "reconstruct"
+              else "refused a call of numpy.ndarray")
+    assert f"data_batch_1: refused to unpickle ({expect}" in str(err)

@@ -145,3 +145,76 @@ def test_hostile_array_files_are_refused_naming_the_file(tmp_path):
             from_array(tmp_path / name)
     (tmp_path / "good.npy").write_bytes(good)                               # the reader itself is exact
     np.testing.assert_array_equal(from_array(tmp_path / "good.npy").x.numpy(), np.arange(12.0).reshape(4, 3))
+
+
+def _png16(path, a):
+    """A 16-bit PNG of ``a`` (uint16 [H, W] grayscale or [H, W, 3] RGB), written by hand (Pillow writes
+    16-bit grayscale only)."""
+    import struct
+    import zlib
+    h, w = a.shape[:2]
+    raw = b"".join(b"\x00" + a[r].astype(">u2").tobytes() for r in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", w, h, 16, 2 if a.ndim == 3 else 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
+
+
+def test_sixteen_bit_images_are_scaled_by_their_bit_depth(tmp_path):
+    """A 16-bit grayscale PNG spans [-1, 1] by v / 32767.5 - 1 (once clipped: everything above 255 was 1.0)."""
+    gray = np.array([[0, 255, 256, 1000], [32768, 40000, 65000, 65535]], np.uint16)
+    _png16(tmp_path / "g.png", gray)
+    x = image_folder(tmp_path).x
+    assert x.shape == (1, 3, 2, 4)
+    np.testing.assert_allclose(x[0].numpy(), np.broadcast_to(gray / 32767.5 - 1, (3, 2, 4)), rtol=0, atol=1e-6)
+    x = image_folder(tmp_path, size=2).x                         # resizing keeps the 16-bit range
+    assert x.shape == (1, 3, 2, 2) and float(x.min()) < 0 and float(x.max()) < 1
+    rgb = np.zeros((2, 2, 3), np.uint16)
+    rgb[0, 0] = (65535, 32896, 0)                                 # 16-bit RGB: Pillow keeps the high bytes
+    _png16(tmp_path / "g.png", rgb)
+    np.testing.assert_allclose(image_folder(tmp_path).x[0, :, 0, 0].numpy(), [1, 128 / 127.5 - 1, -1], atol=1e-6)
+    Image.fromarray(np.full((2, 2), 7, np.int32), mode="I").save(tmp_path / "g.tif")
+    with pytest.raises(ValueError, match=r"g\.tif holds 32-bit integer pixels \(mode I\)"):
+        image_folder(tmp_path)
+
+
+def test_negative_dimension_in_an_npy_header_is_refused(tmp_path):
+    """Once loaded as shape (2, 0): the header's shape (2, -1) declares -16 bytes."""
+    (tmp_path / "neg.npy").write_bytes(_npy_bytes(np.zeros((2, 2)), shape=(2, -1)))
+    with pytest.raises(ValueError, match=r"neg\.npy declares shape \(2, -1\), with a negative dimension"):
+        from_array(tmp_path / "neg.npy")
+
+
+def test_array_files_over_the_limit_are_refused_before_reading(tmp_path, peak_bytes):
+    """A .npz member that inflates far beyond its compressed size (here 16 MiB of zeros in 16 kB) is refused
+    from its declared shape, over the stated limit, before its data is read; the default limit is MAX_BYTES."""
+    import inspect
+
+    from memgen.data.files import MAX_BYTES
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("x.npy", "w") as m:
+            np.lib.format.write_array_header_1_0(m, {"descr": "|u1", "fortran_order": False, "shape": (2 ** 18, 64)})
+            zeros = bytes(2 ** 20)
+            for _ in range(16):
+                m.write(zeros)
+    assert (tmp_path / "bomb.npz").stat().st_size < 2 ** 20
+    err, peak = peak_bytes(lambda: from_array(tmp_path / "bomb.npz", max_bytes=2 ** 20))
+    assert isinstance(err, ValueError) and peak < 2 ** 20
+    assert re.search(r"bomb\.npz\['x'\] declares shape \(262144, 64\) \(16777216 bytes\), over the limit of "
+                     r"1048576 bytes; pass a larger max_bytes", str(err))
+    assert from_array(tmp_path / "bomb.npz", max_bytes=2 ** 24).x.shape == (2 ** 18, 64)
+    assert inspect.signature(from_array).parameters["max_bytes"].default == MAX_BYTES == 4 * 2 ** 30
+    (tmp_path / "short.npy").write_bytes(_npy_bytes(np.zeros(4, np.uint8), shape=(2 ** 33,)))   # header: 8 GiB
+    err, peak = peak_bytes(lambda: from_array(tmp_path / "short.npy"))
+    assert "short.npy declares shape (8589934592,) (8589934592 bytes) but holds only 4 bytes" in str(err)
+    assert peak < 2 ** 20
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_sixteen_bit_float_tensors_are_read_as_their_float32_values(dtype):
+    x = torch.randn(12, 3, generator=torch.Generator().manual_seed(0)).to(dtype)
+    ds = from_array(x)
+    assert ds.train.dtype == torch.float32
+    assert torch.equal(ds.train, x.float())                   # every 16-bit value is exact in float32

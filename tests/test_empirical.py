@@ -123,3 +123,76 @@ def test_is_a_module_like_any_other():
         assert model.eval() is model and not model.training
         assert model.train() is model and model.training
         torch.testing.assert_close(model.train_points, y)
+
+
+def _central_difference(f, x, h=1e-6):
+    """``d f(x).sum() / d x`` by central differences, one coordinate at a time (float64)."""
+    grad = torch.zeros_like(x)
+    for i in range(x.numel()):
+        e = torch.zeros_like(x).reshape(-1)
+        e[i] = h
+        e = e.reshape(x.shape)
+        grad.reshape(-1)[i] = (f(x + e).sum() - f(x - e).sum()) / (2 * h)
+    return grad
+
+
+@pytest.mark.parametrize("d", [2, 8])
+@pytest.mark.parametrize("smoothed", [False, True])
+def test_autograd_through_the_default_kernel_is_the_gradient_of_the_exact_score(d, smoothed):
+    """The default kernel (numba/pruned on CPU for d <= 8) cannot carry autograd: a call that needs it takes
+    torch's operations, so the gradient of the score is the true one (not -1/sigma^2 of a detached D)."""
+    from memgen import score
+    g = torch.Generator().manual_seed(d)
+    y = torch.randn(30, d, generator=g, dtype=torch.float64)
+    x0 = torch.randn(3, d, generator=g, dtype=torch.float64) * 0.7
+
+    def make(**kw):
+        return SmoothedDenoiser(y, 0.4, **kw) if smoothed else EmpiricalDenoiser(y, **kw)
+
+    model, reference = make(), make(kernel="torch")
+    assert model.kernel == "auto" and model._lowdim_kernel() == "pruned"
+    x = x0.clone().requires_grad_()
+    score(model, x, 0.7).sum().backward()
+    with torch.no_grad():
+        fd = _central_difference(lambda z: score(model, z, 0.7), x0)
+    np.testing.assert_allclose(x.grad.numpy(), fd.numpy(), rtol=1e-6, atol=1e-6)
+    assert float((x.grad + 1 / 0.7 ** 2).abs().max()) > 1e-2         # not the detached -1/sigma^2
+    xr = x0.clone().requires_grad_()
+    score(reference, xr, 0.7).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), xr.grad.numpy(), rtol=1e-12, atol=1e-12)
+    x.grad = None
+    model(x, 0.7).sum().backward()                                   # D itself is differentiable
+    with torch.no_grad():
+        fd = _central_difference(lambda z: model(z, 0.7), x0)
+    np.testing.assert_allclose(x.grad.numpy(), fd.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_autograd_flows_through_sigma():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(20, 2, generator=g, dtype=torch.float64)
+    x = torch.randn(4, 2, generator=g, dtype=torch.float64)
+    model = EmpiricalDenoiser(y)
+    sigma = torch.full((4,), 0.6, dtype=torch.float64, requires_grad=True)
+    model(x, sigma).sum().backward()
+    h = 1e-6
+    with torch.no_grad():
+        fd = (model(x, 0.6 + h).sum(1) - model(x, 0.6 - h).sum(1)) / (2 * h)
+    np.testing.assert_allclose(sigma.grad.numpy(), fd.numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("kernel", ["auto", "torch", "numba"])
+def test_tiny_sigma_on_float64_data_gives_the_nearest_training_point(kernel):
+    """sigma = 1e-9: D* is the nearest training point (its sigma -> 0 limit), the smoothed denoiser
+    tends to x, and sampling down to 1e-9 lands on training points. Once the KD-tree's cut ball rounded to
+    the nearest distance itself and lost the nearest point: a false 'overflow' error."""
+    from memgen import edm_sigmas, sample, score
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(5000, 2, generator=g, dtype=torch.float64) + 3
+    x = torch.randn(300, 2, generator=g, dtype=torch.float64)
+    nearest = y[torch.cdist(x, y).argmin(1)]
+    model = EmpiricalDenoiser(y, kernel=kernel)
+    torch.testing.assert_close(model(x, 1e-9), nearest, rtol=0, atol=0)
+    torch.testing.assert_close(score(model, x, 1e-9), (nearest - x) / 1e-18, rtol=1e-12, atol=0)
+    torch.testing.assert_close(SmoothedDenoiser(y, 0.1, kernel=kernel)(x, 1e-9), x, rtol=1e-15, atol=1e-15)
+    out = sample(model, x[:20], edm_sigmas(8, sigma_min=1e-9))
+    assert float(((out[:, None] - y[None]) ** 2).sum(-1).min(1).values.max()) < 1e-24

@@ -161,3 +161,32 @@ def test_configs_written_before_measure_metrics_still_load():
     assert Config.from_dict({"measure": {"fidelity": "auto"}}).measure.metrics == Config().measure.metrics
     with pytest.raises(ValueError, match="^measure.error"):
         Config.from_dict({"measure": {"error": "mypackage:my_error"}})
+
+
+def test_unknown_compile_backend_is_named_with_the_allowed_values(tmp_path, capsys):
+    from memgen.cli import main
+
+    with pytest.raises(ValueError, match=r"^train\.compile: unknown value 'nonsense'; expected one of \[.*'default'"
+                                         r".*'eager'.*'inductor'.*'off'.*\]$"):
+        load_config(None, ["train.compile=nonsense"])
+    with pytest.raises(ValueError, match=r"train\.compile: unknown value 'inductr'; did you mean inductor\?"):
+        load_config(None, ["train.compile=inductr"])
+    assert load_config(None, ["train.compile=eager"]).train.compile == "eager"          # a debug backend
+    assert main(["train", str(tmp_path / "run"), "train.compile=nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("memgen: error: train.compile: unknown value 'nonsense'")
+    assert not (tmp_path / "run").exists()
+
+
+def test_params_that_config_toml_cannot_hold_are_refused_before_training(tmp_path):
+    import torch
+
+    from neural import train
+
+    bf16 = {"data": {"name": "from_array", "params": {"path_or_array": torch.zeros(8, 2, dtype=torch.bfloat16)}}}
+    with pytest.raises(ValueError, match=r"^data\.params\.path_or_array: a Tensor cannot be kept in a run's "
+                                         r"config\.toml; .*save it with numpy\.save and give its path"):
+        train(bf16, tmp_path / "run")
+    with pytest.raises(ValueError, match=r"^model\.params\.width: a NoneType cannot be kept"):
+        Config.from_dict({"model": {"params": {"width": None}}})
+    assert not (tmp_path / "run").exists()

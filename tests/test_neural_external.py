@@ -7,9 +7,12 @@ import pytest
 import torch
 from torch import nn
 
+import json
+from types import SimpleNamespace
+
 from memgen.noise import ddpm_linear_alpha_bar
 from neural.external import (FunctionDenoiser, PreconditionedDenoiser, VPDiscreteDenoiser, edm_denoiser,
-                             from_diffusers, load_diffusers)
+                             from_diffusers, load_diffusers, unet_parameters)
 from toymodels import EmpiricalDenoiser
 
 T = 1000
@@ -22,22 +25,25 @@ def t_of_sigma(sigma):
     return np.interp(np.log(np.asarray(sigma, dtype=np.float64)), LOG_SIG, np.arange(T))
 
 
-def sigma_of_t(t):
-    return np.exp(np.interp(np.asarray(t, dtype=np.float64), np.arange(T), LOG_SIG))
+def sigma_of_t(t, log_sig=LOG_SIG):
+    return np.exp(np.interp(np.asarray(t, dtype=np.float64), np.arange(len(log_sig)), log_sig))
 
 
 class Oracle(nn.Module):
-    """Returns the exact eps, v or x0 of the empirical denoiser at the VP state it is given."""
+    """Returns the exact eps, v or x0 of the empirical denoiser at the VP state it is given, for the schedule
+    ``alpha_bar`` (default: DDPM's linear schedule in float64)."""
 
-    def __init__(self, emp, prediction):
+    def __init__(self, emp, prediction, alpha_bar=AB):
         super().__init__()
         self.emp, self.prediction = emp, prediction
+        ab = torch.as_tensor(alpha_bar).double().numpy()
+        self.log_sig = np.log(np.sqrt((1 - ab) / ab))
         self.weight = nn.Parameter(torch.zeros(()))             # a network has parameters (its device)
         self.seen_t = None
 
     def forward(self, x_vp, t, class_labels=None):
         self.seen_t = t.detach().double().clone()
-        s = torch.as_tensor(sigma_of_t(t.detach().numpy()), dtype=torch.float64)
+        s = torch.as_tensor(sigma_of_t(t.detach().numpy(), self.log_sig), dtype=torch.float64)
         x = x_vp.double() * (1 + s[:, None] ** 2).sqrt()
         d = self.emp(x, s).double()
         a = (1 / (1 + s ** 2))[:, None]
@@ -249,3 +255,142 @@ def test_save_pretrained_round_trip(tmp_path):
         load_diffusers(tmp_path / "missing")
     with pytest.raises(ValueError, match="scheduler"):
         load_diffusers(tmp_path / "unet_only")
+
+
+# --- the scheduler's float32 alphas_cumprod, eval mode, networks without parameters, hostile configs ----------
+
+BETAS32 = torch.linspace(1e-4, 0.02, T, dtype=torch.float32)
+AB32 = torch.cumprod(1.0 - BETAS32, dim=0)                    # diffusers' DDPMScheduler: float32, used as it is
+SIG32 = ((1 - AB32.double()) / AB32.double()).sqrt()           # the schedule's sigmas, exactly as training saw them
+
+
+def _adapters(net, schedule=AB32, betas=BETAS32):
+    """The routes from an eps network of a float32 diffusers schedule to a denoiser."""
+    config = SimpleNamespace(prediction_type="epsilon")
+    return {"scheduler": lambda: from_diffusers(net, SimpleNamespace(betas=betas, alphas_cumprod=schedule,
+                                                                     config=config)),
+            "scheduler_betas_only": lambda: from_diffusers(net, SimpleNamespace(betas=betas, config=config)),
+            "alphas_cumprod": lambda: from_diffusers(net, alphas_cumprod=schedule),
+            "vp_discrete": lambda: VPDiscreteDenoiser(net, schedule=schedule)}
+
+
+@pytest.mark.parametrize("route", list(_adapters(None)))
+def test_float32_schedule_oracle_equals_empirical_at_every_step(emp, route):
+    """Every sigma_t of the schedule: ||D - D*|| <= 1e-5 ||x - D*|| (the noise removed) + 3 float32 ulps of ||x||.
+    Recomputing alpha_bar from the betas in float64 (the old scheduler route) misses it by 2.3x near t = 0."""
+    g = torch.Generator().manual_seed(5)
+    noise = torch.randn(T, 3, generator=g, dtype=torch.float64)
+    x = emp.train_points[torch.arange(T) % 6] + SIG32[:, None] * noise
+    x = x.float().double()                                    # what the float32 network sees, exactly
+    den = _adapters(Oracle(emp, "epsilon", alpha_bar=AB32))[route]()
+    out, ref = den(x, SIG32).double(), emp(x, SIG32)
+    bound = 1e-5 * (x - ref).norm(dim=1) + 3 * 2 ** -23 * x.norm(dim=1)
+    assert float(((out - ref).norm(dim=1) / bound).max()) <= 1
+    assert den.sigma_range == (float(SIG32[0]), float(SIG32[-1]))
+
+
+def test_load_diffusers_keeps_the_float32_alphas_cumprod(tmp_path):
+    pytest.importorskip("diffusers")
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    sched = DDPMScheduler(num_train_timesteps=T)
+    DDPMPipeline(unet=_unet(), scheduler=sched).save_pretrained(tmp_path / "pipe")
+    den = load_diffusers(tmp_path / "pipe")
+    assert sched.alphas_cumprod.dtype == torch.float32
+    assert torch.equal(den.alpha_bar, sched.alphas_cumprod.double())
+    assert torch.equal(den.alpha_bar, AB32.double())
+
+
+class Dropout(nn.Module):
+    """A network whose output in training mode is random."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x, noise_label, class_labels=None):
+        return self.drop(self.lin(x))
+
+
+VP_ROUTES = [lambda n: VPDiscreteDenoiser(n, schedule=AB), lambda n: from_diffusers(n, alphas_cumprod=AB)]
+
+
+@pytest.mark.parametrize("make", VP_ROUTES + [PreconditionedDenoiser, edm_denoiser, FunctionDenoiser])
+def test_dropout_network_gives_one_answer(make):
+    torch.manual_seed(0)
+    net = Dropout()
+    den = make(net)
+    x = torch.randn(64, 3)
+    a, b = den(x, 0.5), den(x, 0.5)
+    assert not net.training and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("make", VP_ROUTES + [PreconditionedDenoiser, edm_denoiser])
+def test_network_without_parameters_is_refused(make):
+    with pytest.raises(ValueError, match="net: Identity has no parameters.*FunctionDenoiser"):
+        make(nn.Identity())
+
+
+def _write_json(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def _folder(tmp_path, unet=None, scheduler=None):
+    """A diffusers pipeline folder of config files only (nothing to build)."""
+    root = tmp_path / "pipe"
+    _write_json(root / "model_index.json", {"_class_name": "DDPMPipeline"})
+    _write_json(root / "unet" / "config.json", {"_class_name": "UNet2DModel", "block_out_channels": [8, 16],
+                                                "layers_per_block": 1, **(unet or {})})
+    _write_json(root / "scheduler" / "scheduler_config.json", {"_class_name": "DDPMScheduler",
+                                                               "num_train_timesteps": 1000, **(scheduler or {})})
+    return root
+
+
+def test_hostile_configs_refused_before_building(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_diffusers(name, *args, **kw):                # refused before diffusers builds (or is even imported)
+        if name.startswith("diffusers"):
+            raise AssertionError("diffusers reached")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_diffusers)
+    huge = _folder(tmp_path / "a", unet={"block_out_channels": [8192, 8192], "layers_per_block": 2})
+    with pytest.raises(ValueError, match=r"unet/config.json: the model has about .* parameters, more than "
+                                         r"max_parameters=2e\+09.*--max-parameters"):
+        load_diffusers(huge)
+    steps = _folder(tmp_path / "b", scheduler={"num_train_timesteps": 10 ** 9})
+    with pytest.raises(ValueError, match=r"scheduler_config.json: num_train_timesteps must be an integer in "
+                                         r"\[2, 1000000\].*got 1000000000"):
+        load_diffusers(steps)
+    for bad, match in (({"layers_per_block": -1}, "layers_per_block must be a positive integer"),
+                       ({"block_out_channels": "big"}, "block_out_channels must be")):
+        with pytest.raises(ValueError, match="config.json: " + match):
+            load_diffusers(_folder(tmp_path / "c", unet=bad))
+    damaged = _folder(tmp_path / "d")
+    (damaged / "unet" / "config.json").write_text("{\"_class_name\": ")
+    with pytest.raises(ValueError, match="unet/config.json: line 1 is not valid JSON"):
+        load_diffusers(damaged)
+    with pytest.raises(ValueError, match="scheduler: no scheduler_config.json .*--scheduler"):
+        load_diffusers(_folder(tmp_path / "e") / "unet")
+    with pytest.raises(ValueError, match="max_parameters"):
+        load_diffusers(_folder(tmp_path / "f"), max_parameters=0)
+
+
+def test_parameter_estimate_against_built_unets(tmp_path):
+    pytest.importorskip("diffusers")
+    for unet in (_unet(), _unet(out_channels=2)):
+        config = json.loads(json.dumps(dict(unet.config)))
+        actual = sum(p.numel() for p in unet.parameters())
+        assert 0.8 * actual <= unet_parameters(config) <= actual
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    DDPMPipeline(unet=_unet(), scheduler=DDPMScheduler()).save_pretrained(tmp_path / "p")
+    with pytest.raises(ValueError, match="max_parameters=1e\\+04"):
+        load_diffusers(tmp_path / "p", max_parameters=10 ** 4)
+    assert load_diffusers(tmp_path / "p", max_parameters=10 ** 5).timesteps == 1000

@@ -139,3 +139,20 @@ def test_conditional_labels_and_contract():
         model(x, -1.0, 0)
     with pytest.raises(ValueError, match="x"):
         model(torch.zeros(4, 5), 1.0, 0)
+
+
+def test_vp_network_states_the_noise_levels_it_was_trained_on():
+    """``sigma_range`` of a DDPM-linear VP network: ``sigma_t = sqrt((1 - abar_t) / abar_t)`` at t = 0 and T - 1,
+    with ``abar_0 = 1 - 1e-4`` (beta_1 = 1e-4), so sigma_0 = sqrt(1e-4 / (1 - 1e-4))."""
+    lo, hi = VPPrecond(torch.nn.Linear(2, 2), schedule="linear").sigma_range
+    assert lo == pytest.approx((1e-4 / (1 - 1e-4)) ** 0.5, rel=1e-9)
+    assert hi > 100 and lo < hi
+
+
+def test_network_without_parameters_computes_on_the_cpu():
+    class Zero(torch.nn.Module):
+        def forward(self, x, noise_label, labels=None):
+            return torch.zeros_like(x)
+    x = torch.randn(3, 2, dtype=torch.float64)
+    out = EDMPrecond(Zero())(x, 0.5)                       # F = 0: D = c_skip x = x / (1 + sigma^2 / sd^2)
+    assert torch.allclose(out, x / (1 + 0.25 / 0.25), atol=1e-7)

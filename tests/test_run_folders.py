@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 import torch
 
 from memgen.cli import main
-from neural import load_config, load_denoiser, train
+from neural import load_config, load_denoiser, read_metrics, train
 from neural.checkpoint import LATEST, CheckpointError, load, step_path
 from neural.rundir import RESUMABLE, RunFolderLocked, open_run, remove_orphans
 
@@ -168,3 +169,219 @@ def test_checkpoint_holding_code_is_refused_unrun(tmp_path):
     assert not marker.exists()
     torch.load(tmp_path / LATEST, weights_only=False)        # the payload is real: a full unpickler runs it
     assert marker.exists()
+
+
+# --- issue 23: nothing written outside a run folder, one-line errors ---------------------------------
+
+def _outside(tmp_path, name):
+    """An outside target for a link named ``name``: a folder holding a temporary-like file, or a file."""
+    target = tmp_path / "outside" / name.lstrip(".")
+    if name == "checkpoints":
+        target.mkdir(parents=True)
+        (target / ".step_000000002.pt.abcd1234.tmp").write_bytes(b"not yours")
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("# precious notes\n")                          # valid TOML, so the CLI reads it
+    return target
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", [".lock", "checkpoints", "latest.pt", "metrics.jsonl", "record.json",
+                                  "config.toml"])
+def test_symlinked_entry_is_refused_and_nothing_outside_changes(tmp_path, capsys, name):
+    run = tmp_path / "run"
+    run.mkdir()
+    target = _outside(tmp_path, name)
+    (run / name).symlink_to(target, target_is_directory=target.is_dir())
+    before = _snapshot(tmp_path / "outside")
+    with pytest.raises(ValueError, match=rf"run_dir: {run / name} is a symbolic link \(to {target}\)"):
+        train(_cfg(), run)
+    assert main(["train", str(run), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{run / name} is a symbolic link" in err
+    assert _snapshot(tmp_path / "outside") == before
+    assert [p.name for p in run.iterdir()] == [name]                          # nothing written in the run either
+
+
+def test_orphan_clean_up_never_follows_links(tmp_path):
+    run, target = tmp_path / "run", _outside(tmp_path, "checkpoints")
+    run.mkdir()
+    (run / "checkpoints").symlink_to(target, target_is_directory=True)
+    outside_file = tmp_path / "outside" / "kept.bin"
+    outside_file.write_bytes(b"keep")
+    (run / ".latest.pt.abcd1234.tmp").symlink_to(outside_file)               # named like an orphan
+    assert remove_orphans(run) == []
+    assert (target / ".step_000000002.pt.abcd1234.tmp").read_bytes() == b"not yours"
+    assert outside_file.read_bytes() == b"keep" and (run / ".latest.pt.abcd1234.tmp").is_symlink()
+
+
+def test_lock_file_is_opened_without_following_a_link(tmp_path):
+    from neural.rundir import _lock
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".lock").symlink_to(outside)                          # a link made after the check
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        _lock(tmp_path / "run")
+    assert outside.read_text() == "precious"
+
+
+def test_diverged_run_stops_naming_the_step_and_keeps_the_last_finite_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(run), *FAST, "train.lr=1e8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert (f"memgen: error: train: the run diverged at step 3 (loss nan); {run / LATEST} keeps the last finite "
+            "state, step 2; lower train.lr") in err
+    state = load(run / LATEST)
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for key in ("model", "ema") for v in state[key].values())
+    assert [r["step"] for r in read_metrics(run)] == [2]
+
+
+def test_weights_gone_infinite_are_never_saved(tmp_path, monkeypatch):
+    import neural.training
+    from neural.training import Diverged
+
+    runs, build_run = [], neural.training.build_run
+    monkeypatch.setattr(neural.training, "build_run", lambda *a: runs.append(build_run(*a)) or runs[-1])
+
+    def poison(step, loss):                                  # a finite loss, then an infinite weight at step 2
+        if step == 2:
+            next(runs[0].model.parameters()).data[0] = float("inf")
+
+    with pytest.raises(Diverged, match=r"diverged at step 2 \(NaN or infinite weights after a loss of "
+                                       r"[0-9.]+\); .*latest\.pt keeps the last finite state, step 1"):
+        train(_cfg("train.save_every=1"), tmp_path, callback=poison)
+    assert load(tmp_path / LATEST)["step"] == 1
+
+
+def _unavailable_devices():
+    from neural.ddp import available_devices
+
+    have = available_devices()
+    return [d for d in ("cuda", "mps", "cuda:7") if (d if d != "cuda" else "cuda:0") not in have]
+
+
+@pytest.mark.parametrize("device", _unavailable_devices())
+def test_unavailable_device_is_named_before_anything_is_written(tmp_path, capsys, device):
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match=rf"train\.device: '{device}' is not available on this machine; "
+                                         r"available: cpu"):
+        train(_cfg(f"train.device={device}"), run)
+    assert main(["train", str(run), *FAST, f"train.device={device}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"train.device: '{device}' is not available" in err
+    assert not run.exists()
+    train(_cfg(), run)                                                   # a checkpoint is not called corrupt
+    with pytest.raises(ValueError, match=rf"^device: '{device}' is not available") as info:
+        load_denoiser(run, device=device)
+    assert not isinstance(info.value, CheckpointError)
+    assert main(["measure", str(run), "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"memgen: error: device: '{device}' is not available on this "
+                                                   "machine; available: cpu")
+
+
+def test_tampered_checkpoint_shapes_are_named(tmp_path, capsys):
+    train(_cfg(), tmp_path)
+    good = load(tmp_path / LATEST)
+    bad = {**good, "model": {**good["model"]}}
+    key = next(iter(bad["model"]))
+    bad["model"][key] = torch.zeros(3, 3)
+    torch.save(bad, tmp_path / LATEST)
+    with pytest.raises(CheckpointError, match=rf"{LATEST}: its model weights do not fit the network of its config "
+                                              rf"\(size mismatch for {key}: copying a param with shape"):
+        train(_cfg("train.steps=6"), tmp_path)
+    torch.save({**good, "ema": bad["model"]}, tmp_path / LATEST)
+    with pytest.raises(CheckpointError, match=rf"{LATEST}: its EMA weights do not fit"):
+        load_denoiser(tmp_path)
+    assert main(["train", str(tmp_path), *FAST, "train.steps=6"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "its model weights do not fit" not in err   # the EMA one now, named
+    opt = {**good["optimizer"], "state": {**good["optimizer"]["state"]}}
+    opt["state"][0] = {**opt["state"][0], "exp_avg": torch.zeros(5)}
+    torch.save({**good, "optimizer": opt}, tmp_path / LATEST)
+    with pytest.raises(CheckpointError, match=rf"{LATEST}: its optimizer state 'exp_avg' has shape \(5,\)"):
+        train(_cfg("train.steps=6"), tmp_path)
+    assert load(tmp_path / LATEST)["step"] == 4                                # nothing was touched
+
+
+@pytest.mark.parametrize("damage,message", [
+    ('{"step": 9, \n', r"line 4 is not valid JSON \(Expecting property name enclosed in double quotes, column 13\)"),
+    ('[1, 2]\n', r"line 4 is not a JSON object with the keys step"),
+    ('{"loss": 1}\n', r"line 4 is not a JSON object with the keys step"),
+])
+def test_damaged_metrics_file_is_named_with_its_line(tmp_path, capsys, damage, message):
+    train(_cfg(), tmp_path)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write(damage)
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'metrics.jsonl'}: {message}; the file is damaged"):
+        train(_cfg("train.steps=6"), tmp_path)
+    assert main(["train", str(tmp_path), "train.steps=6"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_damaged_record_and_config_are_named_with_their_line(tmp_path, capsys):
+    from memgen.runs import read_record
+
+    train(_cfg(), tmp_path)
+    record = tmp_path / "record.json"
+    assert read_record(tmp_path)["n_train"] == 20
+    record.write_text(record.read_text()[:-20])
+    with pytest.raises(ValueError, match=rf"{record}: line \d+ is not valid JSON \(.*column \d+\); the file is damaged"):
+        read_record(tmp_path)
+    record.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ValueError, match=rf"{record}: not UTF-8 text \(byte 0\)"):
+        read_record(tmp_path)
+    (tmp_path / "config.toml").write_text("[train]\nsteps = = 3\n")
+    assert main(["train", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'config.toml'}: not valid TOML" in err and "line 2" in err
+
+
+class _FullDisk:
+    """A file whose writes fail as on a full disk."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, data):
+        raise OSError(28, "No space left on device")
+
+
+def test_full_disk_names_the_path_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    import memgen.runs
+
+    real = os.fdopen
+    monkeypatch.setattr(memgen.runs.os, "fdopen", lambda fd, mode: _FullDisk(real(fd, mode)))
+    with pytest.raises(OSError, match="No space left on device") as info:
+        memgen.runs.atomic_write_bytes(tmp_path / "a" / "x.bin", b"data")
+    assert info.value.filename == str(tmp_path / "a" / "x.bin") and list((tmp_path / "a").iterdir()) == []
+    run = tmp_path / "run"
+    assert main(["train", str(run), *FAST]) == 2
+    assert capsys.readouterr().err == f"memgen: error: {run / 'config.toml'}: No space left on device\n"
+    assert not run.exists()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(max_size=12), st.from_regex(r"(cuda|mps|cpu|xpu|meta|tpu)(:-?\d{1,3})?", fullmatch=True)))
+def test_any_device_string_is_a_device_of_this_machine_or_a_named_error(spec):
+    from neural.ddp import available_devices, pick_device
+
+    try:
+        dev = pick_device(spec)
+    except ValueError as e:
+        assert str(e).startswith(f"train.device: {spec!r} is not available on this machine; available: cpu")
+    else:
+        assert spec in ("auto", "cpu", "cuda") or dev.type in ("cpu", "mps") or str(dev) in available_devices()

@@ -101,3 +101,13 @@ def test_sampler_input_errors():
         sample(model, torch.randn(2, 2), torch.tensor([1.0, 2.0, 0.0]))
     with pytest.raises(ValueError, match="noise"):
         sample(model, torch.randn(2), edm_sigmas(5))
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_a_sigma_grid_of_another_shape_is_refused_not_flattened(reuse):
+    model = EmpiricalDenoiser(circle().train.double())
+    grid = torch.tensor([[1.0, 0.5], [0.1, 0.0]], dtype=torch.float64)      # decreasing once flattened
+    with pytest.raises(ValueError, match=r"sigmas: expected a 1-D grid .* got shape \(2, 2\)"):
+        sample(model, torch.randn(2, 2, dtype=torch.float64), grid, reuse=reuse)
+    with pytest.raises(ValueError, match=r"sigmas: expected a 1-D grid .* got shape \(1,\)"):
+        sample(model, torch.randn(2, 2, dtype=torch.float64), [1.0], reuse=reuse)

@@ -20,7 +20,7 @@ from memgen.checks import integer, non_negative
 from memgen.contract import Denoiser, Posterior
 from memgen.pairwise import DEFAULT_BUDGET, centred_summary, training_points
 
-from .posterior_torch import streaming_posterior
+from .posterior_torch import needs_grad, streaming_posterior
 
 NUMBA_MAX_DIM = 8
 """``kernel='auto'`` uses the pruned kernel on CPU up to this dimension, the GEMM kernel above.
@@ -57,7 +57,8 @@ class EmpiricalDenoiser(Denoiser):
         kernel: ``'auto'`` (``'pruned'`` for d <= 8 on CPU, else ``'torch'``), ``'torch'`` (streamed
             GEMMs, any d, any device), ``'numba'`` (fused loops, CPU) or ``'pruned'`` (numba plus a
             KD-tree that skips pairs of weight below float64 rounding, and a far-field series at large
-            sigma, both with certified bounds; CPU).
+            sigma, both with certified bounds; CPU). A call with autograd on and ``x`` or ``sigma``
+            requiring grad takes ``'torch'`` whatever the kernel, so gradients are those of ``D*``.
 
     The training set is kept as given (no copy): chunks are centred on the stored training mean as they
     are read, which keeps the GEMM expansion of the distances accurate in float32 for uncentred data.
@@ -113,7 +114,8 @@ class EmpiricalDenoiser(Denoiser):
         """Posterior statistics for validated ``x`` [B, *shape] and sigma [B] (see ``streaming_posterior``)."""
         flat = x.reshape(x.shape[0], -1).to(self.center.device)
         sigma = sigma.to(self.center.device)
-        lowdim = None if kw else self._lowdim_kernel()
+        # autograd takes torch's operations whatever the kernel: the numba kernels read plain arrays
+        lowdim = None if kw or needs_grad(flat, sigma) else self._lowdim_kernel()
         if lowdim is not None:
             if self.center.device.type != "cpu":
                 raise ValueError(f"kernel={lowdim!r} runs on CPU tensors only; use kernel='torch' on GPU")

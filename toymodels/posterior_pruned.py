@@ -46,9 +46,15 @@ def build_tree(y: np.ndarray) -> cKDTree:
     return cKDTree(np.asarray(y, dtype=np.float64))
 
 
+CUT_SLACK = 1e-12
+"""Relative widening of the cut ball, far above the rounding of the tree's distances (d <= 8 terms, a few
+1e-16): at tiny sigma the cut radius rounds to ``r0`` itself, and the ball must still hold the nearest point."""
+
+
 def cut_radius(r0: np.ndarray, sigma: np.ndarray, n: int) -> np.ndarray:
-    """``sqrt(r0^2 + 2 sigma^2 (log n + TAIL_MARGIN))``: outside it every weight is below ``e^-T`` of the largest."""
-    return np.sqrt(r0 ** 2 + 2 * sigma ** 2 * (math.log(n) + TAIL_MARGIN))
+    """``sqrt(r0^2 + 2 sigma^2 (log n + TAIL_MARGIN))``, widened by :data:`CUT_SLACK`: outside it every weight
+    is below ``e^-T`` of the largest (a wider ball only keeps more points, so the bound still holds)."""
+    return np.sqrt(r0 ** 2 + 2 * sigma ** 2 * (math.log(n) + TAIL_MARGIN)) * (1 + CUT_SLACK)
 
 
 def estimated_fraction(x: np.ndarray, r: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -58,6 +58,12 @@ def merge(a: State, b: State) -> State:
     return State(m, sa + sb, ta + tb, a.acc * al.unsqueeze(1) + b.acc * bl.unsqueeze(1))
 
 
+def needs_grad(x: torch.Tensor, sigma: torch.Tensor) -> bool:
+    """Whether autograd must flow through ``x`` or ``sigma``: only torch's operations carry it (the numba
+    kernels read plain arrays), so such a call takes :func:`_torch_state`."""
+    return torch.is_grad_enabled() and (x.requires_grad or sigma.requires_grad)
+
+
 def overflow_error(dtype) -> ValueError:
     return ValueError(f"x, sigma: the logits -||x - y||^2 / (2 sigma^2) overflow {dtype} (x too far from the"
                       " training points for this sigma); pass smaller inputs or dtype=torch.float64")
@@ -80,7 +86,7 @@ def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Te
     ``products``, a float64 ``[B, n]`` CPU tensor, receives the products ``u_b . v_j`` of every block
     (:func:`memgen.pairwise.keep_products`; the reusing sampler of :mod:`toymodels.trajectory` carries them).
     """
-    grad = torch.is_grad_enabled() and (u.requires_grad or sigma.requires_grad)
+    grad = needs_grad(u, sigma)
     if not all_weights and not grad and fused(u):
         state, top = _fused_state(u, y, center, v_sqnorm, offset, sigma, budget=budget - reserved, raw=raw,
                                   products=products, topk=topk)
@@ -137,7 +143,7 @@ def _torch_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tenso
     """:func:`streaming_state` by torch operations on each ``[B, c]`` block (any device, autograd, extras)."""
     coef = (-0.5 / sigma ** 2).unsqueeze(1)
     # Without autograd the [B, c] blocks are updated in place (2 alive per chunk); with it, out of place (5).
-    grad = torch.is_grad_enabled() and (u.requires_grad or sigma.requires_grad)
+    grad = needs_grad(u, sigma)
     m = s = t = acc = None
     top = None
     chunks = []

@@ -44,7 +44,7 @@ import math
 import numpy as np
 import torch
 
-from memgen.checks import as_batch, as_tensor, positive
+from memgen.checks import as_batch, as_grid, positive
 from memgen.pairwise import (centred_sq_norms, host_rows, keep_products, point_chunks, product_shift,
                              uses_raw_rows)
 
@@ -206,9 +206,7 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
         raise TypeError(f"model: expected a toymodels.EmpiricalDenoiser, got {type(model).__name__}")
     tol = positive(tol, "tol")
     x = as_batch(noise, "noise", event_shape=model.event_shape, dtype=torch.float64)
-    sig = [float(s) for s in as_tensor(sigmas, "sigmas", dtype=torch.float64).reshape(-1)]
-    if len(sig) < 2 or any(a <= b for a, b in zip(sig, sig[1:])) or sig[-1] < 0:
-        raise ValueError("sigmas: need at least two strictly decreasing, non-negative noise levels")
+    sig = [float(s) for s in as_grid(sigmas)]
     from .trajectory_kernels import combine, kept_points
 
     B = x.shape[0]

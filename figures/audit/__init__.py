@@ -14,24 +14,42 @@ from .inputs import AuditData, load_data, load_model
 __all__ = ["audit", "AuditSettings", "AuditData", "load_data", "load_model", "register"]
 
 
-def _run(args) -> int:
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _settings(args) -> AuditSettings:
+    """The settings given on the command line, each checked first under its option's name (``--probes``)."""
     import dataclasses
+
+    from .report import check_setting
+
+    names = {f.name for f in dataclasses.fields(AuditSettings)}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return AuditSettings(**{k: check_setting(k, v, _option(k)) for k, v in given.items()})
+
+
+def _run(args) -> int:
     from pathlib import Path
 
+    from memgen.checks import integer
     from memgen.threads import cpu_threads
 
     from .inputs import with_val
 
+    settings = _settings(args)
+    integer(args.threads, "--threads", 0)
+    if args.max_parameters is not None:
+        integer(args.max_parameters, "--max-parameters")
     with cpu_threads(args.threads):
-        model, own, kind = load_model(args.model, device=args.device)
+        model, own, kind = load_model(args.model, device=args.device, scheduler=args.scheduler,
+                                      max_parameters=args.max_parameters)
         if args.train is not None:
             data = load_data(args.train, args.val)
         elif own is None:
             raise SystemExit("memgen audit: --train DATA is required unless MODEL is a memgen run folder")
         else:
             data = own if args.val is None else with_val(own, args.val)
-        fields = {f.name for f in dataclasses.fields(AuditSettings)}
-        settings = AuditSettings(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
         name = args.model if kind == "factory" else Path(args.model).resolve().name
         summary = audit(model, data, args.out, settings=settings, model_name=name)
     print(f"audit of {name} ({kind}) written to {args.out}/report.md")
@@ -49,6 +67,10 @@ def register(subparsers) -> None:
     p.add_argument("--val", help="validation data (default: the validation part of the --train data set)")
     p.add_argument("--out", default="memgen-audit", help="output folder (default: memgen-audit)")
     p.add_argument("--device", default="cpu", help="device of the model (cuda for a GPU)")
+    p.add_argument("--scheduler", help="scheduler folder (with scheduler_config.json) of a diffusers model folder "
+                                       "that has none")
+    p.add_argument("--max-parameters", dest="max_parameters", type=int,
+                   help="largest estimated parameter count of a diffusers model to build (default 2e9)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: torch's setting)")
     d = AuditSettings()
     p.add_argument("--probes", type=int, help=f"training and validation probes for the errors ({d.probes})")

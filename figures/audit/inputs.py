@@ -5,7 +5,7 @@ MODEL:
   (:func:`neural.checkpoint.load_denoiser`); its own data set and recorded split are the default data;
 * a local diffusers folder (``model_index.json`` with ``unet/`` and ``scheduler/``):
   :func:`neural.external.load_diffusers`;
-* ``module:factory``: a callable returning a :class:`memgen.Denoiser` (used as it is: put it in eval mode), a
+* ``module:factory``: a callable returning a :class:`memgen.Denoiser` (used as it is, in eval mode), a
   ``(unet, scheduler)`` pair of diffusers objects (:func:`neural.external.from_diffusers`), or a network
   that already returns the x0-estimate ``net(x, sigma)`` (:class:`neural.external.PreconditionedDenoiser`);
   any other network: wrap it with an adapter of :mod:`neural.external` inside the factory.
@@ -19,11 +19,9 @@ part of the ``--train`` split.
 from __future__ import annotations
 
 import importlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import memgen.data
@@ -109,14 +107,28 @@ def with_val(data: AuditData, val_spec: str) -> AuditData:
                      {**data.description, "val": val.describe() | {"split": None}})
 
 
+def _train_index(record: dict, n: int, file: Path) -> torch.Tensor:
+    """``record["train_index"]``: a non-empty list of distinct integers in ``[0, n)``, else refused naming ``file``."""
+    idx = record.get("train_index")
+    if not isinstance(idx, list) or not idx or any(isinstance(i, bool) or not isinstance(i, int) for i in idx):
+        raise ValueError(f"{file}: train_index must be a non-empty list of integers, got {str(idx)[:60]}")
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"{file}: train_index holds {bad[0]}, outside [0, {n - 1}] (the data set has {n} points)")
+    if len(set(idx)) != len(idx):
+        raise ValueError(f"{file}: train_index repeats indices; the file is damaged")
+    return torch.as_tensor(idx)
+
+
 def run_data(run_dir: Path) -> AuditData:
     """A memgen run's own training points (its recorded indices) and its data set's validation part."""
+    from memgen.runs import RECORD_FILE, read_record
     from neural.config import load_config
 
     cfg = load_config(run_dir / "config.toml")
-    record = json.loads((run_dir / "record.json").read_text())
+    record = read_record(run_dir)
     data = memgen.data.load(cfg.data.name, **cfg.data.params)
-    idx, val_idx = torch.as_tensor(np.asarray(record["train_index"])), torch.as_tensor(data.split.val)
+    idx, val_idx = _train_index(record, len(data.x), run_dir / RECORD_FILE), torch.as_tensor(data.split.val)
     lab = data.labels
     return AuditData(data.x[idx], data.x[val_idx], None if lab is None else lab[idx],
                      None if lab is None else lab[val_idx], {"run": str(run_dir), "data": data.describe() | {"split": None}})
@@ -139,19 +151,28 @@ def _from_factory(obj) -> Denoiser:
                     "scheduler) pair or a network net(x, sigma) -> x0")
 
 
-def load_model(spec: str, *, device="cpu") -> tuple[Denoiser, AuditData | None, str]:
-    """``(denoiser in eval mode on device, the run's own data or None, kind)`` for a MODEL spec (module docstring)."""
+def load_model(spec: str, *, device="cpu", scheduler=None,
+               max_parameters: int | None = None) -> tuple[Denoiser, AuditData | None, str]:
+    """``(denoiser in eval mode on device, the run's own data or None, kind)`` for a MODEL spec (module docstring).
+
+    ``scheduler`` (a scheduler folder) and ``max_parameters`` (default
+    :data:`neural.external.MAX_PARAMETERS`) apply to a diffusers folder only."""
     path = Path(spec)
+    if path.is_dir() and not is_run_dir(path):
+        from neural.external import MAX_PARAMETERS, load_diffusers
+
+        model = load_diffusers(path, device=device, scheduler=scheduler, max_parameters=max_parameters or MAX_PARAMETERS)
+        return model, None, "diffusers folder"
+    if scheduler is not None or max_parameters is not None:
+        raise ValueError(f"scheduler, max_parameters (--scheduler, --max-parameters): apply to a diffusers folder "
+                         f"only, and {spec!r} is none")
     if is_run_dir(path):
         from neural.checkpoint import load_denoiser
 
-        return load_denoiser(path, device=device), run_data(path), "memgen run"
-    if path.is_dir():
-        from neural.external import load_diffusers
-
-        return load_diffusers(path, device=device), None, "diffusers folder"
+        own = run_data(path)                                 # its record first: cheaper than the weights
+        return load_denoiser(path, device=device).eval(), own, "memgen run"
     if ":" in spec and not path.exists():
-        return _from_factory(resolve(spec, "model")()).to(device), None, "factory"
+        return _from_factory(resolve(spec, "model")()).to(device).eval(), None, "factory"
     raise ValueError(f"model: {spec!r} is neither a memgen run folder, a diffusers folder nor module:factory")
 
 

@@ -3,8 +3,9 @@
 For a model ``D`` with training points ``y_1..y_n`` and validation points (docs/metrics.md has the pitfalls):
 
 * ``gap.csv``: the per-sigma training and validation denoising errors ``E(sigma) = mean ||D(y + sigma eps, sigma)
-  - y||^2 / d`` and the gap ``G = (E_val - E_train) / E_train`` (:func:`compare.generalization_gap`) of the
-  model and of the optimal (empirical) denoiser ``D*`` of the same training set, on the same probes and noise;
+  - y||^2 / d``, the absolute gap ``E_val - E_train`` (``abs_gap``, the report's headline) and the relative gap
+  ``G = (E_val - E_train) / E_train`` (:func:`compare.generalization_gap`; meaningless where ``E_train`` is ~0) of
+  the model and of the optimal (empirical) denoiser ``D*`` of the same training set, on the same probes and noise;
 * ``optimal_distance.csv``: the model's distance to the optimal denoiser, ``||D(x, sigma) - D*(x, sigma)|| /
   sqrt(d)`` at noisy training and validation probes, per sigma (:func:`compare.localization`);
 * ``trajectories.csv``: for sampling trajectories (Heun on the EDM grid from fixed noise), the distance of each
@@ -19,6 +20,10 @@ For a model ``D`` with training points ``y_1..y_n`` and validation points (docs/
   FID weights file is given;
 * ``samples.npy`` (the samples), ``audit.png``, ``report.md``, ``summary.json``, ``record.json``.
 
+The noise levels (probes: ``[sigma_min, sigma_max]``; sampling: ``[sample_sigma_min, sigma_max]``) are clipped to
+the model's ``sigma_range`` where it has one (a discrete VP schedule: ``[sigma_0, sigma_{T-1}]``, about
+[0.01, 157] for DDPM), so that the model is never asked below or above the noise it was trained on.
+
 Memory stays bounded for large training sets: the optimal denoiser, the nearest search and the trajectory
 distances stream over training chunks; the errors use ``probes`` points per split. The model computes on
 its own device (the optimal denoiser and the replicate search follow it); trajectory distances run on the CPU.
@@ -26,27 +31,48 @@ its own device (the optimal denoiser and the replicate search follow it); trajec
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 from memgen.progress import progress_bar
 
+from memgen.checks import in_interval, integer, positive
 from memgen.contract import model_device
 
 from .inputs import AuditData
 
 
+COUNTS = {"probes": 1, "sigmas": 1, "samples": 1, "trajectories": 1, "steps": 1, "n_reference": 1,
+          "fidelity_points": 2, "n_boot": 1, "batch_size": 1, "gallery": 0, "seed": 0}
+"""The integer settings and their smallest allowed value."""
+
+
+def check_setting(field: str, value, name: str | None = None):
+    """``value`` of the setting ``field`` if allowed (:data:`COUNTS`, positive noise levels, thresholds in
+    (0, 1]); else a ValueError naming it ``name`` (default: the field; ``--probes`` on the command line)."""
+    name = name or field
+    if field in COUNTS:
+        return integer(value, name, COUNTS[field])
+    if field in ("sigma_min", "sigma_max", "sample_sigma_min"):
+        return positive(value, name)
+    if field in ("threshold", "cosine_threshold"):
+        return in_interval(value, name, 0.0, 1.0, closed="right")
+    return value
+
+
 @dataclass
 class AuditSettings:
     """Sizes of the audit. ``features``: ``'pixels'``, ``'inception_v3'``/``'resnet50'`` (with
-    ``feature_weights``, a local file) or ``module:callable``; ``fid_weights``: the FID Inception weights."""
+    ``feature_weights``, a local file) or ``module:callable``; ``fid_weights``: the FID Inception weights.
+    Every count is checked (:func:`check_setting`); noise levels are clipped to the model's (module docstring)."""
 
     probes: int = 128
     sigmas: int = 12
     sigma_min: float = 0.01
     sigma_max: float = 80.0
+    sample_sigma_min: float = 0.002
     samples: int = 256
     trajectories: int = 64
     steps: int = 18
@@ -63,6 +89,23 @@ class AuditSettings:
     gallery: int = 8
     seed: int = 0
 
+    def __post_init__(self):
+        for field in fields(self):
+            setattr(self, field.name, check_setting(field.name, getattr(self, field.name)))
+        if self.sigma_min > self.sigma_max or self.sample_sigma_min > self.sigma_max:
+            raise ValueError(f"sigma_min, sample_sigma_min: must not exceed sigma_max ({self.sigma_max}), got "
+                             f"{self.sigma_min} and {self.sample_sigma_min}")
+
+
+def sigma_window(model, lo: float, hi: float) -> tuple[float, float]:
+    """``[lo, hi]`` clipped to the model's ``sigma_range`` (if it has one); an empty window is refused."""
+    m_lo, m_hi = getattr(model, "sigma_range", (0.0, math.inf))
+    lo, hi = max(lo, m_lo), min(hi, m_hi)
+    if lo > hi:
+        raise ValueError(f"sigma_min, sigma_max: the audit's noise levels miss the model's range "
+                         f"[{m_lo:.3g}, {m_hi:.3g}]")
+    return lo, hi
+
 
 def _probes(model, data: AuditData, s: AuditSettings):
     """Fixed probes, noise, sampling noise and labels (:func:`neural.measure.make_probes`) of the audit's split."""
@@ -77,7 +120,8 @@ def _probes(model, data: AuditData, s: AuditSettings):
         labels = torch.cat([data.train_labels, data.val_labels])
     n = len(data.train)
     ds = Dataset("audit", torch.cat([data.train, data.val]), first_split(n + len(data.val), n), labels=labels)
-    return make_probes(ds, probes=s.probes, sigmas=s.sigmas, sigma_min=s.sigma_min, sigma_max=s.sigma_max,
+    lo, hi = sigma_window(model, s.sigma_min, s.sigma_max)
+    return make_probes(ds, probes=s.probes, sigmas=s.sigmas, sigma_min=lo, sigma_max=hi,
                        samples=s.samples, seed=s.seed, conditional=conditional)
 
 
@@ -87,7 +131,7 @@ def _sample(model, probes, s: AuditSettings, progress: bool):
     from memgen.samplers import Trajectory, sample
 
     device = model_device(model)
-    sigmas = edm_sigmas(s.steps, 0.002, s.sigma_max)
+    sigmas = edm_sigmas(s.steps, *sigma_window(model, s.sample_sigma_min, s.sigma_max))
     noise, labels = probes.sample_noise, probes.sample_labels
     outs, states, dens = [], [], []
     for k, b0 in enumerate(progress_bar(range(0, len(noise), s.batch_size), enabled=progress, desc="sampling",
@@ -141,6 +185,20 @@ def _is_image(shape) -> bool:
     return len(shape) == 3 and shape[0] in (1, 3)
 
 
+def _check_fid(data: AuditData, s: AuditSettings) -> None:
+    """The FID of the last stage needs RGB images ``[3, H, W]``, its weights file and torchmetrics: checked first."""
+    import importlib.util
+
+    shape = tuple(data.train.shape[1:])
+    if len(shape) != 3 or shape[0] != 3:
+        raise ValueError(f"fid_weights (--fid-weights): the FID needs RGB images [3, H, W], the data are "
+                         f"{list(shape)}; leave the FID out")
+    if not Path(s.fid_weights).is_file():
+        raise FileNotFoundError(f"fid_weights (--fid-weights): no FID Inception weights file {s.fid_weights}")
+    if importlib.util.find_spec("torchmetrics") is None:
+        raise ImportError("fid_weights (--fid-weights): the FID needs torchmetrics: pip install 'memgen[fid]'")
+
+
 def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None, progress: bool = True,
           model_name: str = "model") -> dict:
     """Audit ``model`` against ``data`` into the folder ``out`` (files in the module docstring); returns the summary."""
@@ -151,13 +209,17 @@ def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None,
     from toymodels import EmpiricalDenoiser
 
     s = settings or AuditSettings()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if len(data.train) < 2:
         raise ValueError(f"train: need at least 2 training points, got {len(data.train)}")
     if len(data.val) < 2:
         raise ValueError(f"val: need at least 2 validation points, got {len(data.val)}; pass --val DATA")
+    if s.fid_weights:
+        _check_fid(data, s)
     device = model_device(model)
+    phi = feature_map(s.features if ":" not in s.features else _callable(s.features), weights=s.feature_weights,
+                      device=device, batch_size=s.batch_size)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     d = math.prod(data.train.shape[1:])
     stages = progress_bar(total=6, enabled=progress, desc="audit")
     probes = _probes(model, data, s)
@@ -202,8 +264,6 @@ def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None,
     stages.update()
 
     stages.set_postfix_str("replicates")
-    phi = feature_map(s.features if ":" not in s.features else _callable(s.features), weights=s.feature_weights,
-                      device=device, batch_size=s.batch_size)
     search_phi = None if phi is pixels else phi
     train_dev, samples_dev = data.train.to(device), samples.to(device)      # the nearest search runs where the model does
     rep = replicates(samples_dev, train_dev, threshold=s.threshold, feature_map=search_phi,
@@ -262,6 +322,9 @@ def _summary(gap, dist, tsum, control, rep, cos, fid, name, s: AuditSettings, da
     return {
         "model": name, "n_train": len(data.train), "n_val": len(data.val), "samples": s.samples,
         "sigma_smallest": float(min(r["sigma"] for r in gap)),
+        "abs_gap_model_at_smallest_sigma": _at_smallest_sigma(gap, "abs_gap", model=name),
+        "abs_gap_optimal_at_smallest_sigma": _at_smallest_sigma(gap, "abs_gap", model="optimal"),
+        "abs_gap_model_max": float(np.nanmax([r["abs_gap"] for r in gap if r["model"] == name])),
         "gap_model_at_smallest_sigma": _at_smallest_sigma(gap, "gap", model=name),
         "gap_optimal_at_smallest_sigma": _at_smallest_sigma(gap, "gap", model="optimal"),
         "gap_model_max": float(np.nanmax([r["gap"] for r in gap if r["model"] == name])),
@@ -295,10 +358,13 @@ def _report(summary: dict, out: Path) -> str:
         f"{g['features']}. Reading guide: docs/metrics.md (in the memgen repository).", "",
         "![audit](audit.png)", "",
         "| measure | value |", "|---|---|",
-        f"| generalization gap G = (E_val - E_train)/E_train at sigma = {g['sigma_smallest']:.3g}: model | "
-        f"{g['gap_model_at_smallest_sigma']:.3g} |",
-        f"| same for the optimal (fully memorizing) denoiser | {g['gap_optimal_at_smallest_sigma']:.3g} |",
-        f"| largest gap of the model over sigma | {g['gap_model_max']:.3g} |",
+        f"| generalization gap E_val - E_train (error per dimension) at sigma = {g['sigma_smallest']:.3g}: model | "
+        f"{g['abs_gap_model_at_smallest_sigma']:.3g} |",
+        f"| same for the optimal (fully memorizing) denoiser | {g['abs_gap_optimal_at_smallest_sigma']:.3g} |",
+        f"| largest gap E_val - E_train of the model over sigma | {g['abs_gap_model_max']:.3g} |",
+        f"| relative gap (E_val - E_train)/E_train at sigma = {g['sigma_smallest']:.3g}: model / optimal denoiser "
+        f"(huge and meaningless where E_train is ~0) | {g['gap_model_at_smallest_sigma']:.3g} / "
+        f"{g['gap_optimal_at_smallest_sigma']:.3g} |",
         f"| RMS distance to the optimal denoiser at the smallest sigma: train / val probes | "
         f"{g['optimal_distance_train_at_smallest_sigma']:.3g} / {g['optimal_distance_val_at_smallest_sigma']:.3g} |",
         f"| trajectories at sigma = {g['trajectory_sigma_last']:.3g}: median distance to nearest train / val point "

@@ -11,6 +11,11 @@ nothing is extracted):
   nothing but numpy arrays of plain numeric dtypes, lists, dicts, tuples, numbers, bytes and strings.
 
 Class names come from ``batches.meta.txt`` / ``batches.meta`` when present, else the standard ten.
+
+Hostile copies are refused before anything large is allocated: a file or archive member larger than
+:data:`MAX_BYTES` (its size as stored, or as the tar header declares it: a 2 MB ``.tar.gz`` can hold a 2 GB
+batch), an archive of more than :data:`MAX_MEMBERS` members, and a pickled array whose declared shape holds
+more bytes than its pickle does (a 170-byte pickle may ask numpy for GiBs).
 """
 from __future__ import annotations
 
@@ -39,6 +44,11 @@ TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCHES = ["test_batch"]
 RECORD = 1 + 3 * 32 * 32
 ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
+MAX_BYTES = 2 ** 26
+"""Largest file of a CIFAR-10 copy that is read (64 MiB; a standard batch is 31 MB); raise it with
+``cifar10(..., max_bytes=...)``. Checked on sizes as stored or declared, before reading."""
+MAX_MEMBERS = 1000
+"""Most members a CIFAR-10 archive may hold (the standard ones hold 8 or 9)."""
 
 
 def _latin1_encode(text, encoding="latin1"):
@@ -55,6 +65,16 @@ def _plain_dtype(*args):
     return d
 
 
+class _NdarrayName:
+    """``numpy.ndarray`` as a pickle names it: only the type argument of ``_reconstruct``. Calling it, which
+    would allocate any shape the pickle asks for, is refused."""
+
+    def __call__(self, *args, **kwargs):
+        raise pickle.UnpicklingError("refused a call of numpy.ndarray: a CIFAR-10 batch names it only as the "
+                                     "type of numpy's _reconstruct")
+
+
+_NDARRAY = _NdarrayName()
 # numpy's own array rebuilders, taken from its reduce tuples (their module moved between numpy 1 and 2)
 _RECONSTRUCT = np.zeros(0).__reduce__()[0]          # protocols 0-4: _reconstruct(ndarray, shape, dtype) + state
 _FROMBUFFER = np.zeros(0).__reduce_ex__(5)[0]       # protocol 5: _frombuffer(buffer, dtype, shape, order)
@@ -63,7 +83,7 @@ _ALLOWED = {
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
     ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): _plain_dtype,
     ("_codecs", "encode"): _latin1_encode,
 }
@@ -73,17 +93,35 @@ class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that resolves only the globals needed to rebuild plain numpy arrays.
 
     Any other global (``os.system``, ``builtins.eval``, a class, ...) raises ``pickle.UnpicklingError``
-    before it is called, so a crafted file cannot run code. Python 2 strings decode as latin-1.
+    before it is called, so a crafted file cannot run code. Python 2 strings decode as latin-1. Arrays are
+    bounded before numpy allocates them: ``_reconstruct`` may not ask for more than ``max_bytes`` (the
+    pickle's own size in :func:`safe_unpickle`: an array's data must come from the pickle), ``_frombuffer``
+    views data the pickle holds, and ``ndarray.__setstate__`` checks its data's length.
     """
 
-    def __init__(self, file):
+    def __init__(self, file, max_bytes: int = MAX_BYTES):
         super().__init__(file, encoding="latin1")
+        self.max_bytes = max_bytes
 
     def find_class(self, module, name):
         if (module, name) not in _ALLOWED:
             raise pickle.UnpicklingError(f"refused global {module}.{name}: a CIFAR-10 batch holds only arrays, "
                                          "lists, dicts, bytes and strings")
-        return _ALLOWED[(module, name)]
+        found = _ALLOWED[(module, name)]
+        return self._reconstruct if found is _RECONSTRUCT else found
+
+    def _reconstruct(self, subtype, shape, dtype):
+        """numpy's ``_reconstruct(ndarray, shape, dtype)``, refused for another type or more than ``max_bytes``."""
+        if subtype is not _NDARRAY:
+            raise pickle.UnpicklingError(f"refused an array of type {subtype!r}: only numpy.ndarray")
+        dims = shape if isinstance(shape, tuple) else (shape,)
+        if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in dims):
+            raise pickle.UnpicklingError(f"refused array shape {shape!r}: expected non-negative integers")
+        nbytes = int(np.prod(dims, dtype=object)) * _plain_dtype(dtype).itemsize
+        if nbytes > self.max_bytes:
+            raise pickle.UnpicklingError(f"refused an array of shape {shape} ({nbytes} bytes): more than the "
+                                         f"{self.max_bytes} bytes the pickle can hold")
+        return _RECONSTRUCT(np.ndarray, shape, dtype)
 
 
 MAX_DEPTH = 8
@@ -131,9 +169,10 @@ def _check_plain(obj, where: str):
 
 
 def safe_unpickle(data: bytes, where: str = "pickle"):
-    """Load ``data`` with :class:`RestrictedUnpickler`; a refused or malformed file raises ValueError."""
+    """Load ``data`` with :class:`RestrictedUnpickler` (no array larger than ``data`` itself); a refused or
+    malformed file raises ValueError."""
     try:
-        obj = RestrictedUnpickler(io.BytesIO(data)).load()
+        obj = RestrictedUnpickler(io.BytesIO(data), len(data)).load()
         _check_plain(obj, where)
     except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError,
             RecursionError) as e:
@@ -148,11 +187,27 @@ def _missing(root: Path) -> FileNotFoundError:
         f"cifar-10-batches-bin/ (cifar-10-batches-py/) it unpacks to, in {root}.")
 
 
-def _archive_format(path: Path) -> str | None:
+def _too_large(where: str, size: int, max_bytes: int) -> ValueError:
+    return ValueError(f"root: {where} holds {size} bytes, over the limit of {max_bytes} bytes (a CIFAR-10 batch "
+                      "is 31 MB); pass a larger max_bytes to read it")
+
+
+def _members(tar: tarfile.TarFile, path: Path, max_bytes: int):
+    """The members of an open archive, each checked on its header before its data is read or skipped: at
+    most :data:`MAX_MEMBERS` of them, none larger than ``max_bytes``."""
+    for count, member in enumerate(tar, 1):
+        if count > MAX_MEMBERS:
+            raise ValueError(f"root: {path} holds more than {MAX_MEMBERS} members; a CIFAR-10 archive holds 9")
+        if member.size > max_bytes:
+            raise _too_large(f"{path}: {member.name}", member.size, max_bytes)
+        yield member
+
+
+def _archive_format(path: Path, max_bytes: int) -> str | None:
     """The format of a CIFAR-10 ``.tar.gz`` from the folder its members sit in (None: not CIFAR-10)."""
     try:
         with tarfile.open(path, "r:gz") as tar:
-            tops = {m.name.split("/")[0] for m in tar.getmembers()}
+            tops = {m.name.split("/")[0] for m in _members(tar, path, max_bytes)}
     except ARCHIVE_ERRORS as e:
         raise ValueError(f"root: {path} is not a readable .tar.gz archive ({type(e).__name__}: {e})") from e
     return next((fmt for fmt, (folder, *_) in FORMATS.items() if folder in tops), None)
@@ -165,11 +220,12 @@ class _Source:
     the python folder, the binary archive and the python archive inside ``root``.
     """
 
-    def __init__(self, root):
+    def __init__(self, root, max_bytes: int = MAX_BYTES):
         root = Path(root)
+        self.max_bytes = max_bytes
         found = None
         if root.is_file():
-            found = (root, _archive_format(root), "archive")
+            found = (root, _archive_format(root, max_bytes), "archive")
             if found[1] is None:
                 raise ValueError(f"root: {root} holds neither cifar-10-batches-bin/ nor cifar-10-batches-py/")
         elif root.is_dir():
@@ -184,20 +240,27 @@ class _Source:
         self.path, self.format, self.kind = found
 
     def read(self, names: list[str]) -> dict[str, bytes]:
-        """The contents of those files ``names`` that exist, by name (one pass over an archive)."""
+        """The contents of those files ``names`` that exist, by name (one pass over an archive), each checked
+        against ``max_bytes`` before it is read."""
         if self.kind == "folder":
-            return {n: (self.path / n).read_bytes() for n in names if (self.path / n).is_file()}
+            return {n: self._read_file(self.path / n) for n in names if (self.path / n).is_file()}
         folder = FORMATS[self.format][0]
         wanted = {f"{folder}/{n}": n for n in names}
         out = {}
         try:
             with tarfile.open(self.path, "r:gz") as tar:
-                for member in tar:
+                for member in _members(tar, self.path, self.max_bytes):
                     if member.isfile() and member.name in wanted:
                         out[wanted[member.name]] = tar.extractfile(member).read()
         except ARCHIVE_ERRORS as e:
             raise ValueError(f"root: {self.path} is a damaged .tar.gz archive ({type(e).__name__}: {e})") from e
         return out
+
+    def _read_file(self, file: Path) -> bytes:
+        size = file.stat().st_size
+        if size > self.max_bytes:
+            raise _too_large(str(file), size, self.max_bytes)
+        return file.read_bytes()
 
 
 def _binary_batch(data: bytes, where: str):
@@ -251,7 +314,7 @@ def _resolve_classes(classes, names: list[str]) -> list[int]:
 
 
 def cifar10(root, *, train: bool = True, classes=None, n: int | None = None, subset_seed: int | None = None,
-            n_train: int | None = None, seed: int = 0) -> Dataset:
+            n_train: int | None = None, seed: int = 0, max_bytes: int = MAX_BYTES) -> Dataset:
     """CIFAR-10 images ``[N, 3, 32, 32]`` in [-1, 1] (``v / 127.5 - 1``) from a local copy under ``root``.
 
     ``root`` holds ``cifar-10-batches-bin/``, ``cifar-10-batches-py/`` or their ``.tar.gz`` archives (or is
@@ -259,11 +322,12 @@ def cifar10(root, *, train: bool = True, classes=None, n: int | None = None, sub
     batches (else the 10k test batch). ``classes`` keeps one class or a list (names such as
     ``"automobile"`` or indices 0..9); ``labels`` then index into ``classes`` in the order given.
     ``n`` keeps the first ``n`` images (in file order) or, with ``subset_seed``, a seeded random subset of
-    ``n`` (kept in file order). ``n_train``/``seed`` split them (None: all train).
+    ``n`` (kept in file order). ``n_train``/``seed`` split them (None: all train). ``max_bytes`` bounds each
+    file read (:data:`MAX_BYTES`).
     """
     train = flag(train, "train")
     subset_seed = None if subset_seed is None else integer(subset_seed, "subset_seed", 0)
-    src = _Source(path(root, "root"))
+    src = _Source(path(root, "root"), integer(max_bytes, "max_bytes"))
     _, archive, suffix, meta = FORMATS[src.format]
     stems = TRAIN_BATCHES if train else TEST_BATCHES
     files = src.read([s + suffix for s in stems] + [meta])

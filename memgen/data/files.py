@@ -2,8 +2,9 @@
 
 8-bit data (``uint8``: images) is mapped to [-1, 1] by ``v / 127.5 - 1``; any other numeric array is
 kept as it is (cast to float32). Array files are parsed by :func:`read_npy`, which reads plain numeric
-arrays only: a file holding Python objects is refused, never unpickled, and a header that declares more
-data than the file holds is refused before anything is allocated.
+arrays only: a file holding Python objects is refused, never unpickled, and a header that declares a
+negative dimension, more data than the file holds, or more than :data:`MAX_BYTES` (a ``.npz`` member that
+inflates to tens of GB) is refused before anything is allocated.
 """
 from __future__ import annotations
 
@@ -55,14 +56,18 @@ def _labels(labels, n: int, name: str = "labels") -> torch.Tensor:
 
 
 NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", (b"PK\x03\x04", b"PK\x05\x06")
+MAX_BYTES = 4 * 2 ** 30
+"""Largest array (4 GiB of data as stored) that :func:`from_array` reads from a file; raise it with
+``from_array(..., max_bytes=...)``. Checked on the header's declared shape, before anything is read."""
 
 
-def read_npy(f, size: int, where: str) -> np.ndarray:
+def read_npy(f, size: int, where: str, max_bytes: int = MAX_BYTES) -> np.ndarray:
     """One ``.npy`` array from the binary stream ``f`` holding ``size`` bytes, without trusting its header.
 
     Refused with a ValueError naming ``where``: a dtype other than plain booleans, integers or floats
-    (object arrays would need pickle), and a header whose shape declares more bytes than the stream holds
-    (so a forged header cannot make us allocate 10^15 elements).
+    (object arrays would need pickle), a negative dimension, and a header whose shape declares more bytes
+    than the stream holds or than ``max_bytes`` (so neither a forged header nor a zip bomb can make us
+    allocate 10^15 elements).
     """
     try:
         version = np.lib.format.read_magic(f)
@@ -75,10 +80,15 @@ def read_npy(f, size: int, where: str) -> np.ndarray:
     if dtype.hasobject or dtype.kind not in "biuf":
         raise ValueError(f"{where} holds an array of dtype {dtype}: only plain numbers are read "
                          "(object arrays are refused, never unpickled)")
+    if any(k < 0 for k in shape):
+        raise ValueError(f"{where} declares shape {shape}, with a negative dimension")
     count = int(np.prod(shape, dtype=object)) if shape else 1
     nbytes, left = count * dtype.itemsize, size - f.tell()
     if nbytes > left:
         raise ValueError(f"{where} declares shape {shape} ({nbytes} bytes) but holds only {left} bytes of data")
+    if nbytes > max_bytes:
+        raise ValueError(f"{where} declares shape {shape} ({nbytes} bytes), over the limit of {max_bytes} bytes;"
+                         " pass a larger max_bytes to read it")
     buf = bytearray()                        # grown as data arrives: a forged .npz member size allocates nothing
     while len(buf) < nbytes:
         chunk = f.read(min(nbytes - len(buf), 2 ** 26))
@@ -88,8 +98,9 @@ def read_npy(f, size: int, where: str) -> np.ndarray:
     return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
-def _load_file(path: Path, labels):
-    """The data array (and labels) of a ``.npy``/``.npz`` file, read by :func:`read_npy` (no pickle, no trust)."""
+def _load_file(path: Path, labels, max_bytes: int):
+    """The data array (and labels) of a ``.npy``/``.npz`` file, read by :func:`read_npy` (no pickle, no trust;
+    each array at most ``max_bytes``)."""
     if not path.is_file():
         raise FileNotFoundError(f"path_or_array: no file {path}")
     where = f"path_or_array: {path}"
@@ -98,7 +109,7 @@ def _load_file(path: Path, labels):
             magic = f.read(6)
             f.seek(0)
             if magic.startswith(NPY_MAGIC):
-                return read_npy(f, path.stat().st_size, where), labels
+                return read_npy(f, path.stat().st_size, where, max_bytes), labels
             if not magic.startswith(ZIP_MAGIC):
                 raise ValueError(f"{where} is not a .npy/.npz array file (pickled data is refused, never loaded)")
             with zipfile.ZipFile(f) as zf:
@@ -106,7 +117,7 @@ def _load_file(path: Path, labels):
 
                 def read(key, arg="path_or_array"):
                     with zf.open(members[key]) as m:
-                        return read_npy(m, members[key].file_size, f"{arg}: {path}[{key!r}]")
+                        return read_npy(m, members[key].file_size, f"{arg}: {path}[{key!r}]", max_bytes)
 
                 keys = list(members)
                 key = next((k for k in DATA_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
@@ -123,7 +134,8 @@ def _load_file(path: Path, labels):
         raise ValueError(f"{where} is not a readable .npy/.npz file ({type(e).__name__}: {e})") from e
 
 
-def from_array(path_or_array, *, labels=None, n_train: int | None = None, seed: int = 0) -> Dataset:
+def from_array(path_or_array, *, labels=None, n_train: int | None = None, seed: int = 0,
+               max_bytes: int = MAX_BYTES) -> Dataset:
     """A data set ``[N, *shape]`` from a ``.npy``/``.npz`` file or an in-memory numpy array / tensor.
 
     In a ``.npz`` the data is the array named ``x`` (or ``images``, ``data``, or the only array) and the
@@ -131,14 +143,18 @@ def from_array(path_or_array, *, labels=None, n_train: int | None = None, seed: 
     of the ``.npz``, or be an integer array ``[N]``. ``uint8`` data maps to [-1, 1] (``v / 127.5 - 1``).
     ``n_train``/``seed`` make a seeded split (None: all train). ``params`` records the path, or, for an
     in-memory array (and for given label arrays), the shape and SHA-256 of its bytes, so that a re-run can
-    check it uses the same data.
+    check it uses the same data. 16-bit float tensors (bfloat16, float16) are read as float32. ``max_bytes`` bounds each array read from a file (:data:`MAX_BYTES`).
     """
+    max_bytes = integer(max_bytes, "max_bytes")
     if isinstance(path_or_array, (str, Path)):
         path = Path(path_or_array)
-        a, lab = _load_file(path, labels)
+        a, lab = _load_file(path, labels, max_bytes)
         source = {"path_or_array": str(path)}
     elif isinstance(path_or_array, (np.ndarray, torch.Tensor)):
-        a = path_or_array.detach().cpu().numpy() if isinstance(path_or_array, torch.Tensor) else path_or_array
+        a = path_or_array
+        if isinstance(a, torch.Tensor):                   # 16-bit floats (numpy has no bfloat16) as float32
+            a = a.detach().cpu()
+            a = (a.float() if a.dtype in (torch.bfloat16, torch.float16) else a).numpy()
         if isinstance(labels, str):
             raise ValueError("labels: a name of an array only works with a .npz file; pass the labels array")
         lab, source = labels, {"path_or_array": None, "shape": list(a.shape), "sha256": _sha256(a)}
@@ -157,13 +173,39 @@ def from_array(path_or_array, *, labels=None, n_train: int | None = None, seed: 
                    params={**source, "n_train": n_train, "seed": seed})
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+"""Pillow's modes of 16-bit single-channel images (a 16-bit grayscale PNG)."""
+
+
+def _pixels(im, p: Path, size: int | None) -> np.ndarray:
+    """One opened image as float32 RGB ``[3, H, W]`` in [-1, 1]: ``v / (M / 2) - 1`` with ``M`` the full scale
+    of its bit depth (255, or 65535 for a 16-bit image, which 8-bit RGB would clip). Images of 32-bit
+    integers or floats (Pillow modes I and F, other than a PNG's 16 bits) have no stated full scale and
+    are refused."""
+    from PIL import Image
+    if im.mode in SIXTEEN_BIT_MODES or (im.mode == "I" and im.format == "PNG"):   # older Pillow: PNG 16-bit is I
+        im, full = im.convert("F"), 65535
+    elif im.mode in ("I", "F"):
+        raise ValueError(f"path: {p} holds 32-bit {'integer' if im.mode == 'I' else 'float'} pixels (mode "
+                         f"{im.mode}), whose full scale is unknown; save it as 8- or 16-bit")
+    else:
+        im, full = im.convert("RGB"), 255
+    if size is not None:
+        im = im.resize((size, size), Image.BICUBIC)
+    a = np.asarray(im, dtype=np.float32)
+    a = np.repeat(a[None], 3, 0) if a.ndim == 2 else a.transpose(2, 0, 1)
+    return a / np.float32(full / 2) - 1
+
+
 def image_folder(path, *, size: int | None = None, n_train: int | None = None, seed: int = 0) -> Dataset:
     """Every image file under ``path`` (sorted by path) as RGB ``[N, 3, H, W]`` in [-1, 1].
 
     Images directly in ``path`` are unlabelled; images in sub-folders are labelled by the name of their
     top-level sub-folder (``classes`` sorted by name), as in the usual one-folder-per-class layout.
-    ``size`` resizes every image to ``size x size`` (bicubic); without it all images must share one size.
-    Needs Pillow (installed with matplotlib).
+    Pixel values ``v`` map to ``v / (M / 2) - 1`` with ``M`` the full scale of the image's bit depth: 255,
+    or 65535 for 16-bit images (grayscale 16-bit PNG), so that both span [-1, 1]; 32-bit and float images
+    are refused. ``size`` resizes every image to ``size x size`` (bicubic); without it all images must
+    share one size. Needs Pillow (installed with matplotlib).
     """
     try:
         from PIL import Image
@@ -179,20 +221,20 @@ def image_folder(path, *, size: int | None = None, n_train: int | None = None, s
     groups = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else None for p in files]
     if len(set(g is None for g in groups)) > 1:
         raise ValueError(f"path: {root} mixes images at its top level with class sub-folders; use one layout")
-    arrays = []
-    for p in files:
+    x = None
+    for i, p in enumerate(files):
         try:
             with Image.open(p) as im:
-                im = im.convert("RGB")
-                if size is not None:
-                    im = im.resize((int(size), int(size)), Image.BICUBIC)
-                arrays.append(np.asarray(im, dtype=np.uint8))
+                a = _pixels(im, p, size)
         except OSError as e:
             raise ValueError(f"path: cannot read image {p}: {e}") from e
-        if arrays[-1].shape != arrays[0].shape:
-            raise ValueError(f"path: {p} is {arrays[-1].shape[1]}x{arrays[-1].shape[0]} but {files[0]} is "
-                             f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; pass size= to resize all images")
-    x = from_uint8(np.stack(arrays).transpose(0, 3, 1, 2))
+        if x is None:
+            x = np.empty((len(files), *a.shape), np.float32)        # filled in place: one copy of the data
+        if a.shape != x.shape[1:]:
+            raise ValueError(f"path: {p} is {a.shape[2]}x{a.shape[1]} but {files[0]} is "
+                             f"{x.shape[3]}x{x.shape[2]}; pass size= to resize all images")
+        x[i] = a
+    x = torch.from_numpy(x)
     labels = classes = None
     if groups[0] is not None:
         classes = sorted(set(groups))
