@@ -235,7 +235,7 @@ def main(argv=None) -> dict:
             print(f"memory, m={mem['m']} n={mem['n']} d={mem['d']}: extra peak {mem['extra_peak_bytes'] / 2**20:.1f} MiB"
                   f" beyond inputs and output; budget {mem['budget_bytes'] / 2**20:.0f} MiB")
     if args.out:
-        from memgen.runs import atomic_write_json, versions
+        from memgen.run_files import atomic_write_json, versions
         atomic_write_json(args.out, {**res, "versions": versions()})
     return res
 

@@ -117,7 +117,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default="bench-out/sampler.json")
     args = p.parse_args(argv)
     res = {"m": args.m, "n": args.n, "d": args.d, "device": args.device, "threads": torch.get_num_threads()}
-    from memgen.runs import atomic_write_json, versions
+    from memgen.run_files import atomic_write_json, versions
     for kind in args.sets:
         k = min(args.m, args.reference_queries or args.m)
         r = res[kind] = run_set(kind, args.m, args.n, args.d, args.device, args.reference, k, args.repeats)

@@ -15,7 +15,7 @@ import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from memgen.runs import atomic_write_json
+from memgen.run_files import atomic_write_json
 
 from .config import Config, as_config, with_values
 

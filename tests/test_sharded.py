@@ -6,7 +6,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from compare.neighbours import nearest_two, sharded_nearest_two
-from memgen.sharding import shard_range
+from memgen.distributed_reduce import shard_range
 from toymodels import EmpiricalDenoiser
 from toymodels.sharded import ShardedEmpiricalDenoiser
 

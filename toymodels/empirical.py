@@ -20,6 +20,7 @@ from memgen.checks import integer, non_negative
 from memgen.contract import Denoiser, Posterior
 from memgen.pairwise import DEFAULT_BUDGET, centred_summary, training_points
 
+from . import trajectory
 from .posterior_torch import needs_grad, streaming_posterior
 
 NUMBA_MAX_DIM = 8
@@ -155,9 +156,11 @@ class EmpiricalDenoiser(Denoiser):
 
     def sample_reusing(self, noise, sigmas, **kw):
         """Heun samples that skip full passes once the posterior has collapsed
-        (:func:`toymodels.trajectory.sample_reusing`; what is certified is said there)."""
-        from .trajectory import sample_reusing
-        return sample_reusing(self, noise, sigmas, **kw)
+        (:func:`toymodels.trajectory.sample_reusing`; what is certified is said there). Only the plain
+        empirical denoiser: a subclass with its own ``forward`` (:class:`SmoothedDenoiser`) raises ``TypeError``."""
+        if type(self).forward is not EmpiricalDenoiser.forward:
+            raise TypeError(f"model: expected a toymodels.EmpiricalDenoiser, got {type(self).__name__}")
+        return trajectory.sample_reusing(self, noise, sigmas, **kw)
 
 
 class SmoothedDenoiser(EmpiricalDenoiser):

@@ -36,6 +36,10 @@ plain call's own rounding for each call it is carried (a float64 model: float64 
 are not certified beyond that: near a tie between training points the flow amplifies any difference,
 rounding included, so two correct float32 runs (or a float32 and a float64 run) can end a few queries on
 different training points.
+
+``model`` is always an :class:`~toymodels.empirical.EmpiricalDenoiser` (its ``store``, ``center``, ``radius``,
+``dtype``, ``budget``); the denoiser calls :func:`sample_reusing` from its method of that name, which checks
+the model, so this module reads the denoiser's fields without importing it.
 """
 from __future__ import annotations
 
@@ -48,7 +52,6 @@ from memgen.checks import as_batch, as_grid, positive
 from memgen.pairwise import (centred_sq_norms, host_rows, keep_products, point_chunks, product_shift,
                              uses_raw_rows)
 
-from .empirical import EmpiricalDenoiser
 from .posterior_torch import centred_queries, finish, streaming_state
 
 PAYBACK_CALLS = 2
@@ -82,17 +85,17 @@ def gather_limit(n: int) -> int:
     return max(1, n // (2 * GATHER_COST))
 
 
-def _raw(model: EmpiricalDenoiser) -> bool:
+def _raw(model) -> bool:
     """Whether the GEMMs of a pass read the rows in place (:func:`memgen.pairwise.uses_raw_rows`): then
     ``u . v_j = u . y_j - u . c`` and ``sum_j w_j v_j = sum_j w_j y_j - (sum_j w_j) c``, the shifts in float64."""
     return uses_raw_rows(model.store, model.dtype, model.center, model.radius)
 
 
-def _centre(model: EmpiricalDenoiser) -> torch.Tensor:
+def _centre(model) -> torch.Tensor:
     return model.center.double().cpu()
 
 
-def _rows_at(model: EmpiricalDenoiser, idx: np.ndarray) -> torch.Tensor:
+def _rows_at(model, idx: np.ndarray) -> torch.Tensor:
     """The training rows ``y[idx]`` (any index shape), in the store's dtype, where the store is."""
     y = model.store
     if isinstance(y, torch.Tensor):
@@ -100,7 +103,7 @@ def _rows_at(model: EmpiricalDenoiser, idx: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(y[idx.reshape(-1)])).reshape(*idx.shape, -1)
 
 
-def _products(model: EmpiricalDenoiser, x: torch.Tensor, out: torch.Tensor):
+def _products(model, x: torch.Tensor, out: torch.Tensor):
     """``out[b, j] = (x_b - c) . v_j`` for every training point: the model's GEMM in its dtype on the
     state as the plain call sees it (rows read in place where the plain call reads them so), kept in
     float64 (:func:`memgen.pairwise.keep_products`). ``x`` [K, d] float64 CPU, ``out`` [K, n] float64 CPU;
@@ -121,7 +124,7 @@ def _products(model: EmpiricalDenoiser, x: torch.Tensor, out: torch.Tensor):
             keep_products(out[i0:i0 + per], j0, j1, g, shift)
 
 
-def _kept_mean(model: EmpiricalDenoiser, rows: np.ndarray, idx: np.ndarray, w: np.ndarray, count: np.ndarray):
+def _kept_mean(model, rows: np.ndarray, idx: np.ndarray, w: np.ndarray, count: np.ndarray):
     """``D~ - c = sum_{k < count[r]} w[r, k] y[idx[r, k]] - c`` [len(rows), d] (float64 CPU) for the queries
     ``rows``, whose weights ``w`` sum to one. A float32/float64 store on the CPU is read in place
     (:func:`toymodels.trajectory_kernels.gather_mean`); elsewhere the kept rows of a few queries at a time
@@ -150,7 +153,7 @@ class _Gram:
     itself: the model's GEMM, kept in float64); ``slot[k]`` is the row of point k in ``rows`` (-1 until
     computed)."""
 
-    def __init__(self, model: EmpiricalDenoiser, capacity: int):
+    def __init__(self, model, capacity: int):
         self.model, self.size = model, 0
         self.slot = np.full(model.n, -1, np.int64)
         self.rows = np.empty((min(capacity, model.n), model.n))   # pages are taken as rows are written
@@ -168,7 +171,7 @@ class _Gram:
         self.size += new.size
 
 
-def _full_pass(model: EmpiricalDenoiser, u: torch.Tensor, rows: np.ndarray, sigma: float, s: torch.Tensor):
+def _full_pass(model, u: torch.Tensor, rows: np.ndarray, sigma: float, s: torch.Tensor):
     """One pass of the plain denoiser's kernel (:func:`toymodels.posterior_torch.streaming_state`) for the
     queries ``rows``: their products ``s[rows] = u . v_j`` (the GEMM in the model's dtype, stored in
     float64) and, from the same blocks, their ``D - c`` [rows, d] (float64) and posterior entropy [rows]."""
@@ -186,7 +189,7 @@ def _full_pass(model: EmpiricalDenoiser, u: torch.Tensor, rows: np.ndarray, sigm
     return out["mean"].double().cpu(), out["entropy"].double().cpu().numpy()
 
 
-def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-12, record: list | None = None):
+def sample_reusing(model, noise, sigmas, *, tol: float = 1e-12, record: list | None = None):
     """Heun sampling of the probability-flow ODE (as :func:`memgen.samplers.sample_heun`: a plain Euler
     step onto sigma = 0) with ``D*`` computed as in the module doc. Returns the samples (float64).
 
@@ -202,8 +205,6 @@ def sample_reusing(model: EmpiricalDenoiser, noise, sigmas, *, tol: float = 1e-1
     of each query (indices and logits, ``[B, n / 80]`` each), one pass's blocks within the model's
     budget, and the cached Gram rows ``[rows, n]``.
     """
-    if not isinstance(model, EmpiricalDenoiser) or type(model).forward is not EmpiricalDenoiser.forward:
-        raise TypeError(f"model: expected a toymodels.EmpiricalDenoiser, got {type(model).__name__}")
     tol = positive(tol, "tol")
     x = as_batch(noise, "noise", event_shape=model.event_shape, dtype=torch.float64)
     sig = [float(s) for s in as_grid(sigmas)]

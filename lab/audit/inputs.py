@@ -122,7 +122,7 @@ def _train_index(record: dict, n: int, file: Path) -> torch.Tensor:
 
 def run_data(run_dir: Path) -> AuditData:
     """A memgen run's own training points (its recorded indices) and its data set's validation part."""
-    from memgen.runs import RECORD_FILE, read_record
+    from memgen.run_files import RECORD_FILE, read_record
     from neural.config import load_config
 
     cfg = load_config(run_dir / "config.toml")

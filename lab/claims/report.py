@@ -1,6 +1,6 @@
-"""``memgen report``: run the claims, judge them by their stated criteria, and write one report.
+"""The claims report: run the claims, judge them by their stated criteria, and write one report.
 
-``memgen report --out DIR [--scale quick|cpu|paper] [--only 2,5,9] [--seeds 3] [--jobs 2]`` writes, under ``DIR``:
+The command is ``memgen report`` (:mod:`lab.commands.report`): ``memgen report --out DIR [--scale quick|cpu|paper] [--only 2,5,9] [--seeds 3] [--jobs 2]`` writes, under ``DIR``:
 
 * ``claimNN/``: each claim's figure, numbers and ``outcome.json`` (written when the claim finishes; a later
   call with the same scale, seeds, settings and stated criterion reuses it, any change runs the claim again), and its
@@ -14,7 +14,7 @@
   the time it took;
 * ``record.json``: scale, seeds, settings of every claim, and package versions.
 
-The verdict words, the one kind of interval and how conditions combine: :mod:`figures.claims.verdicts`.
+The verdict words, the one kind of interval and how conditions combine: :mod:`lab.claims.verdicts`.
 
 Seeds: 1 at ``quick``, 3 at ``cpu`` and ``paper`` unless ``--seeds`` says otherwise.
 """
@@ -24,7 +24,7 @@ import json
 import time
 from pathlib import Path
 
-from memgen.runs import atomic_write_json, atomic_write_text, write_record
+from memgen.run_files import atomic_write_json, atomic_write_text, write_record
 
 from .base import fmt, fmt_interval
 
@@ -49,6 +49,13 @@ NO_CONTROL = {"verdict": None, "reason": "no control declared", "conditions": []
               "description": "none"}
 
 
+def same_criterion(written: str | None, stated: str) -> bool:
+    """Whether the criterion ``written`` in an ``outcome.json`` is ``stated``. The claims' modules moved from
+    ``figures.claims`` to ``lab.claims`` (issue 24); a criterion written before that quotes the old module path
+    and is the same criterion."""
+    return written is not None and written.replace("figures.claims.", "lab.claims.") == stated
+
+
 def _outcome(run, settings: dict, folder: Path, scale: str, seeds: list, progress: bool, stated: str) -> dict:
     """The outcome of ``run`` (a claim's or a control's) as a dict, from ``folder/outcome.json`` when it was finished
     at this scale, seeds and settings under the same stated criterion (``stated``); a run that raises is
@@ -59,7 +66,8 @@ def _outcome(run, settings: dict, folder: Path, scale: str, seeds: list, progres
     if done.is_file():
         row = json.loads(done.read_text())
         if (row.get("scale") == scale and row.get("seeds") == len(seeds) and row.get("error") is None
-                and row.get("settings") == json.loads(json.dumps(settings)) and row.get("criterion") == stated):
+                and row.get("settings") == json.loads(json.dumps(settings))
+                and same_criterion(row.get("criterion"), stated)):
             return row
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -83,7 +91,7 @@ def _outcome(run, settings: dict, folder: Path, scale: str, seeds: list, progres
 def run_claim(claim, folder: Path, scale: str, seeds: list, progress: bool) -> dict:
     """The claim's report row: its outcome and its two controls' (each reused from its ``outcome.json`` when
     finished at this scale, seeds and settings under the same criterion text), the verdict adjusted by the controls
-    (:func:`~figures.claims.verdicts.controlled`)."""
+    (:func:`~lab.claims.verdicts.controlled`)."""
     from .verdicts import controlled
 
     settings, stated = claim.settings(scale), criterion(claim)
@@ -201,7 +209,7 @@ def _train(runs_dir: Path, overrides: list, seed: int) -> str:
 
 
 def train_planned(claims: list, out: Path, scale: str, seeds: list, jobs: int, progress: bool) -> int:
-    """Train every run that ``claims`` plan (:meth:`~figures.claims.base.Claim.planned_runs`), ``jobs`` at a time
+    """Train every run that ``claims`` plan (:meth:`~lab.claims.base.Claim.planned_runs`), ``jobs`` at a time
     in processes of one thread each, before the claims read them; returns how many runs were planned."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
@@ -266,28 +274,3 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
                  settings={n: CLAIMS[n].settings(scale) for n in numbers},
                  seconds={r["claim"]: r["seconds"] for r in rows})
     return rows
-
-
-def _main(args) -> int:
-    rows = run_report(args.out, scale=args.scale, only=args.only, seeds=args.seeds, jobs=args.jobs)
-    for r in rows:
-        print(f"claim {r['claim']:2d} ({r['paper']}): {r['verdict']:17s} {r['our_value']}  [{r['seconds']} s]")
-    print(f"report: {Path(args.out) / 'report.md'}")
-    return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("report", help="run the papers' claims and write a report with computed verdicts",
-                              description=__doc__.splitlines()[0])
-    from memgen.cli import out_folder  # refuses a file as --out before any work
-
-    p.add_argument("--out", type=out_folder, required=True,
-                   help="output folder (reused: finished claims and runs are kept)")
-    p.add_argument("--scale", choices=("quick", "cpu", "paper"), default="quick",
-                   help="quick: CI, minutes; cpu: a 2-core machine, hours; paper: a GPU")
-    p.add_argument("--only", default=None, help="comma-separated claim numbers, e.g. 2,5,9 (default: all twelve)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per claim (default 1 at quick, 3 otherwise)")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="trained runs, then claims, side by side in this many processes of one thread each "
-                        "(default 1: everything here)")
-    p.set_defaults(run=_main)

@@ -55,7 +55,7 @@ def image_setup(data: str, sizes, *, steps: int, params: dict | None = None, wid
 
 
 def run_overrides(setup: dict, n: int) -> list:
-    """The overrides of one run (trained by :func:`figures.claims.networks.trained`, which adds the seed): the
+    """The overrides of one run (trained by :func:`lab.claims.networks.trained`, which adds the seed): the
     set-up's, with n points, ``min(n, batch_max)`` per batch and the set-up's ``steps`` whatever n."""
     steps = setup["steps"]
     return [*setup["overrides"], f"data.subset={n}", f"train.batch_size={min(n, setup['batch_max'])}",

@@ -1,7 +1,7 @@
-"""``memgen demo``: the optimal and the error-prone denoiser side by side on the 20-point circle.
+"""The figures of ``memgen demo``: the optimal and the error-prone denoiser side by side on the 20-point circle.
 
 On Kaiser & Kollmann's toy (20 points on a circle of radius 10, alternately train and validation)
-it writes, into ``--out`` (default ``memgen-out/``):
+:func:`run_demo` writes, into ``out`` (``memgen demo --out``, default ``memgen-out/``):
 
 * ``flow_fields.png``: streamplots of ``D(x, sigma) - x`` for the optimal (empirical) and the smoothed
   denoiser at a small, a middle and a large sigma, the identity-like region ``||D - x|| < sigma`` shaded;
@@ -17,8 +17,6 @@ it writes, into ``--out`` (default ``memgen-out/``):
 """
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 
 DEFAULTS = {"seed": 0, "samples": 400, "steps": 40, "delta": 1.6, "sigmas": (0.3, 3.0, 15.0)}
@@ -46,7 +44,7 @@ def flow_field_figure(models: dict, data, sigmas, path, *, extent: float = 16.0,
     import numpy as np
     import torch
 
-    from memgen.runs import atomic_save_figure
+    from memgen.run_files import atomic_save_figure
 
     axis = np.linspace(-extent, extent, grid)
     gx, gy = np.meshgrid(axis, axis)
@@ -83,7 +81,7 @@ def samples_figure(samples: dict, data, path, *, extent: float = 16.0):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from memgen.runs import atomic_save_figure
+    from memgen.run_files import atomic_save_figure
 
     fig, axes = plt.subplots(1, len(samples), figsize=(4.2 * len(samples), 4.4), squeeze=False,
                              constrained_layout=True)
@@ -123,7 +121,7 @@ def run_demo(out="memgen-out", *, seed: int = DEFAULTS["seed"], samples: int = D
     from figures.circle_panels import gap_and_trajectory_panels
     from compare.records import Records
     from memgen.progress import progress_bar
-    from memgen.runs import atomic_write_json, write_record
+    from memgen.run_files import atomic_write_json, write_record
 
     out = Path(out)
     bar = progress_bar(total=3, desc="demo: flow fields", unit="stage")  # stages, on a terminal only
@@ -149,34 +147,3 @@ def run_demo(out="memgen-out", *, seed: int = DEFAULTS["seed"], samples: int = D
                  "sigmas": list(sigmas), "sampler": "heun", "sigma_max": 80.0, "sigma_min": 0.002},
                  data=data.describe())
     return rows, panels
-
-
-def format_table(rows: list[dict]) -> str:
-    lines = [f"{'model':<24} {'near (<1% R)':>13} {'mean NN dist':>13}"]
-    lines += [f"{r['model']:<24} {r['near_fraction']:>13.3f} {r['mean_nn_distance']:>13.4f}" for r in rows]
-    return "\n".join(lines)
-
-
-def _main(args) -> int:
-    t0 = time.perf_counter()
-    rows, panels = run_demo(args.out, seed=args.seed, samples=args.samples, steps=args.steps, delta=args.delta)
-    print(format_table(rows))
-    for d, v in panels["gap_peaks"].items():
-        print(f"gap of the smoothed denoiser, delta = {d}: peaks at sigma = {v['sigma_peak']:.3g}"
-              f" [{v['sigma_peak_lo']:.3g}, {v['sigma_peak_hi']:.3g}], G = {v['gap_peak']:.3f}"
-              f" [{v['gap_peak_lo']:.3f}, {v['gap_peak_hi']:.3f}] (fitted peak, 95% bootstrap intervals)")
-    print(f"wrote {args.out}/ in {time.perf_counter() - t0:.1f} s")
-    return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="optimal vs error-prone denoiser on the 20-point circle",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from memgen.cli import out_folder  # refuses a file as --out before any work (issue 11 §5)
-
-    p.add_argument("--out", type=out_folder, default="memgen-out", help="output folder (default: memgen-out)")
-    p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed of the sampling noise")
-    p.add_argument("--samples", type=int, default=DEFAULTS["samples"], help="samples per model")
-    p.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="Heun steps on the EDM grid")
-    p.add_argument("--delta", type=float, default=DEFAULTS["delta"], help="smoothing width of the error-prone model")
-    p.set_defaults(run=_main)

@@ -1,4 +1,4 @@
-"""The twelve claims of the four papers, each a :class:`~figures.claims.base.Claim` with a computed verdict.
+"""The twelve claims of the four papers, each a :class:`~lab.claims.base.Claim` with a computed verdict.
 
 ``CLAIMS`` maps the claim number to its claim: 1-4 Kaiser & Kollmann (:mod:`.kaiser`), 5-7 Bonnaire et al.
 (:mod:`.bonnaire`), 8-10 Yoon et al. (:mod:`.yoon`), 11-12 Marion & Wu (:mod:`.marion`). Each module's
@@ -11,4 +11,4 @@ def __getattr__(name):
     if name == "CLAIMS":
         from .registry import CLAIMS
         return CLAIMS
-    raise AttributeError(f"module 'figures.claims' has no attribute {name!r}")
+    raise AttributeError(f"module 'lab.claims' has no attribute {name!r}")

@@ -1,4 +1,8 @@
-"""Nothing is lost: atomic writes, and the record (config, seed, split, versions) kept beside results.
+"""The files of a run, written so that nothing is lost: atomic writes, the record (config, seed, split,
+versions) kept beside results, and the reading of a run's record and metrics files.
+
+Named for what it handles (a run folder's files), not for runs themselves: training runs live in
+:mod:`neural.rundir`, which writes through these functions, as do the figures and reports.
 
 Every file is written to a temporary name in the same folder, flushed, fsynced and renamed over the
 target (``os.replace`` is atomic on POSIX and Windows), so a killed process leaves either the old

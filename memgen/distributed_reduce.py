@@ -7,6 +7,9 @@ memory-mapped ``.npy``: ``np.load(path, mmap_mode='r')[lo:hi]``), every rank is 
 queries (the usual SPMD pattern under ``torchrun``), and all ranks get the full result. Works with any
 backend (gloo on CPU, nccl on GPU) and any number of nodes; without an initialized process group
 the world is one process and nothing is communicated.
+
+The reductions only; their users are the sharded exact computations: :mod:`toymodels.sharded` (the
+empirical denoiser over a sharded training set) and :mod:`compare.neighbours` (the nearest two points).
 """
 from __future__ import annotations
 

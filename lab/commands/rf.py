@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from memgen.cli import out_folder
+from memgen.checks import out_folder
 
 SIGMA_NAME = "custom"
 """The name of the user's Sigma in the file names of ``rf-spectrum``."""

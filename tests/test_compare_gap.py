@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from compare.errors import common_noise, denoising_error, generalization_gap, point_errors
+from compare.gap import common_noise, denoising_error, generalization_gap, point_errors
 from memgen import Denoiser
 from memgen.data import gaussian, gmm
 from toy_denoisers import Shift

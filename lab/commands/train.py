@@ -2,7 +2,7 @@
 
     memgen train RUN_DIR [-c CONFIG.toml] [section.key=value ...]
         Train into RUN_DIR, or resume it (its config.toml is used when -c is not given).
-        Multi-GPU / multi-node: torchrun --nproc_per_node=G -m memgen train RUN_DIR ...
+        Multi-GPU / multi-node: torchrun --nproc_per_node=G -m lab train RUN_DIR ...
     memgen presets [--shape C H W] [--classes K]
         The network presets and their parameter counts (against the papers' stated counts).
     memgen measure RUN_DIR [--steps S ...] [--out FILE] [measure.key=value ...]
@@ -33,9 +33,9 @@ def _train(args) -> int:
 
 
 def _metrics() -> dict:
-    """The registry of the metrics a run's ``measure.metrics`` names (:data:`figures.run_metrics.METRICS`):
+    """The registry of the metrics a run's ``measure.metrics`` names (:data:`lab.run_metrics.METRICS`):
     the command line is the caller that chooses a run's metrics; neural/ itself knows none."""
-    from figures.run_metrics import METRICS
+    from lab.run_metrics import METRICS
 
     return METRICS
 

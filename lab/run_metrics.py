@@ -3,7 +3,7 @@
 Each metric has the one signature of :mod:`neural.measure`, ``metric(snap) -> dict`` (``snap.model``,
 ``snap.probes``, ``snap.samples``), and is registered once, in :data:`METRICS`. Adding a metric is
 writing it here (or anywhere) and adding its name to :data:`METRICS`. ``neural`` knows none of them;
-the callers that train or measure (``memgen train/measure/sweep``, the figures) pass :data:`METRICS`,
+the callers that train or measure (``memgen train/measure/sweep``, the claims) pass :data:`METRICS`,
 and a run measures the names its ``[measure] metrics`` lists.
 
 * ``gap``: per-sigma training and validation denoising error of the fixed probes with their fixed noise,
@@ -25,7 +25,7 @@ import numbers
 import numpy as np
 import torch
 
-from compare.errors import generalization_gap
+from compare.gap import generalization_gap
 from compare.fidelity import log_likelihood as _log_likelihood
 from compare.fidelity import mondrian_valid_fraction, sliced_wasserstein as _sliced_wasserstein
 from compare.replicates import replicates as _replicates

@@ -1,4 +1,5 @@
-"""The ``memgen`` command line: one sub-command per job, each registered by the module that owns it.
+"""The ``memgen`` command line (``python -m lab``): one sub-command per job, each registered by its module in
+:mod:`lab.commands`.
 
 A command module defines ``register(subparsers)``, which adds its parser and sets ``run=function``
 (``function(args) -> int``). Modules keep heavy imports inside their run functions so that
@@ -13,15 +14,15 @@ the traceback instead.
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 import sys
-from pathlib import Path
 
-from . import __version__
+from memgen import __version__
 
-COMMAND_MODULES = ("figures.demo", "figures.train_cli", "figures.rf_cli", "figures.audit",
-                   "figures.claims.report")
+from .commands import audit, demo, report, rf, train
+
+COMMAND_MODULES = (demo, train, rf, audit, report)
+"""The command modules, in the order ``memgen --help`` lists their commands."""
 
 USER_ERRORS = (ValueError, TypeError, OSError, ImportError)
 """Exceptions reported as one line (bad settings and arguments, missing or unreadable files, folders in
@@ -36,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"memgen {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (may stand anywhere)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 
@@ -81,14 +82,6 @@ def error_line(e: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def out_folder(text: str) -> Path:
-    """argparse type of an output-folder option: refuses an existing file before any work is done."""
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a file; expected a folder (it is created if missing)")
-    return path
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -103,7 +96,3 @@ def main(argv=None) -> int:
             raise
         print(f"memgen: error: {error_line(e)}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

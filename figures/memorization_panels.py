@@ -1,5 +1,6 @@
-"""The audit's summary figure: four panels over sigma (gap, distance to the optimal denoiser, trajectories,
-and the per-sample criteria of replication)."""
+"""The four memorization panels of one model, the summary figure of ``memgen audit`` (``audit.png``): over
+sigma, its errors and gap, its distance to the optimal denoiser, its trajectories, and the per-sample criteria
+of replication."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,7 @@ def audit_figure(path, gap, dist, tsum, per_sample, model_name: str, settings):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from memgen.runs import atomic_save_figure
+    from memgen.run_files import atomic_save_figure
 
     fig, ax = plt.subplots(2, 2, figsize=(10, 7.5), constrained_layout=True)
     for name, color in ((model_name, "C0"), ("optimal", "C3")):

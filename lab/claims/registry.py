@@ -1,4 +1,4 @@
-"""``CLAIMS``: claim number -> :class:`~figures.claims.base.Claim`, gathered from the four paper modules."""
+"""``CLAIMS``: claim number -> :class:`~lab.claims.base.Claim`, gathered from the four paper modules."""
 from __future__ import annotations
 
 from . import bonnaire, kaiser, marion, yoon

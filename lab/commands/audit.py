@@ -1,17 +1,14 @@
 """``memgen audit MODEL [--train DATA] [--val DATA] [--out DIR]``: is this model memorizing, and where?
 
 MODEL is a memgen run folder, a local diffusers folder or ``module:factory``; DATA a :mod:`memgen.data`
-spec (:mod:`figures.audit.inputs`). The audit (:func:`figures.audit.report.audit`) writes a report
+spec (:mod:`lab.audit.inputs`). The audit (:func:`lab.audit.report.audit`) writes a report
 (markdown, figures, CSV) into DIR and prints its summary. docs/own_model.md is the guide.
 """
 from __future__ import annotations
 
 import argparse
 
-from .report import AuditSettings, audit
-from .inputs import AuditData, load_data, load_model
-
-__all__ = ["audit", "AuditSettings", "AuditData", "load_data", "load_model", "register"]
+from lab.audit import AuditSettings, audit, load_data, load_model
 
 
 def _option(field: str) -> str:
@@ -22,7 +19,7 @@ def _settings(args) -> AuditSettings:
     """The settings given on the command line, each checked first under its option's name (``--probes``)."""
     import dataclasses
 
-    from .report import check_setting
+    from lab.audit.report import check_setting
 
     names = {f.name for f in dataclasses.fields(AuditSettings)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
@@ -35,7 +32,7 @@ def _run(args) -> int:
     from memgen.checks import integer
     from memgen.threads import cpu_threads
 
-    from .inputs import with_val
+    from lab.audit.inputs import with_val
 
     settings = _settings(args)
     integer(args.threads, "--threads", 0)

@@ -57,12 +57,13 @@ import numpy as np
 import torch
 
 from compare.bootstrap import bootstrap, weighted_mean
-from compare.errors import common_noise, point_errors
+from compare.gap import common_noise, point_errors
 from compare.localization import localization
-from compare.peaks import fitted_peak, gap_peak
+from compare.peaks import fitted_peak
 from compare.records import Records, summarize
 from compare.replicates import replicates
 from compare.trajectories import trajectory_distances
+from figures.circle_panels import plot_toy_gaps
 from memgen import Trajectory, edm_sigmas, sample
 from memgen.data import circle, load
 from memgen.noise import log_sigmas
@@ -157,40 +158,6 @@ def localizes_negative(s: dict, out: Path, seeds, progress: bool) -> Outcome:
     return _localizes(lambda ds: SmoothedDenoiser(ds.train, 10.0, dtype=torch.float64), s, out, seeds, progress)
 
 
-def toy_gap(n_points: int, delta: float, sigmas, *, n_draws: int, seed: int = 0, n_boot: int = 300) -> dict:
-    """Kaiser & Kollmann's toy: the generalization gap of the smoothed denoiser of the ``n_points`` circle
-    (radius 10, alternately train and validation, :func:`memgen.data.circle`) with smoothing ``delta``.
-
-    ``G(sigma) = (E_val - E_train) / E_train`` with the unsquared error ``E = mean_i ||D(y_i + sigma n_i) - y_i||``
-    over the points and ``n_draws`` draws per point, the same draws at every sigma (training draws from
-    ``seed``, validation draws from ``seed + 1``). Returns :func:`compare.peaks.gap_peak` (the peak fitted in
-    log sigma, with bootstrap intervals over the points) and ``curve``, ``G`` on the grid ``sigmas``.
-    """
-    ds = circle(n_points)
-    model = SmoothedDenoiser(ds.train, delta, dtype=torch.float64)
-    kw = dict(n_draws=n_draws, squared=False, dtype=torch.float64, progress=False)
-    et = point_errors(model, ds.train, sigmas, seed=seed, **kw)
-    ev = point_errors(model, ds.val, sigmas, seed=seed + 1, **kw)
-    out = gap_peak(et, ev, sigmas, n_boot=n_boot, seed=seed)
-    out["curve"] = ((ev.mean(0) - et.mean(0)) / et.mean(0)).tolist()
-    return out
-
-
-def plot_toy_gaps(ax, sigmas, gaps: dict):
-    """``gaps``: ``{label: {'curve', 'sigma_peak', 'sigma_peak_lo', 'sigma_peak_hi', 'gap_peak'}}`` (as
-    :func:`toy_gap` gives); one gap curve per label, its fitted peak marked with the peak's interval."""
-    s = np.asarray(sigmas, dtype=np.float64)
-    for label, p in gaps.items():
-        line, = ax.plot(s, p["curve"], label=f"{label}; peak at {p['sigma_peak']:.3g}")
-        ax.errorbar([p["sigma_peak"]], [p["gap_peak"]], xerr=[[p["sigma_peak"] - p["sigma_peak_lo"]],
-                    [p["sigma_peak_hi"] - p["sigma_peak"]]], color=line.get_color(), marker="o", ms=3, capsize=2)
-    ax.axhline(0, color="0.5", lw=0.7)
-    ax.set_xscale("log")
-    ax.set_xlabel("sigma")
-    ax.set_ylabel("gap (E_val - E_train) / E_train")
-    ax.legend(fontsize=7)
-
-
 MIN_GAP = 0.01
 """The smallest relative gap, and the smallest change of one, counted as a gap: 1% of the training error."""
 
@@ -252,7 +219,7 @@ def paired_noise(ds, n_draws: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
 
 def paired_errors(model, ds, sigmas, *, n_draws: int, seed: int) -> np.ndarray:
     """Unsquared errors ``[m, 2, S]`` of ``model`` on the pairs (training point i, validation point i) of the circle
-    ``ds``, each the mean over its :func:`paired_noise` draws (:func:`compare.errors.point_errors`)."""
+    ``ds``, each the mean over its :func:`paired_noise` draws (:func:`compare.gap.point_errors`)."""
     zt, zv = paired_noise(ds, n_draws, seed)
     kw = dict(squared=False, dtype=torch.float64, progress=False)
     return np.stack([point_errors(model, ds.train, sigmas, noise=zt, **kw),

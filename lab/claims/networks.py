@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from figures.run_metrics import METRICS
+from lab.run_metrics import METRICS
 from neural import list_checkpoints, load_config, load_denoiser, read_metrics, train
 
 

@@ -3,8 +3,8 @@
 A :class:`Claim` declares, for each scale (``quick``: CI, seconds; ``cpu``: a 2-core machine; ``paper``:
 a GPU), the settings of its experiment, and a ``run(settings, out_dir, seeds, progress)`` function that
 runs it, measures, plots, and returns an :class:`Outcome`: the conditions of the criterion stated in the
-claim module's docstring, each a :class:`~figures.claims.verdicts.Condition` with its number and interval
-(the two-level bootstrap over seeds and units defined in :mod:`figures.claims.verdicts`), from which the
+claim module's docstring, each a :class:`~lab.claims.verdicts.Condition` with its number and interval
+(the two-level bootstrap over seeds and units defined in :mod:`lab.claims.verdicts`), from which the
 verdict is computed.
 
 Each claim also declares two :class:`Control` runs with the same signature, judged by the same criterion on
@@ -44,7 +44,7 @@ class Outcome:
 
     @property
     def verdict(self) -> tuple[str, str]:
-        """``(word, reason)`` of :func:`figures.claims.verdicts.verdict`."""
+        """``(word, reason)`` of :func:`lab.claims.verdicts.verdict`."""
         return verdict(self.conditions)
 
 
@@ -61,7 +61,7 @@ class Control:
 class Claim:
     """A claim of a paper: ``statement``, the paper's number (``paper_value``), settings per scale, its ``run``,
     its ``positive`` and ``negative`` :class:`Control` (module doc), and ``runs(settings, seeds)``, the
-    ``(overrides, seed)`` of every network it trains (:func:`figures.claims.networks.trained`)."""
+    ``(overrides, seed)`` of every network it trains (:func:`lab.claims.networks.trained`)."""
 
     number: int
     paper: str
@@ -122,7 +122,7 @@ def save_figure(fig, out: Path, *, xlabel: str | None = None, ylabel: str | None
     """Label the (first) axes, save ``out/claim.png`` atomically, close the figure; returns the file name."""
     import matplotlib.pyplot as plt
 
-    from memgen.runs import atomic_save_figure
+    from memgen.run_files import atomic_save_figure
 
     ax = fig.axes[0]
     if log_x:
@@ -158,7 +158,7 @@ def joint_interval(groups, statistic, *, seed: int = 0, n_boot: int = 2000):
 
 def seed_mean(values_per_seed, *, seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:
     """``(mean, lo, hi)``: the mean of all units of all seeds (``values_per_seed``: one array of unit values per
-    seed) with the two-level bootstrap interval of :mod:`figures.claims.verdicts` (seeds, then units): the
+    seed) with the two-level bootstrap interval of :mod:`lab.claims.verdicts` (seeds, then units): the
     :func:`joint_interval` of one group."""
     est, lo, hi = joint_interval([values_per_seed], lambda m: m, seed=seed, n_boot=n_boot)
     return float(est[0]), float(lo[0]), float(hi[0])

@@ -1,7 +1,7 @@
 """Bonnaire, Urfin, Biroli & Mézard's claims 5-7: tau_gen flat and tau_mem ∝ n in training; the RF theory.
 
 Claim 5. Criterion (fixed before the run): per run (one network per training-set size n and seed, the same step
-budget for every n, :mod:`figures.claims.timescale_runs`), tau_mem is the first crossing of 0.1 by the replicate
+budget for every n, :mod:`lab.claims.timescale_runs`), tau_mem is the first crossing of 0.1 by the replicate
 fraction (``inf``: censored, not memorized within the budget) and tau_gen the settling time over the WHOLE run
 (:func:`compare.timescales.tau_gen` with no ``until``: the first checkpoint from which the validation denoising
 error ``e_val`` at sigma 0.57 stays within 10% of its whole improvement up to its best value), so tau_gen is
@@ -13,7 +13,7 @@ memorizing runs above ln(10)/8 = 0.29 (one checkpoint interval of the log grid, 
 checkpoints resolve). Slopes and mean with the two-level bootstrap (seeds, then runs). Censored runs are kept in
 the regime table and counted, not fitted. ``e_val`` is used because it improves from initialization on every data
 set, which the samples' sliced Wasserstein distance to held-out data does not on Mondrian (probe numbers in
-:mod:`figures.claims.timescale_runs`). At cpu scale: the residual MLP on scikit-learn's digits (n = 16..128) and,
+:mod:`lab.claims.timescale_runs`). At cpu scale: the residual MLP on scikit-learn's digits (n = 16..128) and,
 at width 256, on 8x8 Mondrian images (n = 16..256), 6,000 steps for every n, batch min(n, 16). Positive control: the random-features model's closed-form training
 (Gaussian-equivalent U, psi_p = 32, t = 0.01) at psi_n = n/d ∝ n, where tau_mem ∝ psi_n and tau_gen is flat
 (claim 7), with its own time scales (the test-train gap at half its final value; the score error half-way to its
@@ -49,8 +49,8 @@ import numpy as np
 
 from compare.timescales import series, tau_gen, tau_mem
 from figures import rf_spectrum
-from figures.claims.timescale_runs import QUALITY, QUALITY_SIGMA, image_setup, mlp_setup, run_overrides
-from figures.run_metrics import METRICS
+from lab.claims.timescale_runs import QUALITY, QUALITY_SIGMA, image_setup, mlp_setup, run_overrides
+from lab.run_metrics import METRICS
 from neural import load_config, read_metrics
 from neural.checkpoint import checkpoint_steps
 from neural.measure import Measurement
@@ -115,7 +115,7 @@ def _fits(x, rows: list, seed: int) -> dict:
 
 def run_times(rows) -> dict:
     """One run's ``tau_mem`` (replicate fraction crossing :data:`MEM_THRESHOLD`; ``inf``: censored), ``tau_gen``
-    (settling time of ``e_val`` at :data:`~figures.claims.timescale_runs.QUALITY_SIGMA` over the whole run) and
+    (settling time of ``e_val`` at :data:`~lab.claims.timescale_runs.QUALITY_SIGMA` over the whole run) and
     the final replicate fraction with its interval, from its metric rows."""
     last = max(rows, key=lambda r: r["step"])
     return {"tau_mem": tau_mem(*series(rows, "replicate_fraction"), threshold=MEM_THRESHOLD),

@@ -1,4 +1,4 @@
-"""``memgen audit``: is this model memorizing, and where? One run, one folder of CSV, figures and a report.
+"""The audit of one model (``memgen audit``): is it memorizing, and where? One run, one folder of CSV, figures and a report.
 
 For a model ``D`` with training points ``y_1..y_n`` and validation points (docs/metrics.md has the pitfalls):
 
@@ -205,7 +205,7 @@ def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None,
     from compare import (ReplicateResult, Records, cosine_memorization, generalization_gap, localization,
                          replicates, summarize)
     from compare.features import feature_map, pixels
-    from memgen.runs import atomic_write_json, atomic_write_text, write_record
+    from memgen.run_files import atomic_write_json, atomic_write_text, write_record
     from toymodels import EmpiricalDenoiser
 
     s = settings or AuditSettings()
@@ -293,7 +293,7 @@ def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None,
     summary = _summary(gap, dist, tsum, control, rep, cos, fid, model_name, s, data)
     atomic_write_json(out / "summary.json", summary)
     write_record(out, command="audit", settings=asdict(s), data=data.description, model=model_name)
-    from .plots import audit_figure
+    from figures.memorization_panels import audit_figure
 
     audit_figure(out / "audit.png", gap, dist, tsum, per_sample, model_name, s)
     atomic_write_text(out / "report.md", _report(summary, out))

@@ -2,7 +2,7 @@
 
 Every replicate below is the ratio criterion (``d1 / d2 < 1/3`` over the two nearest distinct training images,
 :func:`compare.replicates.replicates`) against the whole training set of the run, and every interval the
-two-level bootstrap of :mod:`figures.claims.verdicts` (seeds, then samples within a seed), drawn jointly for
+two-level bootstrap of :mod:`lab.claims.verdicts` (seeds, then samples within a seed), drawn jointly for
 every quantity of a claim so that differences and slopes are read within the same replicates.
 
 Claim 8. Criterion (fixed before the run): per width, the capacity is the training-set size where the
