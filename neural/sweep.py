@@ -2,24 +2,20 @@
 
 ``sweep.json`` in the sweep folder records the axes, the base config and, per run, its folder and
 values, so that :func:`compare.timescales.sweep_timescales` can read the sweep without this package.
-Runs are executed one after another (``'local'``), in parallel processes (``'process'``,
-:class:`concurrent.futures.ProcessPoolExecutor`), or as a job array through submitit
-(``'submitit'``: SLURM on a cluster, or submitit's local executor). A run interrupted anywhere
-resumes when the sweep is started again (finished runs are skipped by :func:`neural.train`).
+Runs are executed by :mod:`neural.executors`: one after another (``'local'``), in parallel processes
+(``'process'``), or as a job array through submitit (``'submitit'``: SLURM on a cluster, or submitit's local
+executor). A run interrupted anywhere resumes when the sweep is started again (finished runs are kept).
 """
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 import re
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from memgen.run_files import atomic_write_json
 
-from .config import Config, as_config, with_values
-
-EXECUTORS = ("local", "process", "submitit")
+from .config import as_config, with_values
+from .executors import EXECUTORS, run_tasks
 
 
 def grid(axes: dict) -> list[dict]:
@@ -53,41 +49,17 @@ def plan(config, axes: dict, sweep_dir) -> list[dict]:
     return runs
 
 
-def run_one(config: dict, run_dir: str, metrics=None) -> str:
-    """Train one run of a sweep (a top-level function, so that executors can pickle it)."""
-    from .training import train
-
-    return str(train(Config.from_dict(config), run_dir, metrics=metrics))
-
-
 def run_sweep(config, axes: dict, sweep_dir, *, metrics=None, executor: str = "local", workers: int = 2,
               cluster: str | None = None, slurm: dict | None = None) -> list[Path]:
     """Run the grid ``axes`` over the base ``config`` into ``sweep_dir``; returns the run folders.
 
-    Args:
-        metrics: the registry of metrics each run measures from (see :func:`neural.train`); it must pickle
-            (module-level functions do) for the ``'process'`` and ``'submitit'`` executors.
-        executor: ``'local'`` (sequential), ``'process'`` (``workers`` parallel processes) or
-            ``'submitit'`` (one job per run via ``submitit.AutoExecutor``).
-        cluster: submitit's cluster (``None``: SLURM when available, else local; ``'local'``, ``'slurm'``, ``'debug'``).
-        slurm: parameters for ``executor.update_parameters`` (e.g. ``{'timeout_min': 600, 'gpus_per_node': 1,
-            'slurm_partition': 'gpu'}``).
+    ``metrics``, ``executor`` (``'local'``, ``'process'`` with ``workers`` processes, or ``'submitit'``, whose
+    jobs live in ``sweep_dir/submitit``), ``cluster`` and ``slurm``: as :func:`neural.executors.run_tasks`,
+    which waits here for every run.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor: expected one of {EXECUTORS}, got {executor!r}")
-    runs = plan(config, axes, sweep_dir)
-    configs, dirs = [r["config"] for r in runs], [r["dir"] for r in runs]
-    if executor == "local":
-        return [Path(run_one(c, d, metrics)) for c, d in zip(configs, dirs)]
-    if executor == "process":
-        if int(workers) < 1:
-            raise ValueError(f"workers: expected a positive integer, got {workers!r}")
-        with ProcessPoolExecutor(int(workers), mp_context=multiprocessing.get_context("spawn")) as pool:
-            return [Path(p) for p in pool.map(run_one, configs, dirs, [metrics] * len(runs))]
-    import submitit
-
-    ex = submitit.AutoExecutor(folder=Path(sweep_dir) / "submitit", cluster=cluster)
-    if slurm:
-        ex.update_parameters(**slurm)
-    jobs = ex.map_array(run_one, configs, dirs, [metrics] * len(runs))
-    return [Path(job.result()) for job in jobs]
+    tasks = [(r["config"], r["dir"]) for r in plan(config, axes, sweep_dir)]
+    run_tasks(tasks, metrics=metrics, executor=executor, workers=workers, jobs_dir=Path(sweep_dir) / "submitit",
+              cluster=cluster, slurm=slurm)
+    return [Path(d) for _, d in tasks]

@@ -15,11 +15,15 @@ def run_folder(runs_dir, overrides, seed: int) -> Path:
     return Path(runs_dir) / key
 
 
+def run_config(overrides, seed: int):
+    """The config of the run of ``overrides`` with ``seed``: trained and measured with that seed, on one thread."""
+    return load_config(None, [*overrides, f"train.seed={seed}", f"measure.seed={seed}", "train.threads=1",
+                              "train.progress=false", "train.device=auto"])
+
+
 def trained(runs_dir, overrides, seed: int) -> Path:
     """Train (or resume, or reuse) the run of ``overrides`` with ``seed`` on one thread; its folder."""
-    cfg = load_config(None, [*overrides, f"train.seed={seed}", f"measure.seed={seed}", "train.threads=1",
-                             "train.progress=false", "train.device=auto"])
-    return train(cfg, run_folder(runs_dir, overrides, seed), metrics=METRICS)
+    return train(run_config(overrides, seed), run_folder(runs_dir, overrides, seed), metrics=METRICS)
 
 
 def final_row(run) -> dict:

@@ -1,13 +1,16 @@
 """The claims report: run the claims, judge them by their stated criteria, and write one report.
 
-The command is ``memgen report`` (:mod:`lab.commands.report`): ``memgen report --out DIR [--scale quick|cpu|paper] [--only 2,5,9] [--seeds 3] [--jobs 2]`` writes, under ``DIR``:
+The command is ``memgen report`` (:mod:`lab.commands.report`): ``memgen report --out DIR [--scale
+quick|cpu|paper] [--only 2,5,9] [--seeds 3] [--jobs 2] [--executor submitit]`` writes, under ``DIR``:
 
 * ``claimNN/``: each claim's figure, numbers and ``outcome.json`` (written when the claim finishes; a later
   call with the same scale, seeds, settings and stated criterion reuses it, any change runs the claim again), and its
   controls' in ``claimNN/positive/`` and ``claimNN/negative/`` (the same criterion on a model for which the
   claim must hold, and on one for which it must fail);
 * ``runs/``: the trained networks' run folders (one per configuration and seed; a finished run is reused, a
-  killed one resumes from its last checkpoint);
+  killed one resumes from its last checkpoint), trained in local processes or, with ``--executor submitit``
+  (the default at ``--scale paper``), as one job array on a cluster: the command submits the missing runs and
+  returns; run it again to collect them, and it writes the report once every run is finished;
 * ``claims.csv``: one row per claim, columns :data:`COLUMNS`;
 * ``report.md``: the table, then per claim its verdict and why, its criterion, every condition with its number,
   interval and pass/fail/inconclusive, its controls' verdicts, the regime of each trained run, its figure and
@@ -201,39 +204,51 @@ def _run_group(numbers: list, out: Path, scale: str, seeds: list, progress: bool
         return [run_claim(CLAIMS[n], out / f"claim{n:02d}", scale, seeds, progress) for n in numbers]
 
 
-def _train(runs_dir: Path, overrides: list, seed: int) -> str:
-    """Train (or resume, or reuse) one planned run in this process (one thread); its folder."""
-    from .networks import trained
+class RunsPending(RuntimeError):
+    """Trained runs the claims need are not finished yet (jobs still queued or running on a cluster)."""
 
-    return str(trained(runs_dir, overrides, seed))
+    def __init__(self, pending: list, total: int, jobs_dir: Path):
+        self.pending = pending
+        super().__init__(f"{len(pending)} of {total} trained runs are not finished; their jobs are in {jobs_dir}: "
+                         "run the same command again when they finish (finished runs are collected, missing "
+                         "ones submitted)")
 
 
-def train_planned(claims: list, out: Path, scale: str, seeds: list, jobs: int, progress: bool) -> int:
-    """Train every run that ``claims`` plan (:meth:`~lab.claims.base.Claim.planned_runs`), ``jobs`` at a time
-    in processes of one thread each, before the claims read them; returns how many runs were planned."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
+def train_planned(claims: list, out: Path, scale: str, seeds: list, *, executor: str = "process", jobs: int = 1,
+                  cluster: str | None = None, slurm: dict | None = None, wait: bool = True,
+                  progress: bool = False) -> int:
+    """Train every run that ``claims`` plan (:meth:`~lab.claims.base.Claim.planned_runs`) before the claims
+    read them, by :func:`neural.executors.run_tasks`: ``'process'``, ``jobs`` processes of one thread each;
+    ``'submitit'``, one job array of the missing runs (jobs in ``out/runs/submitit``; ``wait``: for it to
+    finish). Returns how many runs were planned; raises :class:`RunsPending` when some are not finished."""
+    from neural.executors import run_tasks
 
-    from memgen.progress import progress_bar
+    from lab.run_metrics import METRICS
 
-    from .networks import run_folder
+    from .networks import run_config, run_folder
 
     runs_dir = out / "runs"
     planned = {run_folder(runs_dir, ov, sd): (ov, sd) for c in claims for ov, sd in c.planned_runs(scale, seeds)}
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_train, runs_dir, ov, sd) for ov, sd in planned.values()]
-        for f in progress_bar(as_completed(futures), enabled=progress, desc="runs", unit="run", total=len(futures)):
-            f.result()
-    return len(planned)
+    tasks = [(run_config(ov, sd), folder) for folder, (ov, sd) in planned.items()]
+    pending = run_tasks(tasks, metrics=METRICS, executor=executor, workers=jobs, jobs_dir=runs_dir / "submitit",
+                        cluster=cluster, slurm=slurm, wait=wait, progress=progress)
+    if pending:
+        raise RunsPending(pending, len(tasks), runs_dir / "submitit")
+    return len(tasks)
 
 
 def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int | None = None,
-               progress: bool = True, jobs: int = 1) -> list:
+               progress: bool = True, jobs: int = 1, executor: str | None = None, cluster: str | None = None,
+               slurm: dict | None = None, wait: bool = False) -> list:
     """Run the selected claims (module doc) and write the report; returns the rows of ``claims.csv``.
 
-    ``jobs > 1`` first trains every run the claims plan, then runs the claims, each in that many processes of one
-    thread each (claims that share trained runs in the same process, :data:`SHARED_RUNS`); ``jobs = 1`` runs
-    everything here, with torch's thread setting."""
+    ``executor``: where the trained runs train (default ``'submitit'`` at paper scale, else ``'process'``).
+    ``'process'`` with ``jobs > 1`` first trains every run the claims plan, then runs the claims, each in that
+    many processes of one thread each (claims that share trained runs in the same process,
+    :data:`SHARED_RUNS`); with ``jobs = 1`` everything runs here, with torch's thread setting. ``'submitit'``
+    submits the missing runs as one job array (``cluster``, ``slurm``: :func:`neural.executors.run_tasks`) and,
+    unless ``wait``, raises :class:`RunsPending` at once when runs are not finished: calling again later
+    collects them, submits what is missing, and runs the claims once every run is there."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
@@ -251,17 +266,22 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
     if n_seeds < 1:
         raise ValueError(f"seeds: expected a positive number of seeds, got {seeds!r}")
     jobs = integer(jobs, "jobs", 1)
+    executor = ("submitit" if scale == "paper" else "process") if executor is None else executor
+    if executor not in ("process", "submitit"):
+        raise ValueError(f"executor: expected 'process' or 'submitit', got {executor!r}")
     out = Path(out)
     numbers = _claim_numbers(only, CLAIMS)
     seed_list = list(range(n_seeds))
     groups, done = _groups(numbers), {}
+    if executor == "submitit" or jobs > 1:
+        train_planned([CLAIMS[n] for n in numbers], out, scale, seed_list, executor=executor, jobs=jobs,
+                      cluster=cluster, slurm=slurm, wait=wait, progress=progress)
     if jobs == 1:
         bar = progress_bar(groups, enabled=progress, desc="claims", unit="group")
         for group in bar:
             bar.set_postfix_str("claim " + ",".join(map(str, group)))
             done.update({r["claim"]: r for r in _run_group(group, out, scale, seed_list, progress, 0)})
     else:
-        train_planned([CLAIMS[n] for n in numbers], out, scale, seed_list, jobs, progress)
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(_run_group, g, out, scale, seed_list, False, 1) for g in groups]
             for f in progress_bar(as_completed(futures), enabled=progress, desc="claims", unit="group",
@@ -270,7 +290,8 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
     rows = [done[n] for n in numbers]
     Records({k: r[k] for k in COLUMNS} for r in rows).to_csv(out / "claims.csv")
     atomic_write_text(out / "report.md", markdown(rows, scale, CLAIMS))
-    write_record(out, command="memgen report", scale=scale, seeds=n_seeds, jobs=jobs, claims=numbers,
+    write_record(out, command="memgen report", scale=scale, seeds=n_seeds, jobs=jobs, executor=executor,
+                 claims=numbers,
                  settings={n: CLAIMS[n].settings(scale) for n in numbers},
                  seconds={r["claim"]: r["seconds"] for r in rows})
     return rows
