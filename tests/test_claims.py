@@ -12,7 +12,7 @@ from compare.records import read_csv
 from compare.timescales import fit_tau_mem
 from lab.claims import CLAIMS
 from lab.claims.base import Claim, Control, Outcome, regime
-from lab.claims.report import COLUMNS, criterion, run_claim, run_report, same_criterion
+from lab.claims.report import COLUMNS, criterion, run_claim, run_report
 from lab.claims.verdicts import VERDICTS, Condition, controlled, from_row, verdict
 
 
@@ -206,9 +206,3 @@ def test_quick_report_of_all_twelve_claims(tmp_path):
     assert [(r["claim"], r["positive_control"], r["negative_control"]) for r in rows] == \
         [(n, "inconclusive" if n == 11 else "reproduced", "not reproduced") for n in range(1, 13)]
 
-
-def test_an_outcome_written_before_the_claims_moved_to_lab_keeps_its_criterion():
-    stated = criterion(CLAIMS[5])                       # quotes lab.claims.timescale_runs
-    assert "lab.claims." in stated
-    assert same_criterion(stated.replace("lab.claims.", "figures.claims."), stated)
-    assert not same_criterion(stated.replace("tau_mem", "tau_gen"), stated) and not same_criterion(None, stated)

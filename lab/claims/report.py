@@ -52,13 +52,6 @@ NO_CONTROL = {"verdict": None, "reason": "no control declared", "conditions": []
               "description": "none"}
 
 
-def same_criterion(written: str | None, stated: str) -> bool:
-    """Whether the criterion ``written`` in an ``outcome.json`` is ``stated``. The claims' modules moved from
-    ``figures.claims`` to ``lab.claims`` (issue 24); a criterion written before that quotes the old module path
-    and is the same criterion."""
-    return written is not None and written.replace("figures.claims.", "lab.claims.") == stated
-
-
 def _outcome(run, settings: dict, folder: Path, scale: str, seeds: list, progress: bool, stated: str) -> dict:
     """The outcome of ``run`` (a claim's or a control's) as a dict, from ``folder/outcome.json`` when it was finished
     at this scale, seeds and settings under the same stated criterion (``stated``); a run that raises is
@@ -70,7 +63,7 @@ def _outcome(run, settings: dict, folder: Path, scale: str, seeds: list, progres
         row = json.loads(done.read_text())
         if (row.get("scale") == scale and row.get("seeds") == len(seeds) and row.get("error") is None
                 and row.get("settings") == json.loads(json.dumps(settings))
-                and same_criterion(row.get("criterion"), stated)):
+                and row.get("criterion") == stated):
             return row
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
