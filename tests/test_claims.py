@@ -12,7 +12,7 @@ from compare.records import read_csv
 from compare.timescales import fit_tau_mem
 from lab.claims import CLAIMS
 from lab.claims.base import Claim, Control, Outcome, regime
-from lab.claims.report import COLUMNS, criterion, run_claim, run_report
+from lab.claims.report import COLUMNS, run_claim, run_report
 from lab.claims.verdicts import VERDICTS, Condition, controlled, from_row, verdict
 
 
