@@ -105,7 +105,7 @@ def lowdim_grid(m: int, n: int, sigmas=tuple(float(s) for s in torch.logspace(-3
     relative to the data's scale, and how many queries the series took at each sigma."""
     import numba
 
-    from toymodels.posterior_series import series_posterior
+    from toymodels.empirical._far_series import series_posterior
     torch.set_num_threads(threads)
     numba.set_num_threads(threads)
     g = torch.Generator().manual_seed(2)

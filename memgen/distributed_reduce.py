@@ -2,13 +2,13 @@
 
 Both exact computations over a training set are reductions: the nearest two points of a query merge
 per-shard top-2 lists, and the empirical posterior merges per-shard log-sum-exp states
-(:func:`toymodels.posterior_torch.merge`). Each rank holds one shard of rows (e.g. its slice of a
+(:func:`toymodels.empirical._torch.merge`). Each rank holds one shard of rows (e.g. its slice of a
 memory-mapped ``.npy``: ``np.load(path, mmap_mode='r')[lo:hi]``), every rank is called with the same
 queries (the usual SPMD pattern under ``torchrun``), and all ranks get the full result. Works with any
 backend (gloo on CPU, nccl on GPU) and any number of nodes; without an initialized process group
 the world is one process and nothing is communicated.
 
-The reductions only; their users are the sharded exact computations: :mod:`toymodels.sharded` (the
+The reductions only; their users are the sharded exact computations: :mod:`toymodels.empirical.sharded` (the
 empirical denoiser over a sharded training set) and :mod:`compare.neighbours` (the nearest two points).
 """
 from __future__ import annotations

@@ -3,9 +3,9 @@ certificate rejects what it cannot vouch for."""
 import numpy as np
 import pytest
 
-import toymodels.posterior_pruned as pruned
-import toymodels.posterior_series as ps
-from toymodels.posterior_numba import numba_posterior
+import toymodels.empirical._pruned as pruned
+import toymodels.empirical._far_series as ps
+from toymodels.empirical._numba import numba_posterior
 from conftest import brute_stats, centre_and_radius
 
 SIGMAS = np.logspace(-3, 1, 9)

@@ -2,7 +2,7 @@
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from toymodels import posterior_numba as pn
+from toymodels.empirical import _numba as pn
 from conftest import brute_stats, centre_and_radius
 
 

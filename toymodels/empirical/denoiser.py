@@ -20,18 +20,18 @@ from memgen.checks import integer, non_negative
 from memgen.contract import Denoiser, Posterior
 from memgen.pairwise import DEFAULT_BUDGET, centred_summary, training_points
 
-from . import trajectory
-from .posterior_torch import needs_grad, streaming_posterior
+from . import _reusing_sampler
+from ._torch import needs_grad, streaming_posterior
 
 NUMBA_MAX_DIM = 8
 """``kernel='auto'`` uses the pruned kernel on CPU up to this dimension, the GEMM kernel above.
 
 In low dimension the fused numba kernel computes distances by exact differences (no cancellation),
-allocates nothing per chunk and vectorizes its exponentials (:mod:`toymodels.vector_exp`); the pruned
-kernel (:mod:`toymodels.posterior_pruned`) adds a KD-tree that skips, with a certified bound, the pairs
+allocates nothing per chunk and vectorizes its exponentials (:mod:`toymodels.empirical._vector_exp`); the pruned
+kernel (:mod:`toymodels.empirical._pruned`) adds a KD-tree that skips, with a certified bound, the pairs
 whose weight is below float64 rounding, and falls back to the fused kernel for the queries where that
 does not pay (benchmarks/RESULTS.md); at large sigma it first answers the queries whose certified
-Taylor series over the training set is exact to 1e-13 (:mod:`toymodels.posterior_series`)."""
+Taylor series over the training set is exact to 1e-13 (:mod:`toymodels.empirical._far_series`)."""
 
 KERNELS = ("auto", "torch", "numba", "pruned")
 
@@ -124,12 +124,12 @@ class EmpiricalDenoiser(Denoiser):
             args = (flat.detach().numpy(), y)
             rest = (self.center.double().numpy(), self.radius, sigma.detach().numpy())
             if lowdim == "pruned":
-                from .posterior_pruned import build_tree, pruned_posterior
+                from ._pruned import build_tree, pruned_posterior
                 if getattr(self, "_tree", None) is None:
                     self._tree = build_tree(y)
                 out = pruned_posterior(*args, self._tree, *rest)
             else:
-                from .posterior_numba import numba_posterior
+                from ._numba import numba_posterior
                 out = numba_posterior(*args, *rest)
             return {k: torch.from_numpy(v).to(self.dtype) for k, v in out.items()}
         return streaming_posterior(flat, self.store, self.center, self.sqnorm, self.radius, sigma,
@@ -156,11 +156,12 @@ class EmpiricalDenoiser(Denoiser):
 
     def sample_reusing(self, noise, sigmas, **kw):
         """Heun samples that skip full passes once the posterior has collapsed
-        (:func:`toymodels.trajectory.sample_reusing`; what is certified is said there). Only the plain
-        empirical denoiser: a subclass with its own ``forward`` (:class:`SmoothedDenoiser`) raises ``TypeError``."""
+        (:func:`toymodels.empirical._reusing_sampler.sample_reusing`; what is certified is said there).
+        Only the plain empirical denoiser: a subclass with its own ``forward`` (:class:`SmoothedDenoiser`)
+        raises ``TypeError``."""
         if type(self).forward is not EmpiricalDenoiser.forward:
             raise TypeError(f"model: expected a toymodels.EmpiricalDenoiser, got {type(self).__name__}")
-        return trajectory.sample_reusing(self, noise, sigmas, **kw)
+        return _reusing_sampler.sample_reusing(self, noise, sigmas, **kw)
 
 
 class SmoothedDenoiser(EmpiricalDenoiser):

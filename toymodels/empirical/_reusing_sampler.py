@@ -19,8 +19,8 @@ call, by the cheapest of three ways that give its output:
   its kept points and ``D~``; taken where the last call foresaw at most ``n / (2 GATHER_COST)`` kept
   points at this sigma (the kept points at the new sigma with the old products), and followed by a
   full pass where that proves wrong;
-* *full pass*: the plain denoiser's own streamed call (:func:`toymodels.posterior_torch.streaming_state`,
-  on CPU the fused fold of :mod:`toymodels.posterior_block`), which also keeps the products of each block;
+* *full pass*: the plain denoiser's own streamed call (:func:`toymodels.empirical._torch.streaming_state`,
+  on CPU the fused fold of :mod:`toymodels.empirical._fused_fold`), which also keeps the products of each block;
   its output, the usual weighted sum over all ``n`` points (nothing dropped), is the query's output
   while its posterior is spread over more than ``n / (2 GATHER_COST)`` points.
 
@@ -52,7 +52,7 @@ from memgen.checks import as_batch, as_grid, positive
 from memgen.pairwise import (centred_sq_norms, host_rows, keep_products, point_chunks, product_shift,
                              uses_raw_rows)
 
-from .posterior_torch import centred_queries, finish, streaming_state
+from ._torch import centred_queries, finish, streaming_state
 
 PAYBACK_CALLS = 2
 """A collapsed query is carried when its share of the new Gram rows it needs (each row's cost split among
@@ -127,9 +127,9 @@ def _products(model, x: torch.Tensor, out: torch.Tensor):
 def _kept_mean(model, rows: np.ndarray, idx: np.ndarray, w: np.ndarray, count: np.ndarray):
     """``D~ - c = sum_{k < count[r]} w[r, k] y[idx[r, k]] - c`` [len(rows), d] (float64 CPU) for the queries
     ``rows``, whose weights ``w`` sum to one. A float32/float64 store on the CPU is read in place
-    (:func:`toymodels.trajectory_kernels.gather_mean`); elsewhere the kept rows of a few queries at a time
+    (:func:`toymodels.empirical._reusing_loops.gather_mean`); elsewhere the kept rows of a few queries at a time
     are gathered within the model's budget."""
-    from .trajectory_kernels import gather_mean
+    from ._reusing_loops import gather_mean
 
     d = model.center.shape[0]
     y = model.store
@@ -172,7 +172,7 @@ class _Gram:
 
 
 def _full_pass(model, u: torch.Tensor, rows: np.ndarray, sigma: float, s: torch.Tensor):
-    """One pass of the plain denoiser's kernel (:func:`toymodels.posterior_torch.streaming_state`) for the
+    """One pass of the plain denoiser's kernel (:func:`toymodels.empirical._torch.streaming_state`) for the
     queries ``rows``: their products ``s[rows] = u . v_j`` (the GEMM in the model's dtype, stored in
     float64) and, from the same blocks, their ``D - c`` [rows, d] (float64) and posterior entropy [rows]."""
     r = torch.from_numpy(rows)
@@ -208,7 +208,7 @@ def sample_reusing(model, noise, sigmas, *, tol: float = 1e-12, record: list | N
     tol = positive(tol, "tol")
     x = as_batch(noise, "noise", event_shape=model.event_shape, dtype=torch.float64)
     sig = [float(s) for s in as_grid(sigmas)]
-    from .trajectory_kernels import combine, kept_points
+    from ._reusing_loops import combine, kept_points
 
     B = x.shape[0]
     n, d = model.n, model.center.shape[0]

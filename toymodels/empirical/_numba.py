@@ -1,6 +1,6 @@
 """Fused numba kernel for the empirical posterior in low dimension (d of a few units, n up to millions).
 
-Same quantities as :func:`toymodels.posterior_torch.streaming_posterior` (mean, entropy, log
+Same quantities as :func:`toymodels.empirical._torch.streaming_posterior` (mean, entropy, log
 normalizer) but without GEMMs: for d ~ 2 a matrix product is memory-bound, while a fused loop streams
 the training set in blocks of ``BLOCK`` points per query, computing ``||x - y_j||^2`` by exact
 differences (no cancellation). Queries run in parallel (``prange``); all arithmetic is in float64
@@ -11,7 +11,7 @@ Per query, with logits ``l_j = -||x - y_j||^2 / (2 sigma^2)``, one pass sums ``w
 relative to the running maximum ``m`` (the sums are moved exactly when a block raises it), so that
 each distance is computed once; at the end ``m = max_j l_j`` and
     ``mean = sum_j w_j y_j / s``,  ``entropy = log s - sum_j w_j (l_j - m) / s``,  ``log Z = m + log s``,
-``s = sum_j w_j >= 1``. The exponentials are :func:`toymodels.vector_exp.exp` (within ``4 eps``
+``s = sum_j w_j >= 1``. The exponentials are :func:`toymodels.empirical._vector_exp.exp` (within ``4 eps``
 relative, 0 for ``l_j - m <= -708``, where each weight is below ``3.4e-308`` of ``s``), so every loop
 over the training points vectorizes; sums are reassociated into SIMD lanes. Each weight thus carries a
 relative error of a few ``eps`` beyond the rounding of its logit, as with libm's ``exp``: the outputs
@@ -34,7 +34,7 @@ import torch
 
 from memgen.pairwise import far_shift
 
-from .vector_exp import exp, fmin
+from ._vector_exp import exp, fmin
 
 BLOCK = 512
 """Training points per block: a block's coordinates, distances and weights stay in the L1 cache."""

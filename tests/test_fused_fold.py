@@ -1,7 +1,7 @@
-"""The fused CPU fold of the streaming posterior (toymodels.posterior_block) against a float64 brute force.
+"""The fused CPU fold of the streaming posterior (toymodels.empirical._fused_fold) against a float64 brute force.
 
 ``EmpiricalDenoiser.posterior`` without ``topk`` asks for all the weights and so takes the torch path; these
-tests call :func:`toymodels.posterior_torch.streaming_posterior` without extras, which is what the
+tests call :func:`toymodels.empirical._torch.streaming_posterior` without extras, which is what the
 denoiser's mean, entropy and log normalizer use on CPU, and with ``topk`` (the fused top-k).
 """
 import numpy as np
@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from memgen.pairwise import centred_summary
-from toymodels.posterior_block import fused
-from toymodels.posterior_torch import _torch_state, centred_queries, streaming_posterior, streaming_state
+from toymodels.empirical._fused_fold import fused
+from toymodels.empirical._torch import _torch_state, centred_queries, streaming_posterior, streaming_state
 
 
 def _posterior(x, y, sigma, budget, as_numpy=False):
@@ -101,7 +101,7 @@ def test_largest_weight_is_one_however_large_the_logits():
 def test_no_subnormal_weight_is_written():
     """Weights between float32's subnormal range and 1 are kept, those below its smallest normal number are
     written (and summed) as 0: a subnormal input would slow the next GEMM by orders of magnitude."""
-    from toymodels.posterior_block import fold_block
+    from toymodels.empirical._fused_fold import fold_block
     tiny = torch.finfo(torch.float32).tiny
     r = torch.linspace(-110.0, 0.0, 2001, dtype=torch.float64)            # relative logits down past -103
     coef = np.array([-0.5])

@@ -12,7 +12,7 @@ rounding. That is what is certified; it holds for any data.
 
 A KD-tree (scipy's ``cKDTree``) gives ``r0`` exactly and the points in the ball. Queries whose ball
 would hold a large part of the training set (large sigma, or ``x`` far away) gain nothing from the
-tree and go to the dense fused kernel (:mod:`toymodels.posterior_numba`), as does everything when
+tree and go to the dense fused kernel (:mod:`toymodels.empirical._numba`), as does everything when
 few queries would be pruned. The cut-off between the two is a cost estimate only: it decides speed,
 never the result. Pruned queries are handled ``chunk`` at a time, so that the ball indices held at
 once stay near ``CHUNK_POINTS`` when the data are spread evenly.
@@ -24,8 +24,8 @@ import math
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .posterior_numba import numba_posterior
-from .posterior_series import series_posterior
+from ._numba import numba_posterior
+from ._far_series import series_posterior
 
 TAIL_MARGIN = 37.0
 """``T = log n + TAIL_MARGIN``: the dropped weight is below ``e^-TAIL_MARGIN`` (8.5e-17) of the total."""
@@ -70,7 +70,7 @@ def pruned_posterior(x: np.ndarray, y: np.ndarray, tree: cKDTree, center: np.nda
     """Mean, entropy and log normalizer (float64 numpy) of queries ``x`` [B, d] over ``y`` [n, d].
 
     Equal to the dense kernel up to the certified tail (module doc); ``tree`` is :func:`build_tree` of ``y``.
-    Queries whose far-field series is certified (:mod:`toymodels.posterior_series`) take it first.
+    Queries whose far-field series is certified (:mod:`toymodels.empirical._far_series`) take it first.
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     sigma = np.ascontiguousarray(sigma, dtype=np.float64)

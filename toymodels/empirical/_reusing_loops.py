@@ -1,4 +1,4 @@
-"""Numba loops over the ``[B, n]`` float64 logit products of :mod:`toymodels.trajectory`.
+"""Numba loops over the ``[B, n]`` float64 logit products of :mod:`toymodels.empirical._reusing_sampler`.
 
 Once a query's posterior has collapsed, a sampler step costs two passes over its row of ``n``
 products instead of a GEMM over ``n x d``, and its output a weighted sum of the few rows that carry

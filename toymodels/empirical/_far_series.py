@@ -58,7 +58,7 @@ from scipy.special import comb
 
 from memgen.pairwise import DEFAULT_BUDGET
 
-from .posterior_numba import _dot, readable
+from ._numba import _dot, readable
 
 SERIES_TOL = 1e-13
 """Largest accepted certified relative error of S (the mean's error is below ``2 SERIES_TOL R``)."""

@@ -1,6 +1,6 @@
 """One block of the streaming posterior folded into its running state in a fused CPU pass.
 
-:func:`toymodels.posterior_torch.streaming_state` multiplies the queries by a chunk of training points
+:func:`toymodels.empirical._torch.streaming_state` multiplies the queries by a chunk of training points
 (one GEMM, ``g_bj = u_b . v_j``) and must then turn the block into weights and fold them into the running
 ``(m, s, t)`` of each query. In torch that is seven passes over the ``[B, c]`` block (add the norms, scale,
 row maximum, subtract, clamp, exp, row sums). :func:`fold_block` does it in two passes of one numba
@@ -18,7 +18,7 @@ kernel, in float64 whatever the block's dtype:
 The logits here leave out the per-query constant ``rest_b`` of the distances
 (``||u_b - v_j||^2 = q_j - 2 g_bj + rest_b``): a constant per query changes neither the weights nor
 ``t`` (which sums weights times logits *relative* to the maximum), only the maximum, to which the caller
-adds ``coef_b rest_b`` once, in float64. The exponentials are :func:`toymodels.vector_exp.exp`
+adds ``coef_b rest_b`` once, in float64. The exponentials are :func:`toymodels.empirical._vector_exp.exp`
 (within ``4 eps`` relative; exactly 0 for ``r <= -708``, where ``e r`` is then counted as 0), so both
 loops vectorize. A weight below the smallest normal number of the block's dtype (``1.2e-38`` in
 float32) is written, and summed, as 0: the largest weight is 1, so this moves the mean by less than
@@ -37,7 +37,7 @@ import torch
 
 from memgen.threads import numba_like_torch
 
-from .vector_exp import UNDERFLOW, exp, fmin
+from ._vector_exp import UNDERFLOW, exp, fmin
 
 
 @numba.njit(fastmath={"contract"}, cache=True)

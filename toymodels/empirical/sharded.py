@@ -3,7 +3,7 @@
 Each rank streams its own shard ``S_r`` and keeps the unnormalized state of its part of the posterior,
 ``m_r = max_{j in S_r} l_j``, ``s_r = sum exp(l_j - m_r)``, ``t_r = sum exp(l_j - m_r)(l_j - m_r)``,
 ``acc_r = sum exp(l_j - m_r) v_j``; the states are gathered (:mod:`memgen.distributed_reduce`) and merged exactly
-(:func:`toymodels.posterior_torch.merge`), so every rank returns ``D*`` of the whole set -- equal to
+(:func:`toymodels.empirical._torch.merge`), so every rank returns ``D*`` of the whole set -- equal to
 the single-process result up to the order of the floating-point sums. All ranks share one centre
 (the mean of the whole set) and one radius, so their logits carry the same per-query shift.
 """
@@ -14,8 +14,8 @@ import torch
 from memgen.pairwise import DEFAULT_BUDGET, centred_summary, column_sum
 from memgen.distributed_reduce import all_max, all_sum, gathered, world
 
-from .empirical import EmpiricalDenoiser
-from .posterior_torch import State, centred_queries, finish, merge, streaming_state
+from .denoiser import EmpiricalDenoiser
+from ._torch import State, centred_queries, finish, merge, streaming_state
 
 
 class ShardedEmpiricalDenoiser(EmpiricalDenoiser):

@@ -11,7 +11,7 @@ where, over chunks of training points, ``m`` is the running maximum logit, ``s =
 and ``t = sum exp(l - m) (l - m)``. When the maximum rises from m to m', the accumulators are
 rescaled exactly: ``s' = e^(m-m') s``, ``t' = e^(m-m') (t + (m - m') s)``, ``acc' = e^(m-m') acc``.
 The same rule merges the states of two disjoint parts of the training set (chunks here, shards in
-:mod:`toymodels.sharded`). Nothing is ever exponentiated without subtracting the running maximum, and
+:mod:`toymodels.empirical.sharded`). Nothing is ever exponentiated without subtracting the running maximum, and
 weights are formed from logits *relative* to it (``w = exp((l - m) - log s)``), never from the
 absolute logits, which at small sigma are so large that their rounding alone would move a weight by a
 factor of two.
@@ -31,7 +31,7 @@ from memgen.pairwise import (DEFAULT_BUDGET, far_shift, point_chunks, product_sh
                              squared_norms, uses_raw_rows)
 from memgen.smallest import merge_smallest, new_list
 
-from .posterior_block import fold_block, fused
+from ._fused_fold import fold_block, fused
 
 
 class State(NamedTuple):
@@ -82,9 +82,10 @@ def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Te
     ``budget`` bounds the ``[B, c]`` blocks and the chunk buffer, after ``reserved`` bytes. ``raw``: the
     GEMMs read the rows in place (:func:`memgen.pairwise.uses_raw_rows`); ``acc`` is then corrected by
     ``- s c`` so that the state is the same. On CPU, without autograd or extras, each block is folded by
-    the fused kernel of :mod:`toymodels.posterior_block` (two passes over the block instead of seven).
+    the fused kernel of :mod:`toymodels.empirical._fused_fold` (two passes over the block instead of seven).
     ``products``, a float64 ``[B, n]`` CPU tensor, receives the products ``u_b . v_j`` of every block
-    (:func:`memgen.pairwise.keep_products`; the reusing sampler of :mod:`toymodels.trajectory` carries them).
+    (:func:`memgen.pairwise.keep_products`; the reusing sampler of
+    :mod:`toymodels.empirical._reusing_sampler` carries them).
     """
     grad = needs_grad(u, sigma)
     if not all_weights and not grad and fused(u):
@@ -97,7 +98,7 @@ def streaming_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Te
 
 def _fused_state(u, y, center, v_sqnorm, offset, sigma, *, budget, raw, products=None, topk=None):
     """``(State, top)``: :func:`streaming_state` with one GEMM per block into a reused buffer, folded by
-    :func:`toymodels.posterior_block.fold_block`; the per-query constant of the distances is added to the
+    :func:`toymodels.empirical._fused_fold.fold_block`; the per-query constant of the distances is added to the
     running maximum at the end, in float64.
 
     With ``topk = k``, each block's ``x_bj = ||v_j||^2 - 2 u_b.v_j`` (float64, the values the fold
@@ -159,7 +160,7 @@ def _torch_state(u: torch.Tensor, y, center: torch.Tensor, v_sqnorm: torch.Tenso
         floor = torch.finfo(l.dtype).min            # l is bf16 under autocast
         shifted = (l - mcol).clamp(min=floor) if grad else l.sub_(mcol).clamp_(min=floor)
         e = shifted.exp()
-        if not grad and e.device.type == "cpu":      # no subnormal weights into the CPU GEMM (posterior_block)
+        if not grad and e.device.type == "cpu":      # no subnormal weights into the CPU GEMM (_fused_fold.py)
             e.masked_fill_(e < torch.finfo(e.dtype).tiny, 0.0)
         chunk_s = e.sum(1)
         chunk_t = torch.bmm(e.unsqueeze(1), shifted.unsqueeze(2)).reshape(-1)    # sum_j e_j (l_j - m)
