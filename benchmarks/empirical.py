@@ -105,7 +105,7 @@ def lowdim_grid(m: int, n: int, sigmas=tuple(float(s) for s in torch.logspace(-3
     relative to the data's scale, and how many queries the series took at each sigma."""
     import numba
 
-    from toymodels.posterior_series import series_posterior
+    from toymodels.empirical._far_series import series_posterior
     torch.set_num_threads(threads)
     numba.set_num_threads(threads)
     g = torch.Generator().manual_seed(2)
@@ -235,7 +235,7 @@ def main(argv=None) -> dict:
             print(f"memory, m={mem['m']} n={mem['n']} d={mem['d']}: extra peak {mem['extra_peak_bytes'] / 2**20:.1f} MiB"
                   f" beyond inputs and output; budget {mem['budget_bytes'] / 2**20:.0f} MiB")
     if args.out:
-        from memgen.runs import atomic_write_json, versions
+        from memgen.run_files import atomic_write_json, versions
         atomic_write_json(args.out, {**res, "versions": versions()})
     return res
 

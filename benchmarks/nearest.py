@@ -29,7 +29,7 @@ import torch
 
 from compare.neighbours import nearest_two, search_shape
 from memgen.pairwise import DEFAULT_BUDGET
-from memgen.runs import atomic_write_json, versions
+from memgen.run_files import atomic_write_json, versions
 
 
 def _peak_rss_mb() -> float:

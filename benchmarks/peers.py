@@ -364,7 +364,7 @@ def main(argv=None) -> dict:
         p.error("--load: expected an integer >= 0")
     res = run_with_load(args.load, args.size, args.device, args.precision, args.repeats, not args.no_memory)
     print(table(res))
-    from memgen.runs import atomic_write_json, versions
+    from memgen.run_files import atomic_write_json, versions
     atomic_write_json(args.out, {**res, "versions": versions()})
     return res
 

@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from benchmarks.empirical import best_time
-from memgen.runs import atomic_write_json, versions
+from memgen.run_files import atomic_write_json, versions
 from toymodels.rf import ClosedForm, simulate
 from toymodels.rf.problems import rf_problem
 

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import root
 
 from benchmarks.empirical import best_time
-from memgen.runs import atomic_write_json, versions
+from memgen.run_files import atomic_write_json, versions
 from toymodels.rf import SpectrumModel, stieltjes
 
 

@@ -7,7 +7,7 @@
 Two training sets of n points in d dimensions (seeded): ``gaussian`` (``0.5 N(0, I)`` clipped to
 [-1, 1]) and ``clustered`` (200 such centres, each point a centre plus ``0.2 N(0, I)``, clipped). The
 plain sampler calls the float32 denoiser 35 times (two per step, one on the last), each a full pass
-over the set; ``sample(..., reuse=True)`` (:mod:`toymodels.trajectory`) carries each query's logits
+over the set; ``sample(..., reuse=True)`` (:mod:`toymodels.empirical._reusing_sampler`) carries each query's logits
 once its posterior has collapsed. Both are timed in the same run, alternating (plain first) for ``R``
 rounds, and the medians are compared: the machine's speed can drift by a third within minutes. Reported per set:
 seconds, speed-up, per call the passes over the training set (``F`` every query a full pass, ``P`` as many
@@ -117,7 +117,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default="bench-out/sampler.json")
     args = p.parse_args(argv)
     res = {"m": args.m, "n": args.n, "d": args.d, "device": args.device, "threads": torch.get_num_threads()}
-    from memgen.runs import atomic_write_json, versions
+    from memgen.run_files import atomic_write_json, versions
     for kind in args.sets:
         k = min(args.m, args.reference_queries or args.m)
         r = res[kind] = run_set(kind, args.m, args.n, args.d, args.device, args.reference, k, args.repeats)

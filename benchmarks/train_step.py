@@ -168,7 +168,7 @@ def main(argv=None) -> dict:
           f" memgen {res['memgen_images_per_s']:.1f} images/s, plain loop {res['plain_images_per_s']:.1f} images/s,"
           f" overhead {100 * res['overhead']:+.1f}% (target <= +5%); by CPU time {100 * res['cpu_overhead']:+.1f}%;"
           f" rounds {rates}; CPU rounds {cpu_rates}; first step (s) {first}")
-    from memgen.runs import atomic_write_json, versions
+    from memgen.run_files import atomic_write_json, versions
     atomic_write_json(args.out, {**res, "versions": versions()})
     return res
 

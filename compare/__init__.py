@@ -10,7 +10,7 @@
 * results as tidy :class:`Records` that save to CSV (:func:`read_csv` loads them back).
 """
 from .bootstrap import bootstrap, mean_interval
-from .errors import common_noise, denoising_error, generalization_gap
+from .gap import common_noise, denoising_error, generalization_gap
 from .fidelity import frechet_distance, log_likelihood, mondrian_valid_fraction, mondrian_validity, sliced_wasserstein
 from .features import FeatureMap, feature_map
 from .fid import inception_fid

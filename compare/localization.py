@@ -22,7 +22,7 @@ from memgen.checks import as_batch, as_tensor, integer
 from memgen.contract import supports_posterior
 from memgen.progress import progress_bar
 
-from .errors import check_tags, denoise, sigma_grid
+from .gap import check_tags, denoise, sigma_grid
 from .records import Records
 from .trajectories import is_trajectory, trajectory_states
 

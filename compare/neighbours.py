@@ -21,7 +21,7 @@ from memgen.pairwise import (DEFAULT_BUDGET, centred_chunks, centred_sq_norms, c
                              uses_raw_rows)
 from memgen.smallest import merge_smallest, new_list, pair_sq_distances
 from memgen.progress import progress_bar
-from memgen.sharding import gathered, world
+from memgen.distributed_reduce import gathered, world
 
 
 class Neighbours(NamedTuple):

@@ -62,7 +62,7 @@ def gap_peak(e_train, e_val, sigmas, *, window: int = 2, n_boot: int = 1000, lev
 
     Args:
         e_train, e_val: per-point errors ``[n_train, S]`` and ``[n_val, S]`` on the grid ``sigmas``
-            (e.g. :func:`compare.errors.point_errors`, with common random numbers).
+            (e.g. :func:`compare.gap.point_errors`, with common random numbers).
         window: grid points on each side of the maximum used by :func:`fitted_peak`.
         n_boot, level, seed: the percentile bootstrap, training and validation points resampled independently.
         clusters: optional ``(train_labels, val_labels)``, each point's experiment (seed): the two-level

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memgen.runs import atomic_write_text
+from memgen.run_files import atomic_write_text
 
 
 class Records(list):

@@ -29,7 +29,7 @@ from memgen.checks import as_batch, as_points, in_interval, integer
 from memgen.pairwise import DEFAULT_BUDGET, squared_norms, sq_distance_chunks
 
 from .bootstrap import bootstrap, check_bootstrap
-from .errors import check_tags
+from .gap import check_tags
 from .neighbours import Neighbours, features, nearest_two
 from .records import Records
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from memgen.runs import metrics_path, read_json, read_jsonl, read_record
+from memgen.run_files import metrics_path, read_json, read_jsonl, read_record
 
 from memgen.checks import as_values, finite, in_interval
 

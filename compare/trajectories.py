@@ -49,7 +49,7 @@ from memgen.checks import as_points, as_tensor, integer
 from memgen.pairwise import DEFAULT_BUDGET, squared_norms, sq_distance_chunks
 from memgen.progress import progress_bar
 
-from .errors import check_tags
+from .gap import check_tags
 from .records import Records
 
 COLUMNS = ("source", "step", "sigma", "sample", "nearest_index", "nearest_distance", "normalized_distance",

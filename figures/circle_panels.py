@@ -4,7 +4,7 @@ On Kaiser & Kollmann's toy (20 points on a circle of radius 10, alternately trai
 
 * gap: ``G = (E_val - E_train) / E_train`` vs sigma of the smoothed denoiser for a few delta
   (unsquared L2, common noise draws), with its peak fitted in log sigma and a bootstrap interval over
-  the points (:func:`figures.claims.kaiser.toy_gap`, the computation of claim 2 of ``memgen report``);
+  the points (:func:`toy_gap`; claim 2 of ``memgen report`` draws its curves with :func:`plot_toy_gaps`);
 * trajectories: nearest-training-point distance in units of ``sigma sqrt(d)`` and typicality under the
   noisy training data vs sigma, for the optimal and the smoothed denoiser and for real noisy training
   samples (:func:`figures.trajectories.distance_records`).
@@ -17,16 +17,52 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from compare.gap import point_errors
+from compare.peaks import gap_peak
 from compare.records import Records
-from figures.claims.kaiser import plot_toy_gaps, toy_gap
 from figures.trajectories import distance_records, final_summary, plot_distances
-from figures.cli import figure_parser
+from figures.script_args import figure_parser
 from memgen.data import circle
 from memgen.noise import log_sigmas
-from memgen.runs import atomic_save_figure
+from memgen.run_files import atomic_save_figure
 from toymodels import EmpiricalDenoiser, SmoothedDenoiser
+
+
+def toy_gap(n_points: int, delta: float, sigmas, *, n_draws: int, seed: int = 0, n_boot: int = 300) -> dict:
+    """Kaiser & Kollmann's toy: the generalization gap of the smoothed denoiser of the ``n_points`` circle
+    (radius 10, alternately train and validation, :func:`memgen.data.circle`) with smoothing ``delta``.
+
+    ``G(sigma) = (E_val - E_train) / E_train`` with the unsquared error ``E = mean_i ||D(y_i + sigma n_i) - y_i||``
+    over the points and ``n_draws`` draws per point, the same draws at every sigma (training draws from
+    ``seed``, validation draws from ``seed + 1``). Returns :func:`compare.peaks.gap_peak` (the peak fitted in
+    log sigma, with bootstrap intervals over the points) and ``curve``, ``G`` on the grid ``sigmas``.
+    """
+    ds = circle(n_points)
+    model = SmoothedDenoiser(ds.train, delta, dtype=torch.float64)
+    kw = dict(n_draws=n_draws, squared=False, dtype=torch.float64, progress=False)
+    et = point_errors(model, ds.train, sigmas, seed=seed, **kw)
+    ev = point_errors(model, ds.val, sigmas, seed=seed + 1, **kw)
+    out = gap_peak(et, ev, sigmas, n_boot=n_boot, seed=seed)
+    out["curve"] = ((ev.mean(0) - et.mean(0)) / et.mean(0)).tolist()
+    return out
+
+
+def plot_toy_gaps(ax, sigmas, gaps: dict):
+    """``gaps``: ``{label: {'curve', 'sigma_peak', 'sigma_peak_lo', 'sigma_peak_hi', 'gap_peak'}}`` (as
+    :func:`toy_gap` gives); one gap curve per label, its fitted peak marked with the peak's interval."""
+    s = np.asarray(sigmas, dtype=np.float64)
+    for label, p in gaps.items():
+        line, = ax.plot(s, p["curve"], label=f"{label}; peak at {p['sigma_peak']:.3g}")
+        ax.errorbar([p["sigma_peak"]], [p["gap_peak"]], xerr=[[p["sigma_peak"] - p["sigma_peak_lo"]],
+                    [p["sigma_peak_hi"] - p["sigma_peak"]]], color=line.get_color(), marker="o", ms=3, capsize=2)
+    ax.axhline(0, color="0.5", lw=0.7)
+    ax.set_xscale("log")
+    ax.set_xlabel("sigma")
+    ax.set_ylabel("gap (E_val - E_train) / E_train")
+    ax.legend(fontsize=7)
 
 
 def gap_and_trajectory_panels(out_dir, *, deltas=(2.2, 1.6, 1.2), delta: float = 1.6, n_points: int = 20,

@@ -14,7 +14,7 @@ data get denser: the capacity grows as delta falls, like a larger network's.
 
 An analytic illustration, not evidence for Yoon et al.'s Hypothesis 1 (capacity grows with network
 width): that claim is tested on trained networks of three widths by claim 8 of ``memgen report``
-(:mod:`figures.claims.yoon`).
+(:mod:`lab.claims.yoon`).
 
 Run: ``python -m figures.memorization_capacity --out DIR`` (writes ``memorization_capacity.png``,
 ``replicate_gallery.png``, ``replicates.csv``, ``summary.json``, ``record.json``).
@@ -24,26 +24,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from compare.records import Records
 from compare.replicates import replicates
-from figures.cli import figure_parser
-from memgen import edm_sigmas, sample
+from figures.replicate_gallery import replicate_gallery, smoothed_samples
+from figures.script_args import figure_parser
 from memgen.data import mondrian
 from memgen.progress import progress_bar
-from memgen.runs import atomic_save_figure, atomic_write_json, write_record
-from toymodels import SmoothedDenoiser
+from memgen.run_files import atomic_save_figure, atomic_write_json, write_record
 
 DELTAS = (0.0, 0.14, 0.16, 0.18, 0.2)
 SIZES = (100, 300, 1000, 3000)
-
-
-def smoothed_samples(train: torch.Tensor, delta: float, *, n_samples: int = 200, steps: int = 18,
-                     seed: int = 0) -> torch.Tensor:
-    """Samples of the smoothed denoiser of ``train`` (Heun, EDM grid with ``steps`` levels, seeded noise)."""
-    noise = torch.randn(n_samples, *train.shape[1:], generator=torch.Generator().manual_seed(seed))
-    return sample(SmoothedDenoiser(train, delta), noise, edm_sigmas(steps), method="heun")
 
 
 def capacity_records(*, deltas=DELTAS, sizes=SIZES, n_samples: int = 200, steps: int = 18, seed: int = 0,
@@ -93,8 +84,6 @@ def memorization_capacity(out_dir, *, deltas=DELTAS, sizes=SIZES, n_samples: int
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from figures.replicate_gallery import replicate_gallery
 
     out = Path(out_dir)
     rows, kept = capacity_records(deltas=deltas, sizes=sizes, n_samples=n_samples, steps=steps, seed=seed,

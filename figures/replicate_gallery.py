@@ -5,7 +5,8 @@ novel sample), so one picture shows what the replicate criterion accepts and wha
 are ``[C, H, W]`` in [-1, 1] (C = 1 or 3).
 
 Run: ``python -m figures.replicate_gallery --out DIR`` (the smoothed denoiser on 300 Mondrian images,
-delta = 0.18; writes ``replicate_gallery.png``, ``replicates_per_sample.csv``, ``record.json``).
+delta = 0.18; writes ``replicate_gallery.png``, ``replicates_per_sample.csv``, ``record.json``). Its samples
+(:func:`smoothed_samples`) are also those of :mod:`figures.memorization_capacity`, which draws its gallery here.
 """
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import numpy as np
 import torch
 
 from compare.replicates import replicates
-from figures.cli import figure_parser
+from figures.script_args import figure_parser
+from memgen import edm_sigmas, sample
 from memgen.data import mondrian
-from memgen.runs import atomic_save_figure, write_record
+from memgen.run_files import atomic_save_figure, write_record
+from toymodels import SmoothedDenoiser
 
 
 def _image(x: torch.Tensor) -> np.ndarray:
@@ -60,9 +63,14 @@ def replicate_gallery(path, samples, train, result, *, n_show: int = 8, title: s
     return out
 
 
-def main(argv=None) -> int:
-    from figures.memorization_capacity import smoothed_samples
+def smoothed_samples(train: torch.Tensor, delta: float, *, n_samples: int = 200, steps: int = 18,
+                     seed: int = 0) -> torch.Tensor:
+    """Samples of the smoothed denoiser of ``train`` (Heun, EDM grid with ``steps`` levels, seeded noise)."""
+    noise = torch.randn(n_samples, *train.shape[1:], generator=torch.Generator().manual_seed(seed))
+    return sample(SmoothedDenoiser(train, delta), noise, edm_sigmas(steps), method="heun")
 
+
+def main(argv=None) -> int:
     p = figure_parser("replicate_gallery", __doc__)
     p.add_argument("--n-train", type=int, default=300, help="Mondrian training images")
     p.add_argument("--delta", type=float, default=0.18, help="delta of the smoothed denoiser")

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from compare.records import Records
-from figures.cli import figure_parser
-from memgen.runs import atomic_save_figure, atomic_write_json, write_record
+from figures.script_args import figure_parser
+from memgen.run_files import atomic_save_figure, atomic_write_json, write_record
 from toymodels.rf import crossing_times, relaxation_times, simulate
 from toymodels.rf.problems import log_times, loss_curves, rf_problem
 

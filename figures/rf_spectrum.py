@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from compare.records import Records
-from figures.cli import figure_parser
-from memgen.runs import atomic_save_figure, atomic_write_json, write_record
+from figures.script_args import figure_parser
+from memgen.run_files import atomic_save_figure, atomic_write_json, write_record
 from toymodels.rf import gaussian_equivalent_U, solve_spectrum
 from toymodels.rf.problems import rf_problem
 from toymodels.rf.spectrum import continuous_density, ks_distance

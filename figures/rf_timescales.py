@@ -27,9 +27,9 @@ from scipy import stats
 
 from compare.records import Records
 from compare.timescales import fit_tau_mem
-from figures.cli import figure_parser
+from figures.script_args import figure_parser
 from memgen.progress import progress_bar
-from memgen.runs import atomic_save_figure, atomic_write_json, write_record
+from memgen.run_files import atomic_save_figure, atomic_write_json, write_record
 from toymodels.rf import crossing_times, relaxation_times
 from toymodels.rf.problems import log_times, loss_curves, rf_problem
 

@@ -12,7 +12,7 @@ training points, ``n_val`` fresh validation points). On it:
 
 Left: the generalization gap ``G(sigma) = (E_val - E_train) / E_train`` of the squared denoising error per
 dimension, with common random numbers (the same noise draws for every model and sigma) and 95% bootstrap
-intervals over points (:func:`compare.errors.generalization_gap`). Middle and right: Heun sampling
+intervals over points (:func:`compare.gap.generalization_gap`). Middle and right: Heun sampling
 trajectories from the same seeded noise; per state at noise sigma the nearest-training-point distance in
 units of ``sigma sqrt(d)`` and the typicality, the percentile of ``log (1/n) sum_i N(x; y_i, sigma^2 I)``
 among real noisy training samples at that sigma (:func:`compare.trajectories.trajectory_distances`; the
@@ -39,16 +39,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compare.errors import generalization_gap
+from compare.gap import generalization_gap
 from compare.records import Records
 from compare.replicates import replicates
-from figures.cli import figure_parser
-from figures.settings import scale_settings
+from figures.script_args import figure_parser
 from figures.trajectories import REFERENCE, distance_records, final_summary, plot_distances
 from memgen import edm_sigmas, sample
 from memgen.data import gmm
 from memgen.noise import log_sigmas
-from memgen.runs import atomic_save_figure, atomic_write_json, write_record
+from memgen.run_files import atomic_save_figure, atomic_write_json, write_record
 from neural import load_config, load_denoiser, train
 from toymodels import EmpiricalDenoiser, GaussianDenoiser, SmoothedDenoiser
 
@@ -56,6 +55,18 @@ SCALES = {
     "cpu": dict(n_train=64, n_val=512, steps=12800, n_samples=256, n_draws=8),
     "paper": dict(n_train=512, n_val=4096, steps=400000, n_samples=2000, n_draws=16),
 }
+
+
+def scale_settings(scale: str, changes: dict) -> dict:
+    """A copy of ``SCALES[scale]`` with ``changes`` applied (unknown names raise)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale: expected one of {sorted(SCALES)}, got {scale!r}")
+    s = dict(SCALES[scale])
+    unknown = sorted(set(changes) - set(s))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a setting of the figure; expected one of {sorted(s)}")
+    s.update(changes)
+    return s
 
 
 def split(*, n_train: int = 64, n_val: int = 512, d: int = 8, seed: int = 0):
@@ -82,7 +93,7 @@ def models(train_points, run_dir, *, delta: float = 0.5) -> dict:
 
 
 def gap_records(models_: dict, train_points, val_points, sigmas, *, n_draws: int = 8, seed: int = 0) -> Records:
-    """:func:`compare.errors.generalization_gap` of every model with the same noise draws (``seed``)."""
+    """:func:`compare.gap.generalization_gap` of every model with the same noise draws (``seed``)."""
     rows = Records()
     for name, model in models_.items():
         rows += generalization_gap(model, train_points, val_points, sigmas, n_draws=n_draws, seed=seed, progress=False,
@@ -149,7 +160,7 @@ def side_by_side(out_dir, *, scale: str = "cpu", d: int = 8, delta: float = 0.5,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    p = scale_settings(SCALES, scale, overrides)
+    p = scale_settings(scale, overrides)
     out = Path(out_dir)
     data = split(n_train=p["n_train"], n_val=p["n_val"], d=d, seed=seed)
     run = train_network(out / "run", n_train=p["n_train"], n_val=p["n_val"], d=d, steps=p["steps"], seed=seed,

@@ -28,11 +28,11 @@ import torch
 
 from compare.records import Records, summarize
 from compare.trajectories import parting_sigma, trajectory_distances, typicality_control
-from figures.cli import figure_parser
+from figures.script_args import figure_parser
 from memgen import Trajectory, edm_sigmas, sample
 from memgen.data import circle, mondrian
 from memgen.progress import progress_bar
-from memgen.runs import atomic_save_figure, atomic_write_json, write_record
+from memgen.run_files import atomic_save_figure, atomic_write_json, write_record
 from toymodels import EmpiricalDenoiser, SmoothedDenoiser
 
 REFERENCE = "noisy training data"

@@ -5,6 +5,7 @@ argument and what was expected, before any tensor arithmetic can fail deep insid
 """
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -137,6 +138,15 @@ def path(value, name: str) -> Path:
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"{name}: expected a path (str or pathlib.Path), got {type(value).__name__}")
     return Path(value)
+
+
+def out_folder(text: str) -> Path:
+    """argparse type of an output-folder option (``--out``): refuses an existing file before any work is done
+    (an ``argparse.ArgumentTypeError``, whose message argparse prints as it is)."""
+    folder = Path(text)
+    if folder.exists() and not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; expected a folder (it is created if missing)")
+    return folder
 
 
 def function(value, name: str, what: str = "a callable"):

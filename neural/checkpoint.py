@@ -7,7 +7,7 @@ A run folder holds::
     checkpoints/step_000000100.pt ...              model and EMA weights at each grid step
     .lock             held by the trainer writing the folder (:mod:`neural.rundir`)
 
-Every file is written atomically (:mod:`memgen.runs`), so a killed run leaves the previous version.
+Every file is written atomically (:mod:`memgen.run_files`), so a killed run leaves the previous version.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from memgen.checks import integer
-from memgen.runs import atomic_torch_save, atomic_write_text, metrics_path, read_jsonl
+from memgen.run_files import atomic_torch_save, atomic_write_text, metrics_path, read_jsonl
 
 from .config import Config
 from .ddp import pick_device

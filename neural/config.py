@@ -174,7 +174,7 @@ class MeasureConfig:
 
     enabled: bool = setting(True, "measure at every grid checkpoint")
     metrics: list = setting(["gap", "replicates", "fidelity"],
-                            "names of the metrics measured (figures.run_metrics.METRICS)")
+                            "names of the metrics measured (lab.run_metrics.METRICS)")
     probes: int = setting(64, "training and validation probe points (each with one fixed noise draw)", ge=1)
     sigmas: int = setting(16, "log-spaced noise levels of the probe errors", ge=1)
     sigma_min: float = setting(0.002, "smallest noise level (probes and sampler)", gt=0)
@@ -235,7 +235,7 @@ def _upgrade(d: dict) -> dict:
     if not isinstance(measure, dict) or not set(_OLD_METRICS) & set(measure):
         return d
     measure, names = dict(measure), []
-    defaults = {"error": "compare.errors:generalization_gap", "replicates": "compare.replicates:replicates",
+    defaults = {"error": "compare.gap:generalization_gap", "replicates": "compare.replicates:replicates",
                 "fidelity": "auto"}
     for key, known in _OLD_METRICS.items():
         spec = measure.pop(key, defaults[key])

@@ -1,6 +1,6 @@
 """Data-parallel training across processes and nodes, launched by ``torchrun``.
 
-``torchrun --nproc_per_node=G [--nnodes=N --node_rank=R --rdzv_endpoint=HOST:PORT] -m memgen train ...``
+``torchrun --nproc_per_node=G [--nnodes=N --node_rank=R --rdzv_endpoint=HOST:PORT] -m lab train ...``
 sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`setup` then joins the process group (NCCL on
 CUDA, gloo on CPU) and gives each process its device. Every process draws the randomness of the whole
 global batch and uses its own contiguous slice, and DDP averages the gradients, so W processes with

@@ -20,7 +20,7 @@ import torch
 
 from memgen.checks import integer
 from memgen.progress import progress_bar
-from memgen.runs import atomic_write_json, read_json
+from memgen.run_files import atomic_write_json, read_json
 
 from .checkpoint import LATEST
 from .config import Config, as_config

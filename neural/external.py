@@ -279,7 +279,7 @@ def from_diffusers(unet: nn.Module, scheduler=None, *, alphas_cumprod=None, pred
 
 def _read_config(path: Path) -> dict:
     """A diffusers config file as a dict; one larger than :data:`MAX_CONFIG_BYTES` or damaged is refused by name."""
-    from memgen.runs import read_json
+    from memgen.run_files import read_json
 
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ValueError(f"{path}: {path.stat().st_size} bytes, more than a config file holds "

@@ -11,7 +11,7 @@ measurement without samples (``measure.samples = 0``) leaves it out.
 A :class:`Measurement` holds the probes and a mapping ``{name: metric}`` and merges their dicts into
 one row. This package knows no metric: the caller passes a registry ``{name: metric}`` and a run
 measures the names its ``[measure] metrics`` lists (:func:`select`). The command line and the figures
-pass :data:`figures.run_metrics.METRICS` (the generalization gap, replicates and fidelity measures of
+pass :data:`lab.run_metrics.METRICS` (the generalization gap, replicates and fidelity measures of
 :mod:`compare`), so ``neural`` imports neither ``compare`` nor ``toymodels``.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from memgen.checks import integer
 from memgen.contract import model_device
 from memgen.noise import edm_sigmas, log_sigmas
 from memgen.progress import progress_bar
-from memgen.runs import read_record
+from memgen.run_files import read_record
 from memgen.samplers import sample
 from memgen.threads import cpu_threads
 
@@ -211,7 +211,7 @@ def measure_run(run_dir, metrics: Mapping[str, Metric], *, overrides=(), steps=N
 
     Args:
         metrics: the registry ``{name: metric}`` (module docstring) in which the run's ``measure.metrics``
-            are looked up (e.g. :data:`figures.run_metrics.METRICS`).
+            are looked up (e.g. :data:`lab.run_metrics.METRICS`).
         overrides: ``measure.key=value`` changes to the run's ``[measure]`` settings (e.g. ``measure.metrics``).
         steps: the grid steps to measure (default: all saved ones).
     Each row holds the training row of its step (step, images seen, training loss), updated with

@@ -11,7 +11,7 @@
   :class:`RunFolderLocked` naming the holder. The kernel releases the lock when the holder exits, however
   it exits (also SIGKILL), so a stale lock file never blocks anyone. Under ``torchrun`` process 0 holds it.
 * **orphans**: temporary files of atomic writes that a kill interrupted (``.NAME.XXXXXXXX.tmp``, see
-  :mod:`memgen.runs`, as large as a checkpoint) are removed once the lock is held.
+  :mod:`memgen.run_files`, as large as a checkpoint) are removed once the lock is held.
 * **resume check**: a folder holding ``latest.pt`` resumes from it (:attr:`RunFolder.state`) only if the
   run would go on as the same run: the effective config equals the checkpoint's in every setting but
   those of :data:`RESUMABLE`, and the training data hash to the checkpoint's ``data_sha256``
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from memgen.runs import METRICS_FILE, RECORD_FILE, atomic_write_bytes, atomic_write_text
+from memgen.run_files import METRICS_FILE, RECORD_FILE, atomic_write_bytes, atomic_write_text
 
 from . import checkpoint as ckpt
 from .config import Config, dump_toml

@@ -12,7 +12,7 @@ import itertools
 import re
 from pathlib import Path
 
-from memgen.runs import atomic_write_json
+from memgen.run_files import atomic_write_json
 
 from .config import as_config, with_values
 from .executors import EXECUTORS, run_tasks

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 import memgen.data
 from memgen.checks import all_finite
 from memgen.progress import progress_bar
-from memgen.runs import METRICS_FILE, write_record
+from memgen.run_files import METRICS_FILE, write_record
 from memgen.threads import cpu_threads
 
 from . import checkpoint as ckpt
@@ -225,7 +225,7 @@ def train(config, run_dir, *, metrics=None, callback=None) -> Path:
         run_dir: the run folder (created).
         metrics: the registry ``{name: metric}`` (each ``metric(snap) -> dict``, :mod:`neural.measure`) in
             which the names of ``measure.metrics`` are looked up and measured at grid checkpoints on the
-            probes of ``[measure]`` (the standard registry: :data:`figures.run_metrics.METRICS`);
+            probes of ``[measure]`` (the standard registry: :data:`lab.run_metrics.METRICS`);
             ``None``: only the training loss is recorded (as with ``measure.enabled = false``).
         callback: ``callback(step, loss)`` after every step (``loss``: the step's mean loss tensor).
 

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 import memgen.data
 from compare import read_csv
-from figures.audit import AuditSettings, audit, load_data
-from figures.audit.inputs import parse_data_spec
-from memgen.cli import main
+from lab.audit import AuditSettings, audit, load_data
+from lab.audit.inputs import parse_data_spec
+from lab.cli import main
 from toymodels import EmpiricalDenoiser
 
 TINY = ["--probes", "8", "--sigmas", "3", "--samples", "12", "--trajectories", "4", "--steps", "3", "--threads", "1"]
@@ -112,7 +112,7 @@ def test_audit_of_a_random_diffusers_model(tmp_path):
 
 
 def test_audit_of_the_optimal_denoiser_by_factory(tmp_path):
-    from figures.audit import load_model
+    from lab.audit import load_model
 
     model, own, kind = load_model("test_audit:optimal_factory")
     assert kind == "factory" and own is None
@@ -168,7 +168,7 @@ def dropout_factory():
 
 def test_memorizer_audited_within_its_schedule_ends_on_training_points(tmp_path):
     """DDPM's smallest sigma is 0.0100005: sampling to 0.002 left the samples 1.7e-2 from their training points."""
-    from figures.audit import load_model
+    from lab.audit import load_model
     from test_neural_external import SIG32
 
     model, _, _ = load_model("test_audit:memorizer_factory")
@@ -229,7 +229,7 @@ def _fake_run(tmp_path, train_index):
                                           ([0, 0], "train_index repeats"), ([], "train_index must be a non-empty"),
                                           ([0.5], "train_index must be a non-empty list of integers")])
 def test_run_record_with_a_bad_train_index_is_refused(tmp_path, index, match):
-    from figures.audit.inputs import run_data
+    from lab.audit.inputs import run_data
 
     run = _fake_run(tmp_path, index)
     with pytest.raises(ValueError, match="record.json: " + match):
@@ -256,7 +256,7 @@ def test_audit_one_line_errors(tmp_path, capsys):
 
 
 def test_factory_model_is_put_in_eval_mode():
-    from figures.audit import load_model
+    from lab.audit import load_model
 
     model, _, _ = load_model("test_audit:dropout_factory")
     x = torch.ones(256, 3)
@@ -267,7 +267,7 @@ def test_unet_folder_with_scheduler_option(tmp_path, capsys):
     pytest.importorskip("diffusers")
     from diffusers import DDPMScheduler
 
-    from figures.audit import load_model
+    from lab.audit import load_model
     from test_neural_external import AB32, _unet
 
     _unet().save_pretrained(tmp_path / "unet")

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from compare.bootstrap import bootstrap, mean_interval, weighted_mean
 from compare.records import read_csv
 from compare.timescales import fit_tau_mem
-from figures.claims import CLAIMS
-from figures.claims.base import Claim, Control, Outcome, regime
-from figures.claims.report import COLUMNS, run_claim, run_report
-from figures.claims.verdicts import VERDICTS, Condition, controlled, from_row, verdict
+from lab.claims import CLAIMS
+from lab.claims.base import Claim, Control, Outcome, regime
+from lab.claims.report import COLUMNS, run_claim, run_report
+from lab.claims.verdicts import VERDICTS, Condition, controlled, from_row, verdict
 
 
 def _cond(lo, hi, low=0.8, high=1.2, main=True, **kw):
@@ -205,3 +205,4 @@ def test_quick_report_of_all_twelve_claims(tmp_path):
     assert all(r["error"] is None for r in rows), [r["error"] for r in rows if r["error"]]
     assert [(r["claim"], r["positive_control"], r["negative_control"]) for r in rows] == \
         [(n, "inconclusive" if n == 11 else "reproduced", "not reproduced") for n in range(1, 13)]
+

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from figures.claims import bonnaire
-from figures.claims.registry import CLAIMS
-from figures.claims.timescale_runs import QUALITY_SIGMA
+from lab.claims import bonnaire
+from lab.claims.registry import CLAIMS
+from lab.claims.timescale_runs import QUALITY_SIGMA
 
 
 def _verdict(run, number, tmp_path, seeds=(0,)):

@@ -8,8 +8,8 @@ import torch
 
 from compare.bootstrap import bootstrap, weighted_mean
 from compare.peaks import gap_peak
-from figures.claims import kaiser
-from figures.claims.base import seed_labels
+from lab.claims import kaiser
+from lab.claims.base import seed_labels
 from memgen.data import circle
 from memgen.noise import log_sigmas
 from toymodels import SmoothedDenoiser

@@ -6,7 +6,7 @@ import torch
 
 from compare.fidelity import frechet_distance
 from compare.fidelity_gap import held_out_subsets, random_relu_features, referenced_gaps, weighted_frechet
-from figures.claims import marion
+from lab.claims import marion
 
 
 def _features(n, k=5, seed=0):

@@ -1,4 +1,4 @@
-"""Claims 8-10 (figures.claims.yoon): Mondrian-class samples and their replicate and validity flags against brute
+"""Claims 8-10 (lab.claims.yoon): Mondrian-class samples and their replicate and validity flags against brute
 force and an exact class-conditional denoiser; the 0.5 crossing, the slope, the joint two-level interval and the
 Random Ink rule against references; each criterion separates its controls at quick scale."""
 import numpy as np
@@ -7,9 +7,9 @@ import torch
 
 from compare.bootstrap import mean_interval
 from compare.fidelity import mondrian_valid_fraction
-from figures.claims.base import joint_interval, seed_mean
-from figures.claims.registry import CLAIMS
-from figures.claims.yoon import (MONDRIAN, ExactPerClass, _slope, crossing,
+from lab.claims.base import joint_interval, seed_mean
+from lab.claims.registry import CLAIMS
+from lab.claims.yoon import (MONDRIAN, ExactPerClass, _slope, crossing,
                                  mondrian_samples, mondrian_scores, random_ink_rule)
 from memgen.data import mixture, mondrian, random_ink
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import memgen
-from memgen.cli import main, parse_args, split_settings
+from lab.cli import main, parse_args, split_settings
 from memgen.progress import progress_bar
 from neural.checkpoint import LATEST, load
 from neural.config import Config
@@ -48,7 +48,7 @@ def test_user_error_is_one_line_and_exit_2_traceback_with_debug(tmp_path, capsys
         main(["train", str(tmp_path / "r"), "--debug", "train.stpes=3"])
     assert main(["train", str(tmp_path / "r"), "-c", str(tmp_path / "missing.toml")]) == 2
     assert capsys.readouterr().err == f"memgen: error: {tmp_path / 'missing.toml'}: No such file or directory\n"
-    done = subprocess.run([sys.executable, "-m", "memgen", "train", str(tmp_path / "r"), "train.stpes=3"],
+    done = subprocess.run([sys.executable, "-m", "lab", "train", str(tmp_path / "r"), "train.stpes=3"],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists()
@@ -99,17 +99,17 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
 
 
 def test_interrupt_and_bugs(monkeypatch, capsys):
-    import figures.train_cli
+    import lab.commands.train
 
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(figures.train_cli, "_presets", interrupted)
+    monkeypatch.setattr(lab.commands.train, "_presets", interrupted)
     assert main(["presets"]) == 130 and capsys.readouterr().err == "memgen: interrupted\n"
 
     def bug(args):
         raise RuntimeError("internal")
 
-    monkeypatch.setattr(figures.train_cli, "_presets", bug)
+    monkeypatch.setattr(lab.commands.train, "_presets", bug)
     with pytest.raises(RuntimeError, match="internal"):                # not a user error: the traceback stays
         main(["presets"])

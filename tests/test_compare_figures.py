@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from compare.errors import common_noise
+from compare.gap import common_noise
 from compare.records import read_csv
-from figures.circle_panels import gap_and_trajectory_panels
-from figures.claims.kaiser import toy_gap
-from figures.memorization_capacity import memorization_capacity, smoothed_samples
+from figures.circle_panels import gap_and_trajectory_panels, toy_gap
+from figures.memorization_capacity import memorization_capacity
+from figures.replicate_gallery import smoothed_samples
 from memgen.data import circle, mondrian
 from memgen.noise import log_sigmas
 

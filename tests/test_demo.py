@@ -1,7 +1,7 @@
 """`memgen demo` runs end to end and writes its figures, summary and record."""
 import json
 
-from memgen.cli import main
+from lab.cli import main
 
 
 def test_demo_end_to_end(tmp_path, capsys):

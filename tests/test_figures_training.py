@@ -1,4 +1,4 @@
-"""Training at a tiny scale: claim 5's runs (figures.claims.timescale_runs) train nested sets with the stated
+"""Training at a tiny scale: claim 5's runs (lab.claims.timescale_runs) train nested sets with the stated
 batch and steps and their time scales agree with brute-force recomputations, and the side-by-side curves of the
 closed-form models agree with float64 brute-force denoisers on the same noise draws."""
 import json
@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from compare.errors import common_noise, generalization_gap
+from compare.gap import common_noise, generalization_gap
 from compare.records import read_csv
 from compare.timescales import timescales
-from figures.claims.networks import trained
-from figures.claims.timescale_runs import image_setup, mlp_setup, run_overrides
+from lab.claims.networks import trained
+from lab.claims.timescale_runs import image_setup, mlp_setup, run_overrides
 from figures.side_by_side import side_by_side, split
 from neural import load_denoiser
 from neural.checkpoint import read_metrics

@@ -154,7 +154,7 @@ def test_checkpoint_grid_refuses_bad_arguments(kwargs, name):
 
 
 def test_configs_written_before_measure_metrics_still_load():
-    old = {"measure": {"error": "compare.errors:generalization_gap", "replicates": "",
+    old = {"measure": {"error": "compare.gap:generalization_gap", "replicates": "",
                        "fidelity": "compare.fidelity:sliced_wasserstein", "probes": 8}}
     cfg = Config.from_dict(old)
     assert cfg.measure.metrics == ["gap", "sliced_wasserstein"] and cfg.measure.probes == 8
@@ -164,7 +164,7 @@ def test_configs_written_before_measure_metrics_still_load():
 
 
 def test_unknown_compile_backend_is_named_with_the_allowed_values(tmp_path, capsys):
-    from memgen.cli import main
+    from lab.cli import main
 
     with pytest.raises(ValueError, match=r"^train\.compile: unknown value 'nonsense'; expected one of \[.*'default'"
                                          r".*'eager'.*'inductor'.*'off'.*\]$"):

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from compare.timescales import sweep_timescales
-from figures.run_metrics import METRICS
+from lab.run_metrics import METRICS
 from neural import load_config
 from neural.checkpoint import LATEST, load
-from memgen.cli import main
+from lab.cli import main
 from neural import dump_toml
-from figures.train_cli import parse_axis
+from lab.commands.train import parse_axis
 from neural.sweep import grid, run_name, run_sweep
 
 BASE = ["data.params={n = 64, d = 2}", "model.params={width = 16, depth = 1}", "train.steps=6", "train.batch_size=8",

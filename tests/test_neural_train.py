@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import memgen.data
-from memgen.cli import main
+from lab.cli import main
 from compare.timescales import series, timescales
-from figures.run_metrics import METRICS
+from lab.run_metrics import METRICS
 from neural import dump_toml, load_config, load_denoiser, make_probes, measure_run, read_metrics, train
 from neural.checkpoint import LATEST, list_checkpoints, load
 from neural.presets import model_from_config
@@ -163,7 +163,7 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
     cfg = load_config(None, opts)
     (tmp_path / "c.toml").write_text(dump_toml(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "memgen",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lab",
            "train", str(tmp_path / "two"), "-c", str(tmp_path / "c.toml")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

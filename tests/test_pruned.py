@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-import toymodels.posterior_pruned as pruned
+import toymodels.empirical._pruned as pruned
 from toymodels import EmpiricalDenoiser
 
 SIGMAS = np.logspace(-3, 1, 9)

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from figures.claims.report import RunsPending, run_report, slurm_parameters
+from lab.claims.report import RunsPending, run_report
+from lab.commands.report import slurm_parameters
 from neural import load_config, train
 from neural.executors import finished
 

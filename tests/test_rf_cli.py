@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from memgen.cli import main
+from lab.cli import main
 
 
 def test_rf_spectrum_command(tmp_path):

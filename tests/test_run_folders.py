@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 import torch
 
-from memgen.cli import main
+from lab.cli import main
 from neural import load_config, load_denoiser, read_metrics, train
 from neural.checkpoint import LATEST, CheckpointError, load, step_path
 from neural.rundir import RESUMABLE, RunFolderLocked, open_run, remove_orphans
@@ -100,7 +100,7 @@ def test_orphan_temporary_files_are_removed_on_the_next_start(tmp_path):
     train(_cfg(), tmp_path)
     orphans = []
     for folder, name in ((tmp_path, LATEST), (tmp_path / "checkpoints", "step_000000002.pt")):
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")   # as memgen.runs names them
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")   # as memgen.run_files names them
         os.write(fd, b"\0" * 1000)
         os.close(fd)
         orphans.append(Path(tmp))
@@ -327,7 +327,7 @@ def test_damaged_metrics_file_is_named_with_its_line(tmp_path, capsys, damage, m
 
 
 def test_damaged_record_and_config_are_named_with_their_line(tmp_path, capsys):
-    from memgen.runs import read_record
+    from memgen.run_files import read_record
 
     train(_cfg(), tmp_path)
     record = tmp_path / "record.json"
@@ -361,12 +361,12 @@ class _FullDisk:
 
 
 def test_full_disk_names_the_path_and_leaves_nothing(tmp_path, capsys, monkeypatch):
-    import memgen.runs
+    import memgen.run_files
 
     real = os.fdopen
-    monkeypatch.setattr(memgen.runs.os, "fdopen", lambda fd, mode: _FullDisk(real(fd, mode)))
+    monkeypatch.setattr(memgen.run_files.os, "fdopen", lambda fd, mode: _FullDisk(real(fd, mode)))
     with pytest.raises(OSError, match="No space left on device") as info:
-        memgen.runs.atomic_write_bytes(tmp_path / "a" / "x.bin", b"data")
+        memgen.run_files.atomic_write_bytes(tmp_path / "a" / "x.bin", b"data")
     assert info.value.filename == str(tmp_path / "a" / "x.bin") and list((tmp_path / "a").iterdir()) == []
     run = tmp_path / "run"
     assert main(["train", str(run), *FAST]) == 2

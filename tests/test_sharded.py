@@ -6,9 +6,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from compare.neighbours import nearest_two, sharded_nearest_two
-from memgen.sharding import shard_range
+from memgen.distributed_reduce import shard_range
 from toymodels import EmpiricalDenoiser
-from toymodels.sharded import ShardedEmpiricalDenoiser
+from toymodels.empirical import ShardedEmpiricalDenoiser
 
 N, D, B = 101, 6, 9
 SIGMAS = [1e-3, 0.1, 1.0, 30.0]

@@ -5,7 +5,7 @@ import torch
 
 from memgen import edm_sigmas, sample
 from toymodels import EmpiricalDenoiser, GaussianDenoiser
-from toymodels.trajectory_kernels import combine, gather_mean, kept_points
+from toymodels.empirical._reusing_loops import combine, gather_mean, kept_points
 
 
 def _clustered(n, d, seed):
@@ -83,8 +83,8 @@ def test_foresight_decides_work_not_result(monkeypatch, foresight):
     """Which pass a query takes follows the kept points the last call foresaw; foreseeing none (every
     query takes a products pass first, and a full pass where that proves wrong) or all (never a products
     pass) changes the work, not the samples."""
-    import toymodels.trajectory as trajectory
-    import toymodels.trajectory_kernels as kernels
+    import toymodels.empirical._reusing_sampler as trajectory
+    import toymodels.empirical._reusing_loops as kernels
 
     y, noise = _clustered(300, 32, 5)
     model = EmpiricalDenoiser(y, kernel="torch", budget=2 ** 18)

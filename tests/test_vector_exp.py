@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from toymodels import vector_exp as ve
+from toymodels.empirical import _vector_exp as ve
 
 EPS = np.finfo(np.float64).eps
 BOUND = 4 * EPS
@@ -112,7 +112,7 @@ def test_baseline_cpu_without_fma_or_avx():
         "assert _relative_error(x, out).max() <= BOUND, _relative_error(x, out).max()\n"
         "asm = _exp_loop.inspect_asm(_exp_loop.signatures[0])\n"
         "assert re.search(r'\\bmulpd\\b', asm) and not re.search(r'ymm|zmm|vfmadd', asm)\n"
-        "from toymodels.posterior_numba import numba_posterior\n"
+        "from toymodels.empirical._numba import numba_posterior\n"
         "y = np.random.default_rng(6).random((700, 2)); x = np.random.default_rng(7).random((9, 2))\n"
         "c = y.mean(0); radius = float(np.sqrt(((y - c) ** 2).sum(1).max()))\n"
         "logits = -((x[:, None] - y[None]) ** 2).sum(-1) / (2 * 0.05 ** 2)\n"

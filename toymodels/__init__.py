@@ -1,6 +1,8 @@
 """Denoisers defined in closed form, all behind the :class:`memgen.Denoiser` contract.
 
-The random-features model, its exact training dynamics and its spectral theory live in :mod:`toymodels.rf`.
+The exact empirical engine (its public estimators and their private kernels) lives in
+:mod:`toymodels.empirical`; the random-features model, its exact training dynamics and its spectral theory
+live in :mod:`toymodels.rf`.
 """
 from .empirical import EmpiricalDenoiser, SmoothedDenoiser
 from .gaussian import GaussianDenoiser, GMMDenoiser

@@ -1,0 +1,1 @@
+"""One module per ``memgen`` sub-command, named for it; each defines ``register(subparsers)`` (:mod:`lab.cli`)."""
