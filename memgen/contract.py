@@ -8,9 +8,12 @@ A :class:`Denoiser` is a ``torch.nn.Module`` whose ``forward(x, sigma)`` returns
 * eps:       ``eps_hat = (x - D) / sigma``
 * velocity:  ``dx/dsigma = (x - D) / sigma``                (probability-flow ODE)
 
-Optional capability: models that are mixtures over training points expose
+Optional capabilities: models that are mixtures over training points expose
 ``posterior(x, sigma, topk=None) -> Posterior`` (weights of the training points and their entropy).
-Metrics ask ``supports_posterior(model)``; they never test the model's class.
+Metrics ask ``supports_posterior(model)``; they never test the model's class. A model whose ``D - x``
+cancels in floating point where the score is not small (a smoothed denoiser as sigma -> 0: ``D - x`` is
+``O(sigma^2)``) exposes ``direct_score(x, sigma)``, the score computed without forming ``D - x``;
+:func:`score` uses it where it exists.
 """
 from __future__ import annotations
 
@@ -96,7 +99,12 @@ def _like(x, out: torch.Tensor):
 
 
 def score(model, x, sigma):
-    """Score ``(D(x, sigma) - x) / sigma^2`` of the noisy density implied by the denoiser (Tweedie)."""
+    """Score ``(D(x, sigma) - x) / sigma^2`` of the noisy density implied by the denoiser (Tweedie), or the
+    model's ``direct_score(x, sigma)`` where it has one (module docstring)."""
+    if callable(getattr(model, "direct_score", None)):
+        xt = as_batch(x, "x", dtype=x.dtype if isinstance(x, torch.Tensor) and x.is_floating_point() else None)
+        s = as_sigma(sigma, xt.shape[0], dtype=xt.dtype, device=xt.device)
+        return _like(x, torch.as_tensor(model.direct_score(xt, s)).to(xt.dtype))
     xt, den, s = _view(model, x, sigma)
     return _like(x, (den - xt) / s ** 2)
 

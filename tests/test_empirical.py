@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from memgen import score
 from toymodels import EmpiricalDenoiser, SmoothedDenoiser
 
 SIGMAS = [1e-4, 1e-2, 0.3, 1.0, 10.0, 1e4]
@@ -141,7 +142,6 @@ def _central_difference(f, x, h=1e-6):
 def test_autograd_through_the_default_kernel_is_the_gradient_of_the_exact_score(d, smoothed):
     """The default kernel (numba/pruned on CPU for d <= 8) cannot carry autograd: a call that needs it takes
     torch's operations, so the gradient of the score is the true one (not -1/sigma^2 of a detached D)."""
-    from memgen import score
     g = torch.Generator().manual_seed(d)
     y = torch.randn(30, d, generator=g, dtype=torch.float64)
     x0 = torch.randn(3, d, generator=g, dtype=torch.float64) * 0.7
@@ -196,3 +196,18 @@ def test_tiny_sigma_on_float64_data_gives_the_nearest_training_point(kernel):
     torch.testing.assert_close(SmoothedDenoiser(y, 0.1, kernel=kernel)(x, 1e-9), x, rtol=1e-15, atol=1e-15)
     out = sample(model, x[:20], edm_sigmas(8, sigma_min=1e-9))
     assert float(((out[:, None] - y[None]) ** 2).sum(-1).min(1).values.max()) < 1e-24
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1e-3, 1e-5, 1e-9])
+def test_smoothed_score_is_the_broadened_sets_score_at_every_sigma(sigma):
+    """score(D_delta, x, sigma) = (D*(x, s) - x) / s^2 with s^2 = sigma^2 + delta^2 (the training set broadened by
+    N(0, delta^2 I), seen at noise sigma): at sigma -> 0 the generic (D_delta - x) / sigma^2 cancels to 0, so the
+    smoothed denoiser gives its score directly."""
+    g = torch.Generator().manual_seed(3)
+    y, x = torch.randn(30, 2, generator=g, dtype=torch.float64), torch.randn(5, 2, generator=g, dtype=torch.float64)
+    delta, s2 = 0.1, sigma ** 2 + 0.1 ** 2
+    exact = (EmpiricalDenoiser(y, dtype=torch.float64, kernel="torch")(x, s2 ** 0.5) - x) / s2
+    got = score(SmoothedDenoiser(y, delta, dtype=torch.float64), x, sigma)
+    assert torch.allclose(got, exact, rtol=1e-10, atol=1e-12)
+    assert np.allclose(score(SmoothedDenoiser(y, delta, dtype=torch.float64), x.numpy(), sigma), exact.numpy(),
+                       rtol=1e-10, atol=1e-12)

@@ -184,6 +184,15 @@ class SmoothedDenoiser(EmpiricalDenoiser):
         inner = self._mean(x, (s ** 2 + d2).sqrt())
         return (d2 * x.to(inner.device) + s2.to(inner.device) * inner) / (s2.to(inner.device) + d2)
 
+    def direct_score(self, x, sigma):
+        """``(D*(x, s) - x) / s^2`` with ``s^2 = sigma^2 + delta^2``: the score of the training set broadened by
+        ``N(0, (sigma^2 + delta^2) I)``, equal to ``(D_delta - x) / sigma^2`` without forming ``D_delta - x``,
+        which is ``O(sigma^2)`` and cancels in floating point as sigma -> 0 (:func:`memgen.score` uses this)."""
+        x, s = self.inputs(x, sigma, dtype=self.dtype)
+        s2 = s ** 2 + self.delta ** 2
+        inner = self._mean(x, s2.sqrt())
+        return (inner - x.to(inner.device)) / s2.reshape(-1, *([1] * (x.dim() - 1))).to(inner.device)
+
     def posterior(self, x, sigma, topk: int | None = None) -> Posterior:
         """The empirical posterior at ``sqrt(sigma^2 + delta^2)``."""
         x, s = self.inputs(x, sigma, dtype=self.dtype)
