@@ -385,3 +385,13 @@ def test_any_device_string_is_a_device_of_this_machine_or_a_named_error(spec):
         assert str(e).startswith(f"train.device: {spec!r} is not available on this machine; available: cpu")
     else:
         assert spec in ("auto", "cpu", "cuda") or dev.type in ("cpu", "mps") or str(dev) in available_devices()
+
+
+def test_a_linked_config_is_named_as_a_link_before_it_is_read(tmp_path, capsys):
+    run, outside = tmp_path / "run", tmp_path / "notes.txt"
+    run.mkdir()
+    outside.write_text("not [toml")
+    (run / "config.toml").symlink_to(outside)
+    assert main(["train", str(run), *FAST]) == 2
+    assert f"{run / 'config.toml'} is a symbolic link" in capsys.readouterr().err
+    assert outside.read_text() == "not [toml"

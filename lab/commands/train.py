@@ -23,8 +23,10 @@ from pathlib import Path
 
 def _train(args) -> int:
     from neural.config import load_config
+    from neural.rundir import refuse_links
     from neural.training import train
 
+    refuse_links(Path(args.run_dir))               # before its config.toml is read: a link is named as one
     path = args.config
     if path is None and (Path(args.run_dir) / "config.toml").exists():
         path = Path(args.run_dir) / "config.toml"
