@@ -12,8 +12,10 @@ from compare.records import read_csv
 from compare.timescales import fit_tau_mem
 from lab.claims import CLAIMS
 from lab.claims.base import Claim, Control, Outcome, regime
+from lab.claims.networks import override_lines, run_config, run_folder
 from lab.claims.report import COLUMNS, run_claim, run_report
 from lab.claims.verdicts import VERDICTS, Condition, controlled, from_row, verdict
+from neural import load_config
 
 
 def _cond(lo, hi, low=0.8, high=1.2, main=True, **kw):
@@ -206,3 +208,42 @@ def test_quick_report_of_all_twelve_claims(tmp_path):
     assert [(r["claim"], r["positive_control"], r["negative_control"]) for r in rows] == \
         [(n, "inconclusive" if n == 11 else "reproduced", "not reproduced") for n in range(1, 13)]
 
+
+
+# The text the claims hashed when they built override strings (before issue 24); a run folder must not move.
+_AS_TEXT = [
+    ({"data.name": "gmm", "data.params": {"n": 2064, "d": 2, "n_train": 64}, "model.preset": "mlp-small",
+      "train.lr": 0.001, "train.first_checkpoint": 5, "measure.fidelity": "compare.fidelity:sliced_wasserstein"},
+     ["data.name=gmm", "data.params={n = 2064, d = 2, n_train = 64}", "model.preset=mlp-small", "train.lr=0.001",
+      "train.first_checkpoint=5", "measure.fidelity=compare.fidelity:sliced_wasserstein"]),
+    ({"data.name": "mixture", "data.params": {"parts": {"mondrian": 100, "random_ink": 4}, "size": 8, "seed": 1},
+      "model.params": {"width": 16}, "train.lr": 1e-4, "train.steps": 200000, "model.class_conditional": True,
+      "measure.enabled": False},
+     ["data.name=mixture", "data.params={parts = {mondrian = 100, random_ink = 4}, size = 8, seed = 1}",
+      "model.params={width = 16}", "train.lr=0.0001", "train.steps=200000", "model.class_conditional=true",
+      "measure.enabled=false"]),
+    ({"train.lr": 2e-5, "train.ema_decay": 0.999, "measure.metrics": ["gap", "replicates", "sliced_wasserstein"],
+      "model.preset": "unet-tiny"},
+     ["train.lr=2e-05", "train.ema_decay=0.999", 'measure.metrics=["gap", "replicates", "sliced_wasserstein"]',
+      "model.preset=unet-tiny"]),
+]
+
+
+@pytest.mark.parametrize("values, lines", _AS_TEXT)
+def test_run_folder_of_values_is_the_hash_of_the_old_override_text(values, lines):
+    import hashlib
+    assert override_lines(values) == lines
+    for seed in (0, 2):
+        old = hashlib.sha1(("\n".join(lines) + f"\nseed={seed}").encode()).hexdigest()[:12]
+        assert run_folder("/R", values, seed).name == old
+    assert run_folder("/R", values, 0) != run_folder("/R", values, 1)
+    # the config is the one the text parsed to, with the run's seed and its one thread
+    extra = ["train.seed=3", "measure.seed=3", "train.threads=1", "train.progress=false", "train.device=auto"]
+    assert run_config(values, 3) == load_config(None, [*lines, *extra])
+
+
+def test_every_claim_plans_config_values():
+    for claim in CLAIMS.values():
+        for values, seed in claim.planned_runs("quick", [0]):
+            assert isinstance(values, dict) and all(isinstance(v, str) for v in values) and isinstance(seed, int)
+            run_config(values, seed)

@@ -61,7 +61,8 @@ class Control:
 class Claim:
     """A claim of a paper: ``statement``, the paper's number (``paper_value``), settings per scale, its ``run``,
     its ``positive`` and ``negative`` :class:`Control` (module doc), and ``runs(settings, seeds)``, the
-    ``(overrides, seed)`` of every network it trains (:func:`lab.claims.networks.trained`)."""
+    ``(values, seed)`` of every network it trains (:func:`lab.claims.networks.trained`; ``values``: the run's
+    config values, ``{'section.key': value}``)."""
 
     number: int
     paper: str
@@ -74,7 +75,7 @@ class Claim:
     runs: Callable[[dict, list], list] | None = None
 
     def planned_runs(self, scale: str, seeds: list) -> list:
-        """``[(overrides, seed)]`` of the networks the claim and its controls train at ``scale`` (``runs``, if
+        """``[(values, seed)]`` of the networks the claim and its controls train at ``scale`` (``runs``, if
         declared), so that a report can train them side by side before the claim reads them."""
         return list(self.runs(self.settings(scale), seeds)) if self.runs else []
 

@@ -51,7 +51,7 @@ from compare.timescales import series, tau_gen, tau_mem
 from figures import rf_spectrum
 from lab.claims.timescale_runs import QUALITY, QUALITY_SIGMA, image_setup, mlp_setup, run_overrides
 from lab.run_metrics import METRICS
-from neural import load_config, read_metrics
+from neural import read_metrics, with_values
 from neural.checkpoint import checkpoint_steps
 from neural.measure import Measurement
 from neural.training import load_training_data
@@ -172,7 +172,7 @@ def _runs(s: dict, seeds) -> list:
 
 
 def planned_runs(s: dict, seeds) -> list:
-    """``[(overrides, seed)]`` of every network claim 5 trains (:attr:`Claim.runs`)."""
+    """``[(values, seed)]`` of every network claim 5 trains (:attr:`Claim.runs`)."""
     return [(run_overrides(setup, n), sd) for setup, sd, n in _runs(s, seeds)]
 
 
@@ -224,7 +224,7 @@ def _network_rows(setup: dict, n: int, seed: int, out: Path) -> list:
 def _copier_rows(setup: dict, n: int, seed: int, out: Path) -> list:
     """The metrics of the run's measurement (same probes, sampling noise and metrics) of the empirical denoiser of
     its n training points, repeated at every checkpoint of its grid: a network that has memorized from step one."""
-    cfg = load_config(None, [*run_overrides(setup, n), f"train.seed={seed}", f"measure.seed={seed}"])
+    cfg = with_values({}, {**run_overrides(setup, n), "train.seed": int(seed), "measure.seed": int(seed)})
     data = load_training_data(cfg, "cpu")
     row = Measurement.from_config(cfg.measure, data.data, METRICS, data.train_index)(EmpiricalDenoiser(data.y.float()))
     t = cfg.train

@@ -68,7 +68,6 @@ from memgen import Trajectory, edm_sigmas, sample
 from memgen.data import circle, load
 from memgen.noise import log_sigmas
 from neural import list_checkpoints, load_denoiser
-from neural.config import toml_value
 from toymodels import EmpiricalDenoiser, GaussianDenoiser, SmoothedDenoiser
 
 from .base import (NOVEL_MAX, Claim, Control, Outcome, fmt, fmt_interval, new_figure, progress_bar, regime,
@@ -356,19 +355,20 @@ def delocalization_sigma(train, *, level: float = DELOC_LEVEL, n_draws: int = 4,
     return float(np.exp(np.log(grid[j - 1]) + t * np.log(grid[j] / grid[j - 1])))
 
 
-def network_overrides(s: dict) -> list:
-    return [f"data.name={s['data']}", f"data.params={toml_value(s['data_params'])}", f"model.preset={s['preset']}",
-            f"train.steps={s['steps']}", f"train.batch_size={s['batch_size']}", f"train.lr={s['lr']}",
-            "train.first_checkpoint=10", "train.checkpoints_per_decade=4", f"train.save_every={s['steps']}",
-            "measure.probes=32", "measure.sigmas=8", f"measure.samples={s['samples']}",
-            f"measure.batch_size={s['samples']}", 'measure.metrics=["gap", "replicates", "sliced_wasserstein"]']
+def network_overrides(s: dict) -> dict:
+    """The config values (``{'section.key': value}``) of the network of claims 3 and 4."""
+    return {"data.name": s["data"], "data.params": s["data_params"], "model.preset": s["preset"],
+            "train.steps": s["steps"], "train.batch_size": s["batch_size"], "train.lr": s["lr"],
+            "train.first_checkpoint": 10, "train.checkpoints_per_decade": 4, "train.save_every": s["steps"],
+            "measure.probes": 32, "measure.sigmas": 8, "measure.samples": s["samples"],
+            "measure.batch_size": s["samples"], "measure.metrics": ["gap", "replicates", "sliced_wasserstein"]}
 
 
 FRACTION = ("replicate_fraction", "replicate_fraction_lo", "replicate_fraction_hi")
 
 
 def planned_runs(s: dict, seeds) -> list:
-    """``[(overrides, seed)]`` of the networks claims 3 and 4 train (:attr:`Claim.runs`): one per seed."""
+    """``[(values, seed)]`` of the networks claims 3 and 4 train (:attr:`Claim.runs`): one per seed."""
     return [(network_overrides(s), seed) for seed in seeds]
 
 

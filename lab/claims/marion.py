@@ -54,7 +54,6 @@ from memgen import edm_sigmas, sample
 from memgen.data import load
 from neural import load_denoiser, read_metrics
 from neural.checkpoint import checkpoint_steps
-from neural.config import toml_value
 from toymodels import EmpiricalDenoiser
 
 from .base import (NOVEL_MAX, Claim, Control, Outcome, fmt, fmt_interval, loglog_fit, new_figure, progress_bar,
@@ -67,12 +66,13 @@ ONSET = 0.1
 """tau_mem: the first step where the replicate fraction reaches this."""
 
 
-def _overrides(s: dict, data: dict, batch: int, width: int) -> list:
-    return [f"data.name={data['name']}", f"data.params={toml_value(data['params'])}", f"model.preset={s['preset']}",
-            f"model.params={{{s['width_key']} = {width}}}", f"train.steps={s['steps']}", f"train.batch_size={batch}",
-            f"train.lr={s['lr']}", "train.first_checkpoint=10", f"train.checkpoints_per_decade={s['per_decade']}",
-            f"train.save_every={s['steps']}", 'measure.metrics=["replicates"]',
-            f"measure.samples={s['samples']}", f"measure.batch_size={s['samples']}"]
+def _overrides(s: dict, data: dict, batch: int, width: int) -> dict:
+    """The config values (``{'section.key': value}``) of a network of ``width`` trained with ``batch`` on ``data``."""
+    return {"data.name": data["name"], "data.params": data["params"], "model.preset": s["preset"],
+            "model.params": {s["width_key"]: width}, "train.steps": s["steps"], "train.batch_size": batch,
+            "train.lr": s["lr"], "train.first_checkpoint": 10, "train.checkpoints_per_decade": s["per_decade"],
+            "train.save_every": s["steps"], "measure.metrics": ["replicates"],
+            "measure.samples": s["samples"], "measure.batch_size": s["samples"]}
 
 
 def _width(s: dict, data: dict) -> int:
@@ -92,7 +92,7 @@ def _settings(s: dict, seeds) -> list:
 
 
 def planned_runs(s: dict, seeds) -> list:
-    """``[(overrides, seed)]`` of every network claims 11 and 12 train (:attr:`Claim.runs`)."""
+    """``[(values, seed)]`` of every network claims 11 and 12 train (:attr:`Claim.runs`)."""
     return [(_overrides(s, data, b, w), seed) for data, seed, (b, w) in _settings(s, seeds)]
 
 

@@ -130,10 +130,16 @@ def _conditions_table(conditions: list) -> list:
     return lines
 
 
+REGIME_KEYS = ("data", "setting", "n", "width", "batch", "seed", "step", "steps")
+"""The regime table's leading columns (what names the run), in this order; its measurements follow by name, then
+the regime: one order whether the rows are fresh or read back from ``outcome.json``."""
+
+
 def _regimes_table(regimes: list) -> list:
     if not regimes:
         return []
-    keys = [k for k in regimes[0] if k not in ("regime",)]
+    keys = [k for k in REGIME_KEYS if k in regimes[0]]
+    keys += sorted(k for k in regimes[0] if k not in keys and k != "regime")
     lines = ["| " + " | ".join(keys) + " | regime |", "|" + "---|" * (len(keys) + 1)]
     for r in regimes:
         lines.append("| " + " | ".join(fmt(r[k]) if isinstance(r[k], float) else str(r[k]) for k in keys)

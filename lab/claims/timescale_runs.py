@@ -18,15 +18,13 @@ is fixed; at sizes below the batch the claim's settings fix it the same way, at 
 """
 from __future__ import annotations
 
-from neural.config import toml_value
-
 QUALITY = "e_val"
 """The quality column (lower is better): the validation probes' denoising error, a per-sigma list."""
 
 QUALITY_SIGMA = 0.5
 """tau_gen reads ``e_val`` at the probe noise level nearest this sigma (0.57 on the default 16-level grid)."""
 
-_MEASURE = ["train.first_checkpoint=5", "train.checkpoints_per_decade=8", "measure.probes=64", "measure.sigmas=16"]
+_MEASURE = {"train.first_checkpoint": 5, "train.checkpoints_per_decade": 8, "measure.probes": 64, "measure.sigmas": 16}
 
 
 def mlp_setup(d: int, sizes, *, steps: int, batch_max: int = 512, samples: int = 1000, n_val: int = 2000,
@@ -35,9 +33,9 @@ def mlp_setup(d: int, sizes, *, steps: int, batch_max: int = 512, samples: int =
     n_max = max(sizes)
     params = {"n": n_max + n_val, "d": d, "n_train": n_max}
     return dict(name=f"MLP, GMM d={d}", sizes=tuple(sizes), steps=int(steps), batch_max=batch_max,
-                overrides=["data.name=gmm", f"data.params={toml_value(params)}", "model.preset=mlp-small",
-                           f"train.lr={lr}", *_MEASURE, f"measure.samples={samples}", "measure.batch_size=1000",
-                           'measure.metrics=["gap", "replicates", "sliced_wasserstein"]'])
+                overrides={"data.name": "gmm", "data.params": params, "model.preset": "mlp-small", "train.lr": lr,
+                           **_MEASURE, "measure.samples": samples, "measure.batch_size": 1000,
+                           "measure.metrics": ["gap", "replicates", "sliced_wasserstein"]})
 
 
 def image_setup(data: str, sizes, *, steps: int, params: dict | None = None, width: int | None = None,
@@ -45,18 +43,19 @@ def image_setup(data: str, sizes, *, steps: int, params: dict | None = None, wid
     """A network ``preset`` (default the residual MLP on the pixels; ``width`` overrides its width) on the image
     data set ``data`` of :mod:`memgen.data` with ``params`` (e.g. scikit-learn's 8x8 digits, real data, or 8x8
     Mondrian images): the first ``max(sizes)`` of a seeded split train, the other images are held out."""
-    split = toml_value({**(params or {}), "n_train": max(sizes)})
-    model = [] if width is None else [f"model.params={{width = {int(width)}}}"]
+    split = {**(params or {}), "n_train": max(sizes)}
+    model = {} if width is None else {"model.params": {"width": int(width)}}
     return dict(name=f"{preset}{'' if width is None else f' width {width}'}, {data}", sizes=tuple(sizes),
                 steps=int(steps), batch_max=batch_max,
-                overrides=[f"data.name={data}", f"data.params={split}", f"model.preset={preset}", *model,
-                           f"train.lr={lr}", *_MEASURE, f"measure.samples={samples}",
-                           f"measure.batch_size={samples}", "measure.fidelity=compare.fidelity:sliced_wasserstein"])
+                overrides={"data.name": data, "data.params": split, "model.preset": preset, **model, "train.lr": lr,
+                           **_MEASURE, "measure.samples": samples, "measure.batch_size": samples,
+                           "measure.fidelity": "compare.fidelity:sliced_wasserstein"})
 
 
-def run_overrides(setup: dict, n: int) -> list:
-    """The overrides of one run (trained by :func:`lab.claims.networks.trained`, which adds the seed): the
-    set-up's, with n points, ``min(n, batch_max)`` per batch and the set-up's ``steps`` whatever n."""
+def run_overrides(setup: dict, n: int) -> dict:
+    """The config values (``{'section.key': value}``) of one run (trained by :func:`lab.claims.networks.trained`,
+    which adds the seed): the set-up's, with n points, ``min(n, batch_max)`` per batch and the set-up's ``steps``
+    whatever n."""
     steps = setup["steps"]
-    return [*setup["overrides"], f"data.subset={n}", f"train.batch_size={min(n, setup['batch_max'])}",
-            f"train.steps={steps}", f"train.save_every={steps}"]
+    return {**setup["overrides"], "data.subset": n, "train.batch_size": min(n, setup["batch_max"]),
+            "train.steps": steps, "train.save_every": steps}

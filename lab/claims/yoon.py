@@ -57,7 +57,6 @@ from compare.fidelity import mondrian_validity
 from compare.replicates import replicates
 from memgen import edm_sigmas, sample
 from memgen.data import load, mondrian
-from neural.config import toml_value
 from toymodels import EmpiricalDenoiser
 
 from .base import (Claim, Control, Outcome, fmt, fmt_interval, joint_interval, new_figure, progress_bar, regime,
@@ -153,15 +152,17 @@ def _run_row(data: str, seed: int, setting: str, step: int, flags) -> dict:
             "lo": float(lo), "hi": float(hi), "regime": regime(lo, hi)}
 
 
-def _overrides(s: dict, data: str, params: dict, steps: int, *extra) -> list:
-    return [f"data.name={data}", f"data.params={toml_value(params)}", f"model.preset={s['preset']}",
-            f"train.steps={steps}", f"train.batch_size={s['batch_size']}", f"train.lr={s['lr']}",
-            f"train.first_checkpoint={steps}", f"train.save_every={steps}", "measure.enabled=false", *extra]
+def _overrides(s: dict, data: str, params: dict, steps: int, extra: dict | None = None) -> dict:
+    """The config values (``{'section.key': value}``) of a run of ``steps`` steps on ``data`` with ``params``,
+    unmeasured, with the values ``extra`` last."""
+    return {"data.name": data, "data.params": params, "model.preset": s["preset"], "train.steps": steps,
+            "train.batch_size": s["batch_size"], "train.lr": s["lr"], "train.first_checkpoint": steps,
+            "train.save_every": steps, "measure.enabled": False, **(extra or {})}
 
 
-def _final_model(out: Path, overrides: list, seed: int):
-    """The EMA denoiser at the last checkpoint of the run of ``overrides`` (trained or reused)."""
-    return checkpoint_models(trained(out.parent / "runs", overrides, seed))[-1][1]
+def _final_model(out: Path, values: dict, seed: int):
+    """The EMA denoiser at the last checkpoint of the run of ``values`` (trained or reused)."""
+    return checkpoint_models(trained(out.parent / "runs", values, seed))[-1][1]
 
 
 def _draw(points, count: int, seed: int) -> torch.Tensor:
@@ -231,10 +232,10 @@ def _capacity(sampler, s: dict, out: Path, seeds, progress: bool, trained_runs: 
     return Outcome(conditions, "; ".join(values), "claim.png", numbers, rows)
 
 
-def _capacity_overrides(s: dict, data: dict, w: int, n: int, seed: int) -> list:
+def _capacity_overrides(s: dict, data: dict, w: int, n: int, seed: int) -> dict:
     """The run of a network of width ``w`` trained for ``steps`` steps on ``n`` images of ``data``."""
     params = {**data["params"], "n_train": n, "seed": seed}
-    return _overrides(s, data["name"], params, s["steps"], f"model.params={{{s['width_key']} = {w}}}")
+    return _overrides(s, data["name"], params, s["steps"], {"model.params": {s["width_key"]: w}})
 
 
 def _trained_capacity(s: dict, out: Path):
@@ -246,7 +247,7 @@ def _trained_capacity(s: dict, out: Path):
 
 
 def planned_capacity(s: dict, seeds) -> list:
-    """``[(overrides, seed)]`` of every network claim 8 trains (:attr:`Claim.runs`)."""
+    """``[(values, seed)]`` of every network claim 8 trains (:attr:`Claim.runs`)."""
     return [(_capacity_overrides(s, d, w, n, sd), sd) for d, sd, w, n in _capacity_jobs(s, seeds)]
 
 
@@ -337,14 +338,14 @@ def _dummies(samplers: dict, s: dict, out: Path, seeds, progress: bool, trained_
                    {k: list(v) for k, v in q.items()}, rows)
 
 
-def _arm_overrides(s: dict, arm: str, seed: int) -> list:
+def _arm_overrides(s: dict, arm: str, seed: int) -> dict:
     """The run of an arm of claim 9: its mixture, class-conditional with dummies, ``steps`` steps."""
-    cond = "true" if arm == "dummies" else "false"
-    return _overrides(s, "mixture", _arm_params(s, arm, seed), s["steps"], f"model.class_conditional={cond}")
+    return _overrides(s, "mixture", _arm_params(s, arm, seed), s["steps"],
+                      {"model.class_conditional": arm == "dummies"})
 
 
 def planned_dummies(s: dict, seeds) -> list:
-    """``[(overrides, seed)]`` of every network claim 9 trains (:attr:`Claim.runs`)."""
+    """``[(values, seed)]`` of every network claim 9 trains (:attr:`Claim.runs`)."""
     return [(_arm_overrides(s, arm, sd), sd) for sd in seeds for arm in ARMS]
 
 
@@ -428,14 +429,14 @@ def _minority(sampler, s: dict, out: Path, seeds, progress: bool, trained_runs: 
                    {k: list(v) for k, v in q.items()}, rows)
 
 
-def _minority_overrides(s: dict, seed: int) -> list:
+def _minority_overrides(s: dict, seed: int) -> dict:
     """The run of claim 10: a class-conditional network on the Mondrian majority and Random Ink minority."""
     params = {"parts": {"mondrian": s["n_major"], "random_ink": s["n_minor"]}, "size": s["size"], "seed": seed}
-    return _overrides(s, "mixture", params, s["steps"], "model.class_conditional=true")
+    return _overrides(s, "mixture", params, s["steps"], {"model.class_conditional": True})
 
 
 def planned_minority(s: dict, seeds) -> list:
-    """``[(overrides, seed)]`` of every network claim 10 trains (:attr:`Claim.runs`)."""
+    """``[(values, seed)]`` of every network claim 10 trains (:attr:`Claim.runs`)."""
     return [(_minority_overrides(s, sd), sd) for sd in seeds]
 
 
