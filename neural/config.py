@@ -94,8 +94,10 @@ class _CompileChoices:
     is read only when a backend is named."""
 
     def __contains__(self, value) -> bool:
+        if value in ("off", "default"):           # no torch._dynamo: importing it may leave worker threads
+            return True                           # that hang a torchrun process at exit
         import torch._dynamo
-        return value in ("off", "default") or value in torch._dynamo.list_backends(exclude_tags=())
+        return value in torch._dynamo.list_backends(exclude_tags=())
 
     def __iter__(self):
         import torch._dynamo

@@ -190,3 +190,14 @@ def test_params_that_config_toml_cannot_hold_are_refused_before_training(tmp_pat
     with pytest.raises(ValueError, match=r"^model\.params\.width: a NoneType cannot be kept"):
         Config.from_dict({"model": {"params": {"width": None}}})
     assert not (tmp_path / "run").exists()
+
+
+def test_checking_train_compile_off_does_not_import_torch_dynamo():
+    """torch._dynamo, imported, can leave threads that hang a torchrun worker at exit (1 run in 3): checking
+    ``train.compile = 'off'`` (the default) must not import it."""
+    import subprocess
+    import sys
+    code = ("import sys\nfrom neural import load_config\nload_config(None, ['train.compile=off'])\n"
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "False"
