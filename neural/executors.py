@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -34,11 +35,35 @@ WAITING = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZ
 """SLURM states of a job that may still finish its run."""
 
 
-def train_task(config: dict, run_dir: str, metrics=None) -> str:
-    """Train one task (a top-level function, so that every executor can pickle it); its run folder."""
+def train_task(config: dict, run_dir: str, metrics=None, processes: int = 1) -> str:
+    """Train one task (a top-level function, so that every executor can pickle it); its run folder.
+    ``processes > 1`` trains it data-parallel in that many processes of this machine (one per GPU on a GPU
+    node), as ``torchrun --standalone --nproc_per_node`` would (:mod:`neural.ddp`)."""
     from .training import train
 
-    return str(train(Config.from_dict(config), run_dir, metrics=metrics))
+    if processes == 1:
+        return str(train(Config.from_dict(config), run_dir, metrics=metrics))
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_rank, args=(config, run_dir, metrics, processes, _free_port()), nprocs=processes,
+                       start_method="spawn")
+    return str(run_dir)
+
+
+def _rank(rank: int, config: dict, run_dir: str, metrics, world: int, port: int) -> None:
+    """One process of a data-parallel run: the environment torchrun sets, then :func:`neural.train`."""
+    from .training import train
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    train(Config.from_dict(config), run_dir, metrics=metrics)
+
+
+def _free_port() -> int:
+    """A TCP port free on this machine now (the process group's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def finished(config, run_dir) -> bool:
@@ -55,7 +80,7 @@ def finished(config, run_dir) -> bool:
 
 
 def run_tasks(tasks: list, *, metrics=None, executor: str = "local", workers: int = 2, jobs_dir=None,
-              cluster: str | None = None, slurm: dict | None = None, wait: bool = True,
+              cluster: str | None = None, slurm: dict | None = None, wait: bool = True, processes: int = 1,
               progress: bool = False) -> list[str]:
     """Train every task ``(config, run_dir)``; returns the run folders still pending (empty when all finished).
 
@@ -68,28 +93,31 @@ def run_tasks(tasks: list, *, metrics=None, executor: str = "local", workers: in
             ``'debug'``).
         slurm: parameters for ``update_parameters`` (e.g. ``{'timeout_min': 600, 'gpus_per_node': 1}``).
         wait: with submitit, wait for the array (else return the pending runs at once).
+        processes: data-parallel processes per run (:func:`train_task`; on a GPU node one per GPU, with
+            ``slurm={'gpus_per_node': processes, ...}``); the config's batch is the global batch.
     """
+    processes = integer(processes, "processes", 1)
     if executor not in EXECUTORS:
         raise ValueError(f"executor: expected one of {EXECUTORS}, got {executor!r}")
     tasks = [(as_config(c).to_dict(), str(d)) for c, d in tasks]
     if executor == "local":
         for c, d in progress_bar(tasks, enabled=progress, desc="runs", unit="run"):
-            train_task(c, d, metrics)
+            train_task(c, d, metrics, processes)
         return []
     if executor == "process":
         workers = integer(workers, "workers", 1)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(train_task, c, d, metrics) for c, d in tasks]
+            futures = [pool.submit(train_task, c, d, metrics, processes) for c, d in tasks]
             for f in progress_bar(as_completed(futures), enabled=progress, desc="runs", unit="run",
                                   total=len(futures)):
                 f.result()
         return []
     if jobs_dir is None:
         raise ValueError("jobs_dir: the submitit executor needs a folder for its jobs")
-    return _submitit(tasks, metrics, Path(jobs_dir), cluster, slurm, wait)
+    return _submitit(tasks, metrics, processes, Path(jobs_dir), cluster, slurm, wait)
 
 
-def _submitit(tasks: list, metrics, jobs_dir: Path, cluster, slurm, wait: bool) -> list[str]:
+def _submitit(tasks: list, metrics, processes: int, jobs_dir: Path, cluster, slurm, wait: bool) -> list[str]:
     """The submitit path of :func:`run_tasks`: submit the runs neither finished nor waiting, as one array."""
     try:
         import submitit
@@ -103,7 +131,7 @@ def _submitit(tasks: list, metrics, jobs_dir: Path, cluster, slurm, wait: bool) 
     missing = [(c, d) for c, d in tasks if not finished(c, d) and d not in queued]
     if missing:
         array = ex.map_array(train_task, [c for c, _ in missing], [d for _, d in missing],
-                             [metrics] * len(missing))
+                             [metrics] * len(missing), [processes] * len(missing))
         known.update({d: job.job_id for (_, d), job in zip(missing, array)})
         atomic_write_json(jobs_dir / JOBS_FILE, known)
         if wait:

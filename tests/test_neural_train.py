@@ -167,6 +167,11 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
            "train", str(tmp_path / "two"), "-c", str(tmp_path / "c.toml")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    _two_processes_equal_one(cfg, tmp_path)
+
+
+def _two_processes_equal_one(cfg, tmp_path):
+    """The run in ``tmp_path/two`` (2 processes) is the run ``cfg`` trains in one process, to float32 rounding."""
     train(cfg, tmp_path / "one")
     a, b = load(tmp_path / "one" / LATEST), load(tmp_path / "two" / LATEST)
     assert a["step"] == b["step"] == 12
@@ -221,3 +226,14 @@ def test_numba_kernels_leave_torch_thread_count_alone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.stdout.split()[-1] == "1"
+
+
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_a_task_trained_data_parallel_equals_one_process(tmp_path, executor):
+    """neural.executors with processes=2 (the torchrun environment, 2 gloo processes, 4 of the global batch 8
+    each) trains the run that one process with batch 8 trains."""
+    from neural.executors import run_tasks
+
+    cfg = load_config(None, SMALL + ["model.params={width = 32, depth = 2}", "measure.enabled=false"])
+    assert run_tasks([(cfg, tmp_path / "two")], executor=executor, workers=1, processes=2) == []
+    _two_processes_equal_one(cfg, tmp_path)

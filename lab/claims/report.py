@@ -214,12 +214,13 @@ class RunsPending(RuntimeError):
 
 
 def train_planned(claims: list, out: Path, scale: str, seeds: list, *, executor: str = "process", jobs: int = 1,
-                  cluster: str | None = None, slurm: dict | None = None, wait: bool = True,
+                  cluster: str | None = None, slurm: dict | None = None, wait: bool = True, processes: int = 1,
                   progress: bool = False) -> int:
     """Train every run that ``claims`` plan (:meth:`~lab.claims.base.Claim.planned_runs`) before the claims
     read them, by :func:`neural.executors.run_tasks`: ``'process'``, ``jobs`` processes of one thread each;
     ``'submitit'``, one job array of the missing runs (jobs in ``out/runs/submitit``; ``wait``: for it to
-    finish). Returns how many runs were planned; raises :class:`RunsPending` when some are not finished."""
+    finish); ``processes``: data-parallel processes per run (one per GPU of a node). Returns how many runs were
+    planned; raises :class:`RunsPending` when some are not finished."""
     from neural.executors import run_tasks
 
     from lab.run_metrics import METRICS
@@ -230,7 +231,7 @@ def train_planned(claims: list, out: Path, scale: str, seeds: list, *, executor:
     planned = {run_folder(runs_dir, ov, sd): (ov, sd) for c in claims for ov, sd in c.planned_runs(scale, seeds)}
     tasks = [(run_config(ov, sd), folder) for folder, (ov, sd) in planned.items()]
     pending = run_tasks(tasks, metrics=METRICS, executor=executor, workers=jobs, jobs_dir=runs_dir / "submitit",
-                        cluster=cluster, slurm=slurm, wait=wait, progress=progress)
+                        cluster=cluster, slurm=slurm, wait=wait, processes=processes, progress=progress)
     if pending:
         raise RunsPending(pending, len(tasks), runs_dir / "submitit")
     return len(tasks)
@@ -238,7 +239,7 @@ def train_planned(claims: list, out: Path, scale: str, seeds: list, *, executor:
 
 def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int | None = None,
                progress: bool = True, jobs: int = 1, executor: str | None = None, cluster: str | None = None,
-               slurm: dict | None = None, wait: bool = False) -> list:
+               slurm: dict | None = None, wait: bool = False, processes: int = 1) -> list:
     """Run the selected claims (module doc) and write the report; returns the rows of ``claims.csv``.
 
     ``executor``: where the trained runs train (default ``'submitit'`` at paper scale, else ``'process'``).
@@ -247,7 +248,9 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
     :data:`SHARED_RUNS`); with ``jobs = 1`` everything runs here, with torch's thread setting. ``'submitit'``
     submits the missing runs as one job array (``cluster``, ``slurm``: :func:`neural.executors.run_tasks`) and,
     unless ``wait``, raises :class:`RunsPending` at once when runs are not finished: calling again later
-    collects them, submits what is missing, and runs the claims once every run is there."""
+    collects them, submits what is missing, and runs the claims once every run is there. ``processes > 1``
+    trains each run data-parallel in that many processes (a multi-GPU node: one per GPU, with
+    ``slurm={'gpus_per_node': processes}``), where one process per run is too slow."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
@@ -264,7 +267,7 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
     n_seeds = (1 if scale == "quick" else 3) if seeds is None else int(seeds)
     if n_seeds < 1:
         raise ValueError(f"seeds: expected a positive number of seeds, got {seeds!r}")
-    jobs = integer(jobs, "jobs", 1)
+    jobs, processes = integer(jobs, "jobs", 1), integer(processes, "processes", 1)
     executor = ("submitit" if scale == "paper" else "process") if executor is None else executor
     if executor not in ("process", "submitit"):
         raise ValueError(f"executor: expected 'process' or 'submitit', got {executor!r}")
@@ -272,9 +275,9 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
     numbers = _claim_numbers(only, CLAIMS)
     seed_list = list(range(n_seeds))
     groups, done = _groups(numbers), {}
-    if executor == "submitit" or jobs > 1:
+    if executor == "submitit" or jobs > 1 or processes > 1:
         train_planned([CLAIMS[n] for n in numbers], out, scale, seed_list, executor=executor, jobs=jobs,
-                      cluster=cluster, slurm=slurm, wait=wait, progress=progress)
+                      cluster=cluster, slurm=slurm, wait=wait, processes=processes, progress=progress)
     if jobs == 1:
         bar = progress_bar(groups, enabled=progress, desc="claims", unit="group")
         for group in bar:

@@ -17,7 +17,8 @@ from memgen.checks import out_folder
 def _main(args) -> int:
     try:
         rows = run_report(args.out, scale=args.scale, only=args.only, seeds=args.seeds, jobs=args.jobs,
-                          executor=args.executor, cluster=args.cluster, slurm=args.slurm, wait=args.wait)
+                          executor=args.executor, cluster=args.cluster, slurm=args.slurm, wait=args.wait,
+                          processes=args.processes_per_run)
     except RunsPending as e:
         print(f"memgen report: {e}")
         return 0
@@ -46,6 +47,9 @@ def register(subparsers) -> None:
                    help="submitit's cluster (default: SLURM where available, else local)")
     p.add_argument("--slurm", type=slurm_parameters, default=None, metavar="KEY=VALUE,...",
                    help="submitit parameters, e.g. timeout_min=600,gpus_per_node=1,slurm_partition=gpu")
+    p.add_argument("--processes-per-run", type=int, default=1, metavar="N",
+                   help="train each run data-parallel in N processes (a multi-GPU node: one per GPU, with "
+                        "--slurm gpus_per_node=N); the run's batch is the global batch")
     p.add_argument("--wait", action="store_true",
                    help="with submitit, wait for the job array (default: submit and return; run again later)")
     p.set_defaults(run=_main)
