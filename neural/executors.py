@@ -152,9 +152,7 @@ def _slurm_job(ex, job_id: str):
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:                   # a process of another user holds the id now
+    except (ProcessLookupError, PermissionError):     # gone, or another user's process holds the id now
         return False
     return True
 
@@ -171,7 +169,5 @@ def _waiting(ex, job_id: str) -> bool:
 
 def _wait_for(ex, job_id: str) -> None:
     """Block until a job submitted by an earlier call ends."""
-    if ex.cluster == "slurm":
-        _slurm_job(ex, job_id).wait()
     while _waiting(ex, job_id):
         time.sleep(1.0)
