@@ -32,12 +32,9 @@ One small class per family of foreign networks, each in the canonical form ``x =
 * :class:`FunctionDenoiser`: a plain function ``f(x, sigma)`` returning ``x0`` (``D = f``) or ``eps``
   (``D = x - sigma f``).
 * diffusers: :func:`from_diffusers` (a ``UNet2DModel``/``UNet2DConditionModel``-style module and a scheduler
-  or its ``alphas_cumprod``) and :func:`load_diffusers` (a local folder written by ``save_pretrained``;
-  nothing is downloaded). diffusers is imported only inside :func:`load_diffusers`
-  (``pip install memgen[diffusers]``). The schedule is the scheduler's ``alphas_cumprod`` as given (float32
-  in diffusers, the values its training and sampling use). Before anything is built, a folder's
-  ``config.json`` whose estimated parameter count exceeds :data:`MAX_PARAMETERS` and a scheduler of more
-  than :data:`MAX_TIMESTEPS` steps are refused (``max_parameters=`` / ``max_timesteps=`` raise the limits).
+  or its ``alphas_cumprod``). The schedule is the scheduler's ``alphas_cumprod`` as given (float32 in
+  diffusers, the values its training and sampling use). A local folder written by ``save_pretrained`` is
+  read by :func:`neural.diffusers_folder.load_diffusers`.
 
 Every adapter puts the foreign network in eval mode (dropout off, batch norm with its running statistics)
 and needs a network with parameters (their device is where it computes; a parameter-free function is a
@@ -45,12 +42,10 @@ and needs a network with parameters (their device is where it computes; a parame
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from memgen.checks import as_tensor, integer
+from memgen.checks import as_tensor
 from memgen.contract import Denoiser, batchwise
 from memgen.noise import schedule_sigmas, sigma_to_timestep
 
@@ -58,15 +53,6 @@ from .precond import EDMPrecond, Precond, VPPrecond
 
 PREDICTIONS = ("epsilon", "v_prediction", "sample")
 TIMESTEP_MODES = ("interpolate", "nearest")
-MAX_PARAMETERS = 2 * 10 ** 9
-"""Largest estimated parameter count of a diffusers model folder that :func:`load_diffusers` builds (8 GB in
-float32; SDXL's UNet needs ``max_parameters=3e9``)."""
-MAX_TIMESTEPS = 10 ** 6
-"""Largest ``num_train_timesteps`` of a scheduler config that :func:`load_diffusers` accepts."""
-MAX_CONFIG_BYTES = 16 * 2 ** 20
-"""Largest config file (``config.json``, ``scheduler_config.json``) that :func:`load_diffusers` reads."""
-
-
 def _output_tensor(out) -> torch.Tensor:
     """The tensor a foreign network returned: itself, ``out.sample`` (diffusers), or the first of a tuple."""
     if isinstance(out, torch.Tensor):
@@ -232,8 +218,6 @@ class FunctionDenoiser(Denoiser):
         return out if self.output == "x0" else x - batchwise(s, x) * out
 
 
-# --- diffusers ------------------------------------------------------------------------------------------
-
 def _alphas_cumprod(scheduler) -> torch.Tensor:
     """The scheduler's ``alphas_cumprod`` as given (float32 in diffusers: the values its training and sampling
     use), held in float64 (exact); from its betas, in their own dtype as diffusers does, only when it has none."""
@@ -275,116 +259,3 @@ def from_diffusers(unet: nn.Module, scheduler=None, *, alphas_cumprod=None, pred
         shape = (ucfg.in_channels, *((size, size) if isinstance(size, int) else tuple(size)))
     return VPDiscreteDenoiser(unet, schedule=ab, prediction=prediction_type, timestep=timestep,
                               num_classes=num_classes, extra=extra, event_shape=shape)
-
-
-def _read_config(path: Path) -> dict:
-    """A diffusers config file as a dict; one larger than :data:`MAX_CONFIG_BYTES` or damaged is refused by name."""
-    from memgen.run_files import read_json
-
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ValueError(f"{path}: {path.stat().st_size} bytes, more than a config file holds "
-                         f"(limit {MAX_CONFIG_BYTES}, neural.external.MAX_CONFIG_BYTES)")
-    config = read_json(path)
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(config).__name__}")
-    return config
-
-
-def _config_ints(config: dict, key: str, path: Path, count: int | None = None) -> list[int]:
-    """``config[key]``, one positive integer or a list of them (``count`` entries for a single one)."""
-    value = config[key]
-    values = [value] * (count or 1) if not isinstance(value, list) else value
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values) \
-            or (count is not None and len(values) != count):
-        size = "" if count is None else f" ({count} of them)"
-        raise ValueError(f"{path}: {key} must be a positive integer or a list of them{size}, got {value!r}")
-    return values
-
-
-def unet_parameters(config: dict, path: Path = Path("config.json")) -> int:
-    """Parameters of the ResNet blocks of a diffusers UNet2D config (``block_out_channels``, ``layers_per_block``),
-    counted without building it: two 3x3 convolutions, the time projection and the shortcut per block, in the
-    down, middle and up paths, and the resampling convolutions. Attention layers are left out (the estimate
-    errs low); 0 for a config without ``block_out_channels``."""
-    if "block_out_channels" not in config:
-        return 0
-    ch = _config_ints(config, "block_out_channels", path)
-    layers = _config_ints(config, "layers_per_block", path, len(ch)) if "layers_per_block" in config else [2] * len(ch)
-    temb = 4 * ch[0]
-
-    def block(c_in: int, c: int) -> int:                           # convolutions, time projection, shortcut
-        return 9 * c_in * c + 9 * c * c + temb * c + (c_in * c if c_in != c else 0)
-
-    total, prev = 2 * block(ch[-1], ch[-1]), ch[0]                  # the middle
-    for k, (c, n) in enumerate(zip(ch, layers)):
-        down = block(prev, c) + (n - 1) * block(c, c)
-        up = (n + 1) * block(2 * c, c)                              # the mirrored up path, with skip inputs
-        resample = 2 * 9 * c * c if k < len(ch) - 1 else 0
-        total, prev = total + down + up + resample, c
-    return total
-
-
-def _check_unet_config(config: dict, path: Path, max_parameters: int) -> None:
-    n = unet_parameters(config, path)
-    if n > max_parameters:
-        raise ValueError(f"{path}: the model has about {n:.3g} parameters, more than max_parameters="
-                         f"{max_parameters:.3g} (neural.external.MAX_PARAMETERS); to load it, raise max_parameters= "
-                         "(memgen audit: --max-parameters)")
-
-
-def _check_scheduler_config(config: dict, path: Path, max_timesteps: int) -> None:
-    steps = config.get("num_train_timesteps", 1000)
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= max_timesteps:
-        raise ValueError(f"{path}: num_train_timesteps must be an integer in [2, {max_timesteps}] "
-                         f"(neural.external.MAX_TIMESTEPS; raise it with max_timesteps=), got {steps!r}")
-
-
-def _diffusers_class(config: dict, config_file: Path):
-    import diffusers
-
-    name = config.get("_class_name")
-    cls = getattr(diffusers, str(name), None)
-    if cls is None:
-        raise ValueError(f"{config_file}: names class {name!r}, which diffusers {diffusers.__version__} lacks")
-    return cls
-
-
-def load_diffusers(folder, *, scheduler=None, prediction_type: str | None = None, timestep: str = "interpolate",
-                   device="cpu", extra: dict | None = None, max_parameters: int = MAX_PARAMETERS,
-                   max_timesteps: int = MAX_TIMESTEPS) -> VPDiscreteDenoiser:
-    """The denoiser of a local diffusers folder written by ``save_pretrained`` (never the hub).
-
-    ``folder`` is a pipeline folder (``model_index.json`` with ``unet/`` and ``scheduler/``) or a model
-    folder (``config.json``; then pass ``scheduler``, an object or a scheduler folder). The model is put
-    on ``device`` in eval mode, without gradients. Before anything is built, a model whose estimated size
-    (:func:`unet_parameters`) exceeds ``max_parameters`` and a scheduler config of more than ``max_timesteps``
-    steps are refused, naming the file.
-    """
-    max_parameters = integer(max_parameters, "max_parameters")
-    max_timesteps = integer(max_timesteps, "max_timesteps", 2)
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"folder: no folder {root}")
-    unet_dir = root / "unet" if (root / "model_index.json").exists() else root
-    if not (unet_dir / "config.json").exists():
-        raise ValueError(f"folder: {root} holds neither model_index.json with unet/ nor a model config.json")
-    unet_config = _read_config(unet_dir / "config.json")
-    _check_unet_config(unet_config, unet_dir / "config.json", max_parameters)
-    sched_config = None
-    if scheduler is None or isinstance(scheduler, (str, Path)):
-        sched_dir = Path(scheduler) if scheduler is not None else root / "scheduler"
-        if not (sched_dir / "scheduler_config.json").exists():
-            raise ValueError(f"scheduler: no scheduler_config.json in {sched_dir}; pass scheduler= "
-                             "(memgen audit: --scheduler FOLDER)")
-        sched_config = _read_config(sched_dir / "scheduler_config.json")
-        _check_scheduler_config(sched_config, sched_dir / "scheduler_config.json", max_timesteps)
-    try:
-        import diffusers  # noqa: F401
-    except ImportError as e:
-        raise ImportError("load_diffusers needs diffusers: pip install 'memgen[diffusers]'") from e
-    if sched_config is not None:
-        cls = _diffusers_class(sched_config, sched_dir / "scheduler_config.json")
-        scheduler = cls.from_pretrained(sched_dir, local_files_only=True)
-    cls = _diffusers_class(unet_config, unet_dir / "config.json")
-    unet = cls.from_pretrained(unet_dir, local_files_only=True).to(device).eval().requires_grad_(False)
-    return from_diffusers(unet, scheduler, prediction_type=prediction_type, timestep=timestep, extra=extra)

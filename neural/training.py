@@ -1,18 +1,8 @@
 """Training a denoiser into a run folder, resumable exactly, measured at every grid checkpoint.
 
-One step at step index ``k`` (0-based):
-
-* data order: the global batch is positions ``[k B, (k + 1) B)`` of the stream of per-epoch random
-  permutations ``perm_e`` of the training set (epoch ``e`` seeded by ``(seed, e)``);
-* randomness: the loss's noise for the global batch comes from a generator seeded by ``(seed, k)``
-  and dropout from the global generator seeded by ``(seed, k, rank)``; so the state of every random
-  stream is a function of the step, and a resumed run draws exactly what an uninterrupted one draws;
-* optimization: ``lr_k = lr min(1, (k + 1) / warmup_steps)``, Adam or SGD with momentum, optional
-  gradient-norm clipping, then the EMA ``theta_ema <- d theta_ema + (1 - d) theta`` with
-  ``d = min(ema_decay, (1 + k) / (10 + k))`` (short runs are not dominated by the initial weights).
-
 :func:`train` reads as its steps: the run folder (:func:`neural.rundir.open_run`), :func:`load_training_data`, :func:`build_run`
-and :func:`loss_step_function`, :func:`resume`, then the loop of :func:`optimizer_step` and :func:`save`.
+and :func:`loss_step_function`, :func:`resume`, then the loop of :func:`neural.step.optimizer_step` (one
+optimizer step, a function of the step index alone) and :func:`save`.
 At each step of the log-spaced grid (:func:`neural.checkpoint.checkpoint_steps`) the weights are saved,
 the model is measured with the metrics the caller passed (:class:`neural.measure.Measurement`) and one
 row is appended to ``metrics.jsonl``; ``latest.pt`` (weights, EMA, optimizer, step, loss accumulators) is rewritten there
@@ -29,7 +19,6 @@ import copy
 import math
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,36 +40,8 @@ from .measure import Measurement
 from .optim import OPTIMIZERS
 from .presets import count_parameters, model_from_config
 from .rundir import open_run
+from .step import DataOrder, optimizer_step
 
-
-
-def derived_seed(*parts: int) -> int:
-    """A 63-bit seed derived from integers by :class:`numpy.random.SeedSequence` (independent streams)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-class DataOrder:
-    """Global batch ``k``: positions ``[k B, (k + 1) B)`` of the concatenated epoch permutations."""
-
-    def __init__(self, n: int, batch: int, seed: int):
-        self.n, self.batch, self.seed = int(n), int(batch), int(seed)
-        self._cache: dict[int, np.ndarray] = {}
-
-    def permutation(self, epoch: int) -> np.ndarray:
-        if epoch not in self._cache:
-            if len(self._cache) > 2:
-                self._cache.pop(min(self._cache))
-            self._cache[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-        return self._cache[epoch]
-
-    def indices(self, step: int) -> np.ndarray:
-        pos, end, parts = step * self.batch, (step + 1) * self.batch, []
-        while pos < end:
-            epoch, off = divmod(pos, self.n)
-            take = min(self.n - off, end - pos)
-            parts.append(self.permutation(epoch)[off:off + take])
-            pos += take
-        return np.concatenate(parts)
 
 
 @dataclass
@@ -197,26 +158,6 @@ def resume(run: Run, state: dict | None, run_dir: Path, ctx: Context) -> bool:
     return True
 
 
-def ema_update(run: Run, decay: float) -> None:
-    """``theta_ema <- decay theta_ema + (1 - decay) theta`` (buffers copied)."""
-    ema_params, params, ema_buffers, buffers = run.ema_tensors
-    with torch.no_grad():
-        for pe, pm in zip(ema_params, params):
-            pe.lerp_(pm, 1 - decay)
-        for be, bm in zip(ema_buffers, buffers):
-            be.copy_(bm)
-
-
-def seed_global(seed: int, device: torch.device) -> None:
-    """Seed the global generator that dropout draws from on ``device``. On CPU only the CPU generator:
-    :func:`torch.manual_seed` also queues seeds for every lazily initialised accelerator, recording a
-    stack trace each time, which costs more than a small network's step."""
-    if device.type == "cpu":
-        torch.default_generator.manual_seed(seed)
-    else:
-        torch.manual_seed(seed)
-
-
 def train(config, run_dir, *, metrics=None, callback=None) -> Path:
     """Train the model that ``config`` describes into ``run_dir`` (resuming it if it holds a run).
 
@@ -312,37 +253,6 @@ def _announce(run_dir: Path, cfg: Config, td: TrainingData, model, ctx: Context)
                  train_index=td.train_index.tolist(), n_train=len(td.train_index), num_classes=td.num_classes,
                  parameters=count_parameters(model), world_size=ctx.world_size, device=str(ctx.device),
                  command=sys.argv)
-
-
-def optimizer_step(run: Run, cfg: Config, td: TrainingData, order: DataOrder, loss_fn, step_fn,
-                   ctx: Context) -> torch.Tensor:
-    """One step (module docstring): this process's share of global batch ``k``, the loss with noise drawn for
-    the whole batch from ``(seed, k)`` and dropout from ``(seed, k, rank)``, warm-up, clipping, EMA."""
-    t, k, device = cfg.train, run.step, ctx.device
-    shard = ctx.shard(t.batch_size)
-    local = torch.as_tensor(order.indices(k), device=device)[shard]
-    g = torch.Generator(device).manual_seed(derived_seed(t.seed, k))
-    seed_global(derived_seed(t.seed, k, ctx.rank), device)
-    draws = loss_fn.draw(t.batch_size, td.data.shape, g, device)
-    if t.warmup_steps:
-        for group in run.opt.param_groups:
-            group["lr"] = t.lr * min(1.0, (k + 1) / t.warmup_steps)
-    bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
-    with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
-        per_sample = step_fn(td.y[local], None if td.labels is None else td.labels[local],
-                             **{name: v[shard] for name, v in draws.items()})
-    loss = per_sample.float().mean()
-    run.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if t.grad_clip:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip)
-    run.opt.step()
-    ema_update(run, min(t.ema_decay, (1 + k) / (10 + k)))
-    run.loss_sum += loss.detach().double()
-    run.loss_count += 1
-    run.step += 1
-    run.images_seen += t.batch_size
-    return loss
 
 
 def save(run: Run, cfg: Config, td: TrainingData, run_dir: Path, ctx: Context, *, at_grid: bool,

@@ -152,3 +152,20 @@ def test_the_cycle_check_sees_function_level_imports():
     assert "lab.commands.demo" in edges["lab.cli"]                     # from .commands import demo
     assert "toymodels.empirical._reusing_loops" in edges["toymodels.empirical._reusing_sampler"]  # in a function
     assert "memgen.contract" not in edges["memgen"]                    # a re-export, left out
+
+
+def test_neural_is_more_science_than_plumbing():
+    """Every module of ``neural/`` is classified science or plumbing (benchmarks/plumbing.py, with its reason),
+    and the plumbing code lines stay under MAX_RATIO per science line (issue 24; EDM's training code: 1.2-1.6)."""
+    from benchmarks.plumbing import MAX_RATIO, neural_count, unclassified
+
+    assert unclassified() == []
+    assert neural_count()["ratio"]["code"] < MAX_RATIO
+
+
+def test_code_lines_leave_out_docstrings_comments_and_blank_lines():
+    from benchmarks.plumbing import code_lines
+
+    source = ('"""Module\n\ndocstring."""\n\n# a comment\nx = (1 +\n     2)  # trailing\n\n\n'
+              'def f():\n    """One."""\n    """Attribute-style string."""\n    return """not a\ndocstring"""\n')
+    assert code_lines(source) == 2 + 1 + 2          # x's two lines, def, the return's two lines

@@ -6,7 +6,7 @@ import pytest
 
 from neural.checkpoint import checkpoint_steps
 from neural.config import Config, apply_overrides, dump_toml, load_config, parse_value
-from neural.training import DataOrder, derived_seed
+from neural.step import DataOrder, derived_seed
 
 
 def test_toml_round_trip(tmp_path):

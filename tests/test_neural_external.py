@@ -11,8 +11,9 @@ import json
 from types import SimpleNamespace
 
 from memgen.noise import ddpm_linear_alpha_bar
+from neural.diffusers_folder import load_diffusers, unet_parameters
 from neural.external import (FunctionDenoiser, PreconditionedDenoiser, VPDiscreteDenoiser, edm_denoiser,
-                             from_diffusers, load_diffusers, unet_parameters)
+                             from_diffusers)
 from toymodels import EmpiricalDenoiser
 
 T = 1000

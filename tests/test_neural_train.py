@@ -204,7 +204,7 @@ def test_class_conditional_run_is_measured_with_each_probes_label(tmp_path):
 
 def test_per_step_seed_draws_what_torch_manual_seed_draws():
     """The step's dropout seeding on CPU (the CPU generator only) draws exactly what torch.manual_seed does."""
-    from neural.training import seed_global
+    from neural.step import seed_global
     drop = torch.nn.Dropout(0.3)
     for seed in (0, 12345, 2 ** 62 + 7):
         torch.manual_seed(seed)
@@ -230,9 +230,9 @@ def test_numba_kernels_leave_torch_thread_count_alone():
 
 @pytest.mark.parametrize("executor", ["local", "process"])
 def test_a_task_trained_data_parallel_equals_one_process(tmp_path, executor):
-    """neural.executors with processes=2 (the torchrun environment, 2 gloo processes, 4 of the global batch 8
+    """lab.executors with processes=2 (the torchrun environment, 2 gloo processes, 4 of the global batch 8
     each) trains the run that one process with batch 8 trains."""
-    from neural.executors import run_tasks
+    from lab.executors import run_tasks
 
     cfg = load_config(None, SMALL + ["model.params={width = 32, depth = 2}", "measure.enabled=false"])
     assert run_tasks([(cfg, tmp_path / "two")], executor=executor, workers=1, processes=2) == []

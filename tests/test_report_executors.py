@@ -1,5 +1,5 @@
 """``memgen report`` on a cluster: its trained runs as one submitit job array (here submitit's local executor),
-collected by calling the command again; and the executors' shared rules (neural.executors)."""
+collected by calling the command again; and the executors' shared rules (lab.executors)."""
 import json
 
 import pytest
@@ -7,7 +7,7 @@ import pytest
 from lab.claims.report import RunsPending, run_report
 from lab.commands.report import slurm_parameters
 from neural import load_config, train
-from neural.executors import finished
+from lab.executors import finished
 
 pytest.importorskip("submitit")
 

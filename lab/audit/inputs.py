@@ -4,7 +4,7 @@ MODEL:
 * a memgen run folder (``config.toml`` and checkpoints): its latest EMA weights
   (:func:`neural.checkpoint.load_denoiser`); its own data set and recorded split are the default data;
 * a local diffusers folder (``model_index.json`` with ``unet/`` and ``scheduler/``):
-  :func:`neural.external.load_diffusers`;
+  :func:`neural.diffusers_folder.load_diffusers`;
 * ``module:factory``: a callable returning a :class:`memgen.Denoiser` (used as it is, in eval mode), a
   ``(unet, scheduler)`` pair of diffusers objects (:func:`neural.external.from_diffusers`), or a network
   that already returns the x0-estimate ``net(x, sigma)`` (:class:`neural.external.PreconditionedDenoiser`);
@@ -156,10 +156,10 @@ def load_model(spec: str, *, device="cpu", scheduler=None,
     """``(denoiser in eval mode on device, the run's own data or None, kind)`` for a MODEL spec (module docstring).
 
     ``scheduler`` (a scheduler folder) and ``max_parameters`` (default
-    :data:`neural.external.MAX_PARAMETERS`) apply to a diffusers folder only."""
+    :data:`neural.diffusers_folder.MAX_PARAMETERS`) apply to a diffusers folder only."""
     path = Path(spec)
     if path.is_dir() and not is_run_dir(path):
-        from neural.external import MAX_PARAMETERS, load_diffusers
+        from neural.diffusers_folder import MAX_PARAMETERS, load_diffusers
 
         model = load_diffusers(path, device=device, scheduler=scheduler, max_parameters=max_parameters or MAX_PARAMETERS)
         return model, None, "diffusers folder"

@@ -217,11 +217,11 @@ def train_planned(claims: list, out: Path, scale: str, seeds: list, *, executor:
                   cluster: str | None = None, slurm: dict | None = None, wait: bool = True, processes: int = 1,
                   progress: bool = False) -> int:
     """Train every run that ``claims`` plan (:meth:`~lab.claims.base.Claim.planned_runs`) before the claims
-    read them, by :func:`neural.executors.run_tasks`: ``'process'``, ``jobs`` processes of one thread each;
+    read them, by :func:`lab.executors.run_tasks`: ``'process'``, ``jobs`` processes of one thread each;
     ``'submitit'``, one job array of the missing runs (jobs in ``out/runs/submitit``; ``wait``: for it to
     finish); ``processes``: data-parallel processes per run (one per GPU of a node). Returns how many runs were
     planned; raises :class:`RunsPending` when some are not finished."""
-    from neural.executors import run_tasks
+    from lab.executors import run_tasks
 
     from lab.run_metrics import METRICS
 
@@ -246,7 +246,7 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
     ``'process'`` with ``jobs > 1`` first trains every run the claims plan, then runs the claims, each in that
     many processes of one thread each (claims that share trained runs in the same process,
     :data:`SHARED_RUNS`); with ``jobs = 1`` everything runs here, with torch's thread setting. ``'submitit'``
-    submits the missing runs as one job array (``cluster``, ``slurm``: :func:`neural.executors.run_tasks`) and,
+    submits the missing runs as one job array (``cluster``, ``slurm``: :func:`lab.executors.run_tasks`) and,
     unless ``wait``, raises :class:`RunsPending` at once when runs are not finished: calling again later
     collects them, submits what is missing, and runs the claims once every run is there. ``processes > 1``
     trains each run data-parallel in that many processes (a multi-GPU node: one per GPU, with

@@ -98,7 +98,7 @@ def parse_axis(item: str) -> tuple[str, list]:
 
 def _sweep(args) -> int:
     from neural.config import load_config, parse_override
-    from neural.sweep import run_sweep
+    from lab.sweep import run_sweep
 
     axes = dict(parse_axis(g) for g in args.grid)
     slurm = dict(parse_override(s) for s in args.slurm)

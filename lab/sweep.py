@@ -2,7 +2,7 @@
 
 ``sweep.json`` in the sweep folder records the axes, the base config and, per run, its folder and
 values, so that :func:`compare.timescales.sweep_timescales` can read the sweep without this package.
-Runs are executed by :mod:`neural.executors`: one after another (``'local'``), in parallel processes
+Runs are executed by :mod:`lab.executors`: one after another (``'local'``), in parallel processes
 (``'process'``), or as a job array through submitit (``'submitit'``: SLURM on a cluster, or submitit's local
 executor). A run interrupted anywhere resumes when the sweep is started again (finished runs are kept).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from memgen.run_files import atomic_write_json
 
-from .config import as_config, with_values
+from neural.config import as_config, with_values
 from .executors import EXECUTORS, run_tasks
 
 
@@ -54,7 +54,7 @@ def run_sweep(config, axes: dict, sweep_dir, *, metrics=None, executor: str = "l
     """Run the grid ``axes`` over the base ``config`` into ``sweep_dir``; returns the run folders.
 
     ``metrics``, ``executor`` (``'local'``, ``'process'`` with ``workers`` processes, or ``'submitit'``, whose
-    jobs live in ``sweep_dir/submitit``), ``cluster`` and ``slurm``: as :func:`neural.executors.run_tasks`,
+    jobs live in ``sweep_dir/submitit``), ``cluster`` and ``slurm``: as :func:`lab.executors.run_tasks`,
     which waits here for every run.
     """
     if executor not in EXECUTORS:

@@ -23,8 +23,9 @@ from memgen.checks import integer
 from memgen.progress import progress_bar
 from memgen.run_files import atomic_write_json, read_json
 
-from .checkpoint import LATEST
-from .config import Config, as_config
+from neural.checkpoint import LATEST
+from neural.config import Config, as_config
+from neural.training import train
 
 EXECUTORS = ("local", "process", "submitit")
 
@@ -39,8 +40,6 @@ def train_task(config: dict, run_dir: str, metrics=None, processes: int = 1) -> 
     """Train one task (a top-level function, so that every executor can pickle it); its run folder.
     ``processes > 1`` trains it data-parallel in that many processes of this machine (one per GPU on a GPU
     node), as ``torchrun --standalone --nproc_per_node`` would (:mod:`neural.ddp`)."""
-    from .training import train
-
     if processes == 1:
         return str(train(Config.from_dict(config), run_dir, metrics=metrics))
     import torch.multiprocessing as mp
@@ -52,8 +51,6 @@ def train_task(config: dict, run_dir: str, metrics=None, processes: int = 1) -> 
 
 def _rank(rank: int, config: dict, run_dir: str, metrics, world: int, port: int) -> None:
     """One process of a data-parallel run: the environment torchrun sets, then :func:`neural.train`."""
-    from .training import train
-
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     train(Config.from_dict(config), run_dir, metrics=metrics)

@@ -11,7 +11,7 @@ from neural.checkpoint import LATEST, load
 from lab.cli import main
 from neural import dump_toml
 from lab.commands.train import parse_axis
-from neural.sweep import grid, run_name, run_sweep
+from lab.sweep import grid, run_name, run_sweep
 
 BASE = ["data.params={n = 64, d = 2}", "model.params={width = 16, depth = 1}", "train.steps=6", "train.batch_size=8",
         "train.first_checkpoint=2", "train.checkpoints_per_decade=4", "train.progress=false", "measure.probes=4",
