@@ -48,27 +48,79 @@ def _config_ints(config: dict, key: str, path: Path, count: int | None = None) -
     return values
 
 
+def _config_int(config: dict, key: str, path: Path, default: int) -> int:
+    """``config[key]``, one positive integer (``default`` when absent or null)."""
+    return default if config.get(key) is None else _config_ints(config, key, path, 1)[0]
+
+
+def _attention_levels(config: dict, key: str, path: Path, count: int) -> list[bool]:
+    """Per level of ``config[key]`` (a list of ``count`` block type names), whether it names attention (``Attn``)."""
+    types = config.get(key)
+    if types is None:
+        return [False] * count
+    if not isinstance(types, list) or len(types) != count or not all(isinstance(t, str) for t in types):
+        raise ValueError(f"{path}: {key} must be a list of {count} block type names, got {types!r}")
+    return ["Attn" in t for t in types]
+
+
 def unet_parameters(config: dict, path: Path = Path("config.json")) -> int:
-    """Parameters of the ResNet blocks of a diffusers UNet2D config (``block_out_channels``, ``layers_per_block``),
-    counted without building it: two 3x3 convolutions, the time projection and the shortcut per block, in the
-    down, middle and up paths, and the resampling convolutions. Attention layers are left out (the estimate
-    errs low); 0 for a config without ``block_out_channels``."""
+    """Parameters of a diffusers ``UNet2DModel`` config, counted without building it (within 3% of the built
+    model on the UNets of tests/test_neural_external.py). With ``c_k`` = ``block_out_channels``, ``n_k`` =
+    ``layers_per_block``, ``E`` the time embedding width (``time_embedding_dim``, default ``4 c_0``):
+
+    * ResNet block ``a -> c``: group norms ``2a + 2c``, 3x3 convolutions ``9ac + c`` and ``9c^2 + c``, time
+      projection ``Ec + c`` (twice that with ``resnet_time_scale_shift='scale_shift'``), shortcut ``ac + c``
+      when ``a != c``;
+    * attention layer of width ``c`` (one per ResNet block of a level whose block type names ``Attn``, and one
+      in the middle unless ``add_attention`` is false): group norm ``2c``, query, key, value and output
+      projections ``c^2 + c`` each;
+    * level k down: ResNet blocks ``c_{k-1} -> c_k`` then ``n_k - 1`` of ``c_k -> c_k``; up (mirrored):
+      ``n_k + 1`` blocks ``a -> c_k`` whose input ``a`` is ``c_{k+1}`` (the deeper level's output; ``c_k`` for
+      the others) plus the skip channels ``c_k`` (``c_{k-1}`` for the last), at the edges ``c_0``, ``c_{-1}``;
+      middle (unless ``mid_block_type`` is null): two blocks ``c_{-1} -> c_{-1}``;
+    * resampling, down from each level but the last, up from each level but the first: a 3x3 convolution
+      ``9c^2 + c`` (at attention levels with ``downsample_type`` / ``upsample_type`` ``'resnet'``, a ResNet
+      block ``c -> c``);
+    * stem and head: ``conv_in`` ``9 C_in c_0 + c_0``, time MLP ``(dE + E) + (E^2 + E)`` with ``d = c_0``
+      (``2 c_0`` for Fourier time features, whose ``c_0`` frequencies count too), class embedding ``K E``
+      (``num_class_embeds``), output norm ``2 c_0`` and ``conv_out`` ``9 c_0 C_out + C_out``.
+
+    A ``UNet2DConditionModel``'s cross-attention transformer blocks count as one attention layer each, so the
+    estimate errs low for those. 0 for a config without ``block_out_channels``.
+    """
     if "block_out_channels" not in config:
         return 0
     ch = _config_ints(config, "block_out_channels", path)
     layers = _config_ints(config, "layers_per_block", path, len(ch)) if "layers_per_block" in config else [2] * len(ch)
-    temb = 4 * ch[0]
+    down_attn = _attention_levels(config, "down_block_types", path, len(ch))
+    up_attn = _attention_levels(config, "up_block_types", path, len(ch))[::-1]        # up levels, from c_0
+    temb = _config_int(config, "time_embedding_dim", path, 4 * ch[0])
+    shift = 2 if config.get("resnet_time_scale_shift") == "scale_shift" else 1
 
-    def block(c_in: int, c: int) -> int:                           # convolutions, time projection, shortcut
-        return 9 * c_in * c + 9 * c * c + temb * c + (c_in * c if c_in != c else 0)
+    def block(a: int, c: int) -> int:
+        return 2 * a + 2 * c + 9 * a * c + 9 * c * c + 2 * c + shift * (temb * c + c) + (a * c + c if a != c else 0)
 
-    total, prev = 2 * block(ch[-1], ch[-1]), ch[0]                  # the middle
+    def attention(c: int) -> int:
+        return 4 * (c * c + c) + 2 * c
+
+    def resample(c: int, attn: bool, key: str) -> int:
+        return block(c, c) if attn and config.get(key) == "resnet" else 9 * c * c + c
+
+    total = 0
+    if config.get("mid_block_type", "UNetMidBlock2D") is not None:
+        total += 2 * block(ch[-1], ch[-1]) + (attention(ch[-1]) if config.get("add_attention", True) else 0)
     for k, (c, n) in enumerate(zip(ch, layers)):
-        down = block(prev, c) + (n - 1) * block(c, c)
-        up = (n + 1) * block(2 * c, c)                              # the mirrored up path, with skip inputs
-        resample = 2 * 9 * c * c if k < len(ch) - 1 else 0
-        total, prev = total + down + up + resample, c
-    return total
+        prev, deeper = ch[max(k - 1, 0)], ch[min(k + 1, len(ch) - 1)]
+        total += block(prev, c) + (n - 1) * block(c, c) + down_attn[k] * n * attention(c)
+        ups = [(deeper if j == 0 else c) + (prev if j == n else c) for j in range(n + 1)]
+        total += sum(block(a, c) for a in ups) + up_attn[k] * (n + 1) * attention(c)
+        total += resample(c, down_attn[k], "downsample_type") if k < len(ch) - 1 else 0
+        total += resample(c, up_attn[k], "upsample_type") if k else 0
+    c_in, c_out = _config_int(config, "in_channels", path, 3), _config_int(config, "out_channels", path, 3)
+    fourier = config.get("time_embedding_type") == "fourier"
+    classes = _config_int(config, "num_class_embeds", path, 0) if config.get("class_embed_type") is None else 0
+    stem = 9 * c_in * ch[0] + ch[0] + fourier * ch[0] + (1 + fourier) * ch[0] * temb + temb + temb * temb + temb
+    return total + stem + classes * temb + 2 * ch[0] + 9 * ch[0] * c_out + c_out
 
 
 def _check_unet_config(config: dict, path: Path, max_parameters: int) -> None:

@@ -113,3 +113,24 @@ def test_interrupt_and_bugs(monkeypatch, capsys):
     monkeypatch.setattr(lab.commands.train, "_presets", bug)
     with pytest.raises(RuntimeError, match="internal"):                # not a user error: the traceback stays
         main(["presets"])
+
+
+def test_measure_names_the_device_option_when_the_device_is_missing(tmp_path, capsys):
+    """``memgen measure RUN --device cuda:99`` on a machine without that GPU: one line naming ``--device`` (the
+    Python API names its argument ``device``), before the run is read or anything written."""
+    from lab.run_metrics import METRICS
+    from neural.ddp import available_devices
+    from neural.measure import measure_run
+
+    run = tmp_path / "run"
+    assert main(["train", str(run), "train.steps=2", *FAST]) == 0
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["measure", str(run), "--device", "cuda:99"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"memgen: error: --device: 'cuda:99' is not available on this machine; available: "
+                   f"{', '.join(available_devices())} (or 'auto')\n")
+    assert sorted(p.name for p in run.iterdir()) == before
+    assert main(["measure", str(tmp_path / "no_run"), "--device", "cuda:99"]) == 2      # checked before the run
+    assert capsys.readouterr().err.startswith("memgen: error: --device: 'cuda:99'")
+    with pytest.raises(ValueError, match=r"^device: 'cuda:99' is not available on this machine"):
+        measure_run(run, METRICS, device="cuda:99", progress=False)

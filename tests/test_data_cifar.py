@@ -309,3 +309,26 @@ def test_a_tiny_pickle_cannot_make_numpy_allocate_gigabytes(tmp_path, how, peak_
     expect = ("refused an array of shape (2147483648,) (2147483648 bytes): more than the" if how == "reconstruct"
               else "refused a call of numpy.ndarray")
     assert f"data_batch_1: refused to unpickle ({expect}" in str(err)
+
+
+def test_a_non_default_max_bytes_is_recorded_so_params_rebuild_the_data(tmp_path):
+    """A copy whose batches (36876 bytes each) exceed a small limit, read with a larger ``max_bytes``, rebuilds
+    from its ``params`` under that same limit (a batch grown past it is refused by the rebuild); a default
+    call's params hold no max_bytes, as before."""
+    from memgen.data.cifar import MAX_BYTES
+    folder = write_copy(tmp_path, make_batches(), "binary")
+    batch = (folder / "data_batch_1.bin").read_bytes()
+    assert len(batch) == PER_BATCH * 3073
+    with pytest.raises(ValueError, match="over the limit of 1000 bytes"):
+        cifar10(tmp_path, max_bytes=1000)
+    ds = cifar10(tmp_path, max_bytes=40000, n_train=50)
+    assert ds.params == {"root": str(tmp_path), "train": True, "classes": None, "n": None, "subset_seed": None,
+                         "n_train": 50, "seed": 0, "max_bytes": 40000}
+    again = load(ds.name, **ds.params)
+    assert np.array_equal(again.x.numpy(), ds.x.numpy()) and np.array_equal(again.split.val, ds.split.val)
+    for default in ({}, {"max_bytes": MAX_BYTES}):
+        assert cifar10(tmp_path, **default).params == {"root": str(tmp_path), "train": True, "classes": None,
+                                                       "n": None, "subset_seed": None, "n_train": None, "seed": 0}
+    (folder / "data_batch_1.bin").write_bytes(batch + batch)
+    with pytest.raises(ValueError, match=r"data_batch_1\.bin holds 73752 bytes, over the limit of 40000 bytes"):
+        load(ds.name, **ds.params)

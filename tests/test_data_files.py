@@ -218,3 +218,25 @@ def test_sixteen_bit_float_tensors_are_read_as_their_float32_values(dtype):
     ds = from_array(x)
     assert ds.train.dtype == torch.float32
     assert torch.equal(ds.train, x.float())                   # every 16-bit value is exact in float32
+
+
+def test_a_non_default_max_bytes_is_recorded_so_params_rebuild_the_data(tmp_path):
+    """A file over a small limit, read with a larger ``max_bytes``, rebuilds from its ``params`` under that same
+    limit (a grown file is then refused by the rebuild as by the original call); a default call's params are
+    the path, labels, split and seed only, as before."""
+    from memgen.data.files import MAX_BYTES
+    a = np.random.default_rng(3).integers(0, 256, (64, 64), dtype=np.uint8)          # 4096 bytes of data
+    np.save(tmp_path / "a.npy", a)
+    with pytest.raises(ValueError, match="over the limit of 1000 bytes"):
+        from_array(tmp_path / "a.npy", max_bytes=1000)
+    ds = from_array(tmp_path / "a.npy", max_bytes=8192, n_train=50, seed=1)
+    assert ds.params == {"path_or_array": str(tmp_path / "a.npy"), "labels": None, "max_bytes": 8192,
+                         "n_train": 50, "seed": 1}
+    again = load(ds.name, **ds.params)
+    assert torch.equal(again.x, ds.x) and np.array_equal(again.split.val, ds.split.val)
+    for default in ({}, {"max_bytes": MAX_BYTES}):
+        assert from_array(tmp_path / "a.npy", **default).params == {
+            "path_or_array": str(tmp_path / "a.npy"), "labels": None, "n_train": None, "seed": 0}
+    np.save(tmp_path / "a.npy", np.concatenate([a, a, a]))                              # 12288 bytes
+    with pytest.raises(ValueError, match=r"a\.npy declares shape \(192, 64\) \(12288 bytes\), over the limit of 8192"):
+        load(ds.name, **ds.params)

@@ -370,7 +370,9 @@ def test_hostile_configs_refused_before_building(tmp_path, monkeypatch):
                                          r"\[2, 1000000\].*got 1000000000"):
         load_diffusers(steps)
     for bad, match in (({"layers_per_block": -1}, "layers_per_block must be a positive integer"),
-                       ({"block_out_channels": "big"}, "block_out_channels must be")):
+                       ({"block_out_channels": "big"}, "block_out_channels must be"),
+                       ({"up_block_types": ["UpBlock2D"]}, r"up_block_types must be a list of 2 block type names"),
+                       ({"in_channels": 2.5}, "in_channels must be a positive integer")):
         with pytest.raises(ValueError, match="config.json: " + match):
             load_diffusers(_folder(tmp_path / "c", unet=bad))
     damaged = _folder(tmp_path / "d")
@@ -383,12 +385,33 @@ def test_hostile_configs_refused_before_building(tmp_path, monkeypatch):
         load_diffusers(_folder(tmp_path / "f"), max_parameters=0)
 
 
+UNET_CONFIGS = [                                  # UNet2DModel arguments beyond the small UNet of _unet()
+    dict(down_block_types=("AttnDownBlock2D", "DownBlock2D", "AttnDownBlock2D"), block_out_channels=(16, 32, 48),
+         up_block_types=("AttnUpBlock2D", "UpBlock2D", "AttnUpBlock2D"), layers_per_block=2),
+    dict(down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+         block_out_channels=(32, 64), attention_head_dim=16, in_channels=3, out_channels=3, num_class_embeds=10),
+    dict(block_out_channels=(8, 16, 24), down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3,
+         resnet_time_scale_shift="scale_shift", time_embedding_type="fourier", add_attention=False,
+         downsample_type="resnet", upsample_type="resnet"),
+    dict(mid_block_type=None, time_embedding_dim=20, layers_per_block=3),
+    dict(down_block_types=("AttnDownBlock2D",) * 3, up_block_types=("AttnUpBlock2D",) * 3, attention_head_dim=None,
+         block_out_channels=(8, 16, 16), downsample_type="resnet", upsample_type="resnet"),
+]
+
+
 def test_parameter_estimate_against_built_unets(tmp_path):
+    """The estimate from the config alone lies within 3% of the parameters of the built UNet2DModel, with and
+    without attention, class embeddings, scale-shift time projections, ResNet resampling, no middle block."""
     pytest.importorskip("diffusers")
-    for unet in (_unet(), _unet(out_channels=2)):
+    from diffusers import UNet2DModel
+
+    base = dict(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                norm_num_groups=4)
+    for unet in (_unet(), _unet(out_channels=2), *(UNet2DModel(**{**base, **kw}) for kw in UNET_CONFIGS)):
         config = json.loads(json.dumps(dict(unet.config)))
         actual = sum(p.numel() for p in unet.parameters())
-        assert 0.8 * actual <= unet_parameters(config) <= actual
+        assert 0.97 * actual <= unet_parameters(config) <= 1.03 * actual, (config, actual)
     from diffusers import DDPMPipeline, DDPMScheduler
 
     DDPMPipeline(unet=_unet(), scheduler=DDPMScheduler()).save_pretrained(tmp_path / "p")

@@ -43,8 +43,10 @@ def _metrics() -> dict:
 
 
 def _measure(args) -> int:
+    from neural.ddp import pick_device
     from neural.measure import measure_run
 
+    pick_device(args.device, key="--device")      # a missing device named as the option, before the run is read
     print(measure_run(args.run_dir, _metrics(), overrides=args.overrides, steps=args.steps, out=args.out,
                       device=args.device))
     return 0

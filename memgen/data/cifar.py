@@ -31,7 +31,7 @@ import torch
 from memgen.checks import flag, integer, path
 
 from .dataset import Dataset
-from .files import from_uint8
+from .files import from_uint8, limit_param
 from .split import seeded_split
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -323,11 +323,12 @@ def cifar10(root, *, train: bool = True, classes=None, n: int | None = None, sub
     ``"automobile"`` or indices 0..9); ``labels`` then index into ``classes`` in the order given.
     ``n`` keeps the first ``n`` images (in file order) or, with ``subset_seed``, a seeded random subset of
     ``n`` (kept in file order). ``n_train``/``seed`` split them (None: all train). ``max_bytes`` bounds each
-    file read (:data:`MAX_BYTES`).
+    file read (:data:`MAX_BYTES`); ``params`` records it when it is not the default.
     """
     train = flag(train, "train")
     subset_seed = None if subset_seed is None else integer(subset_seed, "subset_seed", 0)
-    src = _Source(path(root, "root"), integer(max_bytes, "max_bytes"))
+    max_bytes = integer(max_bytes, "max_bytes")
+    src = _Source(path(root, "root"), max_bytes)
     _, archive, suffix, meta = FORMATS[src.format]
     stems = TRAIN_BATCHES if train else TEST_BATCHES
     files = src.read([s + suffix for s in stems] + [meta])
@@ -358,4 +359,5 @@ def cifar10(root, *, train: bool = True, classes=None, n: int | None = None, sub
     return Dataset("cifar10", from_uint8(x[keep]), seeded_split(len(keep), n_train, seed), labels=labels,
                    classes=[names[k] for k in chosen],
                    params={"root": str(root), "train": bool(train), "classes": classes, "n": n,
-                           "subset_seed": subset_seed, "n_train": n_train, "seed": seed})
+                           "subset_seed": subset_seed, "n_train": n_train, "seed": seed,
+                           **limit_param(max_bytes, MAX_BYTES)})

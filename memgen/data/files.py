@@ -61,6 +61,12 @@ MAX_BYTES = 4 * 2 ** 30
 ``from_array(..., max_bytes=...)``. Checked on the header's declared shape, before anything is read."""
 
 
+def limit_param(max_bytes: int, default: int) -> dict:
+    """``{"max_bytes": max_bytes}`` for a loader's ``params`` when it differs from the loader's ``default``, else
+    ``{}``: a rebuild from params then reads under the same limit, and default calls keep their params."""
+    return {} if max_bytes == default else {"max_bytes": max_bytes}
+
+
 def read_npy(f, size: int, where: str, max_bytes: int = MAX_BYTES) -> np.ndarray:
     """One ``.npy`` array from the binary stream ``f`` holding ``size`` bytes, without trusting its header.
 
@@ -143,13 +149,14 @@ def from_array(path_or_array, *, labels=None, n_train: int | None = None, seed: 
     of the ``.npz``, or be an integer array ``[N]``. ``uint8`` data maps to [-1, 1] (``v / 127.5 - 1``).
     ``n_train``/``seed`` make a seeded split (None: all train). ``params`` records the path, or, for an
     in-memory array (and for given label arrays), the shape and SHA-256 of its bytes, so that a re-run can
-    check it uses the same data. 16-bit float tensors (bfloat16, float16) are read as float32. ``max_bytes`` bounds each array read from a file (:data:`MAX_BYTES`).
+    check it uses the same data. 16-bit float tensors (bfloat16, float16) are read as float32. ``max_bytes`` bounds
+    each array read from a file (:data:`MAX_BYTES`); ``params`` of a file record it when it is not the default.
     """
     max_bytes = integer(max_bytes, "max_bytes")
     if isinstance(path_or_array, (str, Path)):
         path = Path(path_or_array)
         a, lab = _load_file(path, labels, max_bytes)
-        source = {"path_or_array": str(path)}
+        source = {"path_or_array": str(path), **limit_param(max_bytes, MAX_BYTES)}
     elif isinstance(path_or_array, (np.ndarray, torch.Tensor)):
         a = path_or_array
         if isinstance(a, torch.Tensor):                   # 16-bit floats (numpy has no bfloat16) as float32
