@@ -69,6 +69,13 @@ def seed_global(seed: int, device: torch.device) -> None:
         torch.manual_seed(seed)
 
 
+def precision(train, device: torch.device):
+    """The context of a step's forward pass: bf16 autocast when ``train.precision`` is ``'bf16'``, or ``'auto'``
+    on CUDA; else none (float32)."""
+    bf16 = train.precision == "bf16" or (train.precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
 def optimizer_step(run, cfg, td, order: DataOrder, loss_fn, step_fn, ctx) -> torch.Tensor:
     """One step (module docstring): this process's share of global batch ``k = run.step``, the loss with noise
     drawn for the whole batch from ``(seed, k)`` and dropout from ``(seed, k, rank)``, warm-up, clipping, EMA.
@@ -87,8 +94,7 @@ def optimizer_step(run, cfg, td, order: DataOrder, loss_fn, step_fn, ctx) -> tor
     if t.warmup_steps:
         for group in run.opt.param_groups:
             group["lr"] = t.lr * min(1.0, (k + 1) / t.warmup_steps)
-    bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
-    with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
+    with precision(t, device):
         per_sample = step_fn(td.y[local], None if td.labels is None else td.labels[local],
                              **{name: v[shard] for name, v in draws.items()})
     loss = per_sample.float().mean()

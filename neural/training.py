@@ -116,14 +116,19 @@ class Run:
         self.loss_count = state["loss_count"]
 
 
+def channels_last(model, train, device: torch.device, shape: tuple) -> None:
+    """Put ``model`` in the channels-last memory format when ``train.channels_last`` asks (``'auto'``: images,
+    ``shape = (C, H, W)``, on CUDA), its preconditioning told to pass its input so."""
+    if train.channels_last == "on" or (train.channels_last == "auto" and device.type == "cuda" and len(shape) == 3):
+        model.to(memory_format=torch.channels_last)
+        model.channels_last = True
+
+
 def build_run(cfg: Config, td: TrainingData, device) -> Run:
     """The network (seeded by ``train.seed``), its EMA copy and the optimizer."""
     torch.manual_seed(cfg.train.seed)
     model = model_from_config(cfg.model, td.data.shape, td.num_classes).to(device)
-    images = len(td.data.shape) == 3
-    if cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto" and device.type == "cuda" and images):
-        model.to(memory_format=torch.channels_last)
-        model.channels_last = True
+    channels_last(model, cfg.train, device, td.data.shape)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     ema = copy.deepcopy(model).eval().requires_grad_(False)

@@ -28,3 +28,6 @@ def test_gpu_script_small_on_cpu(tmp_path):
     train = json.loads((tmp_path / "train_compile_off.json").read_text())
     assert train["memgen_images_per_s"] > 0 and train["plain_images_per_s"] > 0
     assert "load:" in (tmp_path / "log.txt").read_text()
+    cost = json.loads((tmp_path / "paper_cost.json").read_text())
+    assert cost["total_steps"] == sum(r["steps"] for r in cost["rows"]) > 0
+    assert all(r["hours"] == pytest.approx(r["steps"] / r["steps_per_s"] / 3600) for r in cost["rows"])

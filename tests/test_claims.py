@@ -247,3 +247,30 @@ def test_every_claim_plans_config_values():
         for values, seed in claim.planned_runs("quick", [0]):
             assert isinstance(values, dict) and all(isinstance(v, str) for v in values) and isinstance(seed, int)
             run_config(values, seed)
+
+
+def test_paper_scale_cifar10_claims_need_the_users_copy_before_anything_is_written(tmp_path, capsys):
+    """Claims 11 and 12 train on CIFAR-10 at paper scale: without ``cifar10`` (``--cifar10 ROOT``) the report
+    stops at once naming the option and the claims; with it, every planned run's config reads that copy."""
+    from lab.cli import main
+    from lab.claims.report import local_copies, planned
+
+    out = tmp_path / "report"
+    with pytest.raises(ValueError, match=r"^cifar10: claims 11, 12 train on cifar10 at scale 'paper'; .*--cifar10 "):
+        run_report(out, scale="paper", only="11,12", progress=False)
+    assert main(["report", "--out", str(out), "--scale", "paper", "--only", "12"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cifar10: claim 12 trains on cifar10" in err
+    assert not out.exists()
+    with pytest.raises(ValueError, match=r"^cifar10: no folder or archive"):
+        local_copies([CLAIMS[11]], "paper", tmp_path / "missing")
+    assert local_copies([CLAIMS[n] for n in CLAIMS if n < 11], "paper") == {}   # no claim before 11 needs it
+
+    copy = tmp_path / "my cifar"
+    copy.mkdir()
+    roots = local_copies([CLAIMS[11], CLAIMS[12]], "paper", copy)
+    runs = planned([CLAIMS[11], CLAIMS[12]], tmp_path / "runs", "paper", [0], roots)
+    assert len(runs) == len(CLAIMS[11].planned_runs("paper", [0], roots)) > 0
+    for values, seed in runs.values():
+        cfg = run_config(values, seed)
+        assert cfg.data.name == "cifar10" and cfg.data.params["root"] == str(copy.resolve())

@@ -283,7 +283,7 @@ def test_unavailable_device_is_named_before_anything_is_written(tmp_path, capsys
     assert not isinstance(info.value, CheckpointError)
     assert main(["measure", str(run), "--device", device]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"memgen: error: device: '{device}' is not available on this "
+    assert err.count("\n") == 1 and err.startswith(f"memgen: error: --device: '{device}' is not available on this "
                                                    "machine; available: cpu")
 
 

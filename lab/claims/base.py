@@ -74,15 +74,21 @@ class Claim:
     negative: Control | None = None
     runs: Callable[[dict, list], list] | None = None
 
-    def planned_runs(self, scale: str, seeds: list) -> list:
+    def planned_runs(self, scale: str, seeds: list, roots: dict | None = None) -> list:
         """``[(values, seed)]`` of the networks the claim and its controls train at ``scale`` (``runs``, if
         declared), so that a report can train them side by side before the claim reads them."""
-        return list(self.runs(self.settings(scale), seeds)) if self.runs else []
+        return list(self.runs(self.settings(scale, roots), seeds)) if self.runs else []
 
-    def settings(self, scale: str) -> dict:
+    def settings(self, scale: str, roots: dict | None = None) -> dict:
+        """The claim's settings at ``scale``. ``roots``: ``{data set name: folder}`` of the user's local copies
+        (``{'cifar10': '/data/cifar'}``), given as the ``root`` of each of the settings' ``data_sets`` of that name."""
         if scale not in SCALES:
             raise ValueError(f"scale: expected one of {SCALES}, got {scale!r}")
-        return dict(self.scales[scale])
+        s = dict(self.scales[scale])
+        if roots and "data_sets" in s:
+            s["data_sets"] = tuple({**d, "params": {**d.get("params", {}), "root": roots[d["name"]]}}
+                                   if d["name"] in roots else d for d in s["data_sets"])
+        return s
 
 
 REGIME_THRESHOLD = 0.5

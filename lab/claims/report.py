@@ -84,13 +84,13 @@ def _outcome(run, settings: dict, folder: Path, scale: str, seeds: list, progres
     return row
 
 
-def run_claim(claim, folder: Path, scale: str, seeds: list, progress: bool) -> dict:
+def run_claim(claim, folder: Path, scale: str, seeds: list, progress: bool, roots: dict | None = None) -> dict:
     """The claim's report row: its outcome and its two controls' (each reused from its ``outcome.json`` when
     finished at this scale, seeds and settings under the same criterion text), the verdict adjusted by the controls
-    (:func:`~lab.claims.verdicts.controlled`)."""
+    (:func:`~lab.claims.verdicts.controlled`). ``roots``: the user's local data copies (:meth:`Claim.settings`)."""
     from .verdicts import controlled
 
-    settings, stated = claim.settings(scale), criterion(claim)
+    settings, stated = claim.settings(scale, roots), criterion(claim)
     own = _outcome(claim.run, settings, folder, scale, seeds, progress, stated)
     controls = {kind: _outcome(getattr(claim, kind).run, settings, folder / kind, scale, seeds, progress, stated)
                 | {"description": getattr(claim, kind).description} if getattr(claim, kind) else NO_CONTROL
@@ -193,14 +193,15 @@ def _groups(numbers: list) -> list:
     return sorted(groups, key=len, reverse=True)
 
 
-def _run_group(numbers: list, out: Path, scale: str, seeds: list, progress: bool, threads: int) -> list:
+def _run_group(numbers: list, out: Path, scale: str, seeds: list, progress: bool, threads: int,
+               roots: dict | None = None) -> list:
     """The report rows of the claims ``numbers``, in this process, with ``threads`` torch threads (0: as set)."""
     from memgen.threads import cpu_threads
 
     from .registry import CLAIMS
 
     with cpu_threads(threads):
-        return [run_claim(CLAIMS[n], out / f"claim{n:02d}", scale, seeds, progress) for n in numbers]
+        return [run_claim(CLAIMS[n], out / f"claim{n:02d}", scale, seeds, progress, roots) for n in numbers]
 
 
 class RunsPending(RuntimeError):
@@ -213,10 +214,43 @@ class RunsPending(RuntimeError):
                          "ones submitted)")
 
 
+LOCAL_COPIES = ("cifar10",)
+"""Data sets read from the user's own copy (their loader's ``root``); nothing is downloaded."""
+
+
+def local_copies(claims: list, scale: str, cifar10=None) -> dict:
+    """``{data set name: folder}`` of the user's copies (``cifar10``: a folder), checked: each must exist, and
+    every claim whose settings at ``scale`` use a data set of :data:`LOCAL_COPIES` must have its copy given."""
+    roots = {}
+    if cifar10 is not None:
+        root = Path(cifar10).expanduser()
+        if not root.exists():
+            raise ValueError(f"cifar10: no folder or archive {root} (memgen report --cifar10 ROOT)")
+        roots["cifar10"] = str(root.resolve())
+    lacking = sorted({(d["name"], c.number) for c in claims for d in c.settings(scale, roots).get("data_sets", ())
+                      if d["name"] in LOCAL_COPIES and "root" not in d.get("params", {})})
+    if lacking:
+        name = lacking[0][0]
+        numbers = [str(n) for m, n in lacking if m == name]
+        which = f"claims {', '.join(numbers)} train" if len(numbers) > 1 else f"claim {numbers[0]} trains"
+        raise ValueError(f"{name}: {which} on {name} at scale {scale!r}; give the folder of your "
+                         f"local copy (memgen report --{name} ROOT; nothing is downloaded), or leave them out "
+                         "with --only")
+    return roots
+
+
+def planned(claims: list, runs_dir: Path, scale: str, seeds: list, roots: dict | None = None) -> dict:
+    """``{run folder: (values, seed)}`` of every run that ``claims`` plan at ``scale``
+    (:meth:`~lab.claims.base.Claim.planned_runs`), each once: claims that share a run share its folder."""
+    from .networks import run_folder
+
+    return {run_folder(runs_dir, ov, sd): (ov, sd) for c in claims for ov, sd in c.planned_runs(scale, seeds, roots)}
+
+
 def train_planned(claims: list, out: Path, scale: str, seeds: list, *, executor: str = "process", jobs: int = 1,
                   cluster: str | None = None, slurm: dict | None = None, wait: bool = True, processes: int = 1,
-                  progress: bool = False) -> int:
-    """Train every run that ``claims`` plan (:meth:`~lab.claims.base.Claim.planned_runs`) before the claims
+                  progress: bool = False, roots: dict | None = None) -> int:
+    """Train every run that ``claims`` plan (:func:`planned`) before the claims
     read them, by :func:`lab.executors.run_tasks`: ``'process'``, ``jobs`` processes of one thread each;
     ``'submitit'``, one job array of the missing runs (jobs in ``out/runs/submitit``; ``wait``: for it to
     finish); ``processes``: data-parallel processes per run (one per GPU of a node). Returns how many runs were
@@ -225,11 +259,10 @@ def train_planned(claims: list, out: Path, scale: str, seeds: list, *, executor:
 
     from lab.run_metrics import METRICS
 
-    from .networks import run_config, run_folder
+    from .networks import run_config
 
     runs_dir = out / "runs"
-    planned = {run_folder(runs_dir, ov, sd): (ov, sd) for c in claims for ov, sd in c.planned_runs(scale, seeds)}
-    tasks = [(run_config(ov, sd), folder) for folder, (ov, sd) in planned.items()]
+    tasks = [(run_config(ov, sd), folder) for folder, (ov, sd) in planned(claims, runs_dir, scale, seeds, roots).items()]
     pending = run_tasks(tasks, metrics=METRICS, executor=executor, workers=jobs, jobs_dir=runs_dir / "submitit",
                         cluster=cluster, slurm=slurm, wait=wait, processes=processes, progress=progress)
     if pending:
@@ -239,7 +272,7 @@ def train_planned(claims: list, out: Path, scale: str, seeds: list, *, executor:
 
 def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int | None = None,
                progress: bool = True, jobs: int = 1, executor: str | None = None, cluster: str | None = None,
-               slurm: dict | None = None, wait: bool = False, processes: int = 1) -> list:
+               slurm: dict | None = None, wait: bool = False, processes: int = 1, cifar10=None) -> list:
     """Run the selected claims (module doc) and write the report; returns the rows of ``claims.csv``.
 
     ``executor``: where the trained runs train (default ``'submitit'`` at paper scale, else ``'process'``).
@@ -250,7 +283,9 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
     unless ``wait``, raises :class:`RunsPending` at once when runs are not finished: calling again later
     collects them, submits what is missing, and runs the claims once every run is there. ``processes > 1``
     trains each run data-parallel in that many processes (a multi-GPU node: one per GPU, with
-    ``slurm={'gpus_per_node': processes}``), where one process per run is too slow."""
+    ``slurm={'gpus_per_node': processes}``), where one process per run is too slow. ``cifar10``: the folder of
+    the user's CIFAR-10 copy (:func:`memgen.data.cifar10`'s ``root``), needed by claims 11 and 12 at paper
+    scale and checked before anything trains; it is part of those runs' configs (and so of their folders' names)."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
@@ -273,19 +308,20 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
         raise ValueError(f"executor: expected 'process' or 'submitit', got {executor!r}")
     out = Path(out)
     numbers = _claim_numbers(only, CLAIMS)
+    roots = local_copies([CLAIMS[n] for n in numbers], scale, cifar10)
     seed_list = list(range(n_seeds))
     groups, done = _groups(numbers), {}
     if executor == "submitit" or jobs > 1 or processes > 1:
         train_planned([CLAIMS[n] for n in numbers], out, scale, seed_list, executor=executor, jobs=jobs,
-                      cluster=cluster, slurm=slurm, wait=wait, processes=processes, progress=progress)
+                      cluster=cluster, slurm=slurm, wait=wait, processes=processes, progress=progress, roots=roots)
     if jobs == 1:
         bar = progress_bar(groups, enabled=progress, desc="claims", unit="group")
         for group in bar:
             bar.set_postfix_str("claim " + ",".join(map(str, group)))
-            done.update({r["claim"]: r for r in _run_group(group, out, scale, seed_list, progress, 0)})
+            done.update({r["claim"]: r for r in _run_group(group, out, scale, seed_list, progress, 0, roots)})
     else:
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_run_group, g, out, scale, seed_list, False, 1) for g in groups]
+            futures = [pool.submit(_run_group, g, out, scale, seed_list, False, 1, roots) for g in groups]
             for f in progress_bar(as_completed(futures), enabled=progress, desc="claims", unit="group",
                                   total=len(futures)):
                 done.update({r["claim"]: r for r in f.result()})
@@ -294,6 +330,6 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
     atomic_write_text(out / "report.md", markdown(rows, scale, CLAIMS))
     write_record(out, command="memgen report", scale=scale, seeds=n_seeds, jobs=jobs, executor=executor,
                  claims=numbers,
-                 settings={n: CLAIMS[n].settings(scale) for n in numbers},
+                 settings={n: CLAIMS[n].settings(scale, roots) for n in numbers},
                  seconds={r["claim"]: r["seconds"] for r in rows})
     return rows

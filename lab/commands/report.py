@@ -1,7 +1,7 @@
 """``memgen report``: run the claims, judge them by their stated criteria, and write one report.
 
 ``memgen report --out DIR [--scale quick|cpu|paper] [--only 2,5,9] [--seeds 3] [--jobs 2] [--executor submitit
-[--cluster slurm] [--slurm timeout_min=600,gpus_per_node=1] [--wait]]``; what it writes and reuses, and how
+[--cluster slurm] [--slurm timeout_min=600,gpus_per_node=1] [--wait]] [--cifar10 ROOT]``; what it writes and reuses, and how
 runs on a cluster are submitted and collected: :mod:`lab.claims.report`.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ def _main(args) -> int:
     try:
         rows = run_report(args.out, scale=args.scale, only=args.only, seeds=args.seeds, jobs=args.jobs,
                           executor=args.executor, cluster=args.cluster, slurm=args.slurm, wait=args.wait,
-                          processes=args.processes_per_run)
+                          processes=args.processes_per_run, cifar10=args.cifar10)
     except RunsPending as e:
         print(f"memgen report: {e}")
         return 0
@@ -50,6 +50,9 @@ def register(subparsers) -> None:
     p.add_argument("--processes-per-run", type=int, default=1, metavar="N",
                    help="train each run data-parallel in N processes (a multi-GPU node: one per GPU, with "
                         "--slurm gpus_per_node=N); the run's batch is the global batch")
+    p.add_argument("--cifar10", default=None, metavar="ROOT",
+                   help="your local copy of CIFAR-10 (the folder of its archives; claims 11 and 12 need it at "
+                        "--scale paper; nothing is downloaded)")
     p.add_argument("--wait", action="store_true",
                    help="with submitit, wait for the job array (default: submit and return; run again later)")
     p.set_defaults(run=_main)
