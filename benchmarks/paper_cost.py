@@ -27,7 +27,6 @@ take over :data:`CPU_LIMIT_S` is left out and the total marked incomplete.
 from __future__ import annotations
 
 import argparse
-import importlib
 import statistics
 import time
 from collections import defaultdict
@@ -36,15 +35,17 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from memgen.data.cifar import CLASSES as CIFAR10_CLASSES
+
 H100_BF16_DENSE_TFLOPS = 989.0
 """NVIDIA's figure for H100 SXM and H200 SXM: 989 TFLOP/s of dense bf16 tensor-core work (1,979 with sparsity)."""
 
 CPU_LIMIT_S = 60.0
 """``--measure cpu`` times a row only when its timed steps are predicted to take under this many seconds."""
 
-FILE_DATA = {"cifar10": "memgen.data.cifar"}
-"""Data sets read from the user's own files, which need not be here: their event shape is ``(3, 32, 32)``
-(the loader's format) and their classes those of its module's ``CLASSES``."""
+LOCAL_SHAPES = {"cifar10": ((3, 32, 32), len(CIFAR10_CLASSES))}
+"""``(event shape, classes)`` of the data sets read from the user's own copy (``lab.claims.report.LOCAL_COPIES``),
+which need not be here."""
 
 
 def count_flops(fn) -> int:
@@ -61,9 +62,9 @@ def data_of(cfg, cache: dict) -> tuple[tuple, int | None]:
 
     key = (repr(cfg.data), cfg.model.class_conditional)
     if key not in cache:
-        if cfg.data.name in FILE_DATA:
-            classes = len(importlib.import_module(FILE_DATA[cfg.data.name]).CLASSES)
-            cache[key] = ((3, 32, 32), classes if cfg.model.class_conditional else None)
+        if cfg.data.name in LOCAL_SHAPES:
+            shape, classes = LOCAL_SHAPES[cfg.data.name]
+            cache[key] = (shape, classes if cfg.model.class_conditional else None)
         else:
             td = load_training_data(cfg, torch.device("cpu"))
             cache[key] = (tuple(td.data.shape), td.num_classes)

@@ -9,10 +9,9 @@ from lab.commands.report import slurm_parameters
 from neural import load_config, train
 from lab.executors import finished
 
-pytest.importorskip("submitit")
-
 
 def test_report_submits_missing_runs_once_then_collects_them(tmp_path):
+    pytest.importorskip("submitit")
     out, kw = tmp_path / "cluster", dict(scale="quick", only="3", executor="submitit", cluster="local",
                                          progress=False)
     with pytest.raises(RunsPending) as pending:           # submitted, not waited for: no report yet

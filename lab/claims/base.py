@@ -99,6 +99,13 @@ NOVEL_MAX = 0.1
 ratio criterion counts a few per cent of a perfect generator's samples as replicates in low dimension)."""
 
 
+def last_novel(rows) -> int | None:
+    """The step of the last of ``rows`` (with ``step`` and ``replicate_fraction_hi``) whose replicate fraction's
+    upper bound is below :data:`NOVEL_MAX`; None when there is none."""
+    novel = [r["step"] for r in rows if r["replicate_fraction_hi"] < NOVEL_MAX]
+    return novel[-1] if novel else None
+
+
 def regime(fraction_lo: float, fraction_hi: float) -> str:
     """The regime of a run from its replicate fraction's interval: ``generalizing`` (interval below
     :data:`REGIME_THRESHOLD`: samples mostly novel), ``memorizing`` (above it), else ``between``."""

@@ -51,7 +51,7 @@ from compare.timescales import series, tau_gen, tau_mem
 from figures import rf_spectrum
 from lab.claims.timescale_runs import QUALITY, QUALITY_SIGMA, image_setup, mlp_setup, run_overrides
 from lab.run_metrics import METRICS
-from neural import read_metrics, with_values
+from neural import read_metrics
 from neural.checkpoint import checkpoint_steps
 from neural.measure import Measurement
 from neural.training import load_training_data
@@ -62,7 +62,7 @@ from toymodels.rf.spectrum import ks_distance
 
 from .base import (Claim, Control, Outcome, fmt, fmt_interval, loglog_fit, new_figure, progress_bar, regime,
                    save_figure, seed_mean)
-from .networks import trained
+from .networks import run_config, trained
 from .verdicts import Condition
 
 PAPER = "Bonnaire et al."
@@ -224,7 +224,7 @@ def _network_rows(setup: dict, n: int, seed: int, out: Path) -> list:
 def _copier_rows(setup: dict, n: int, seed: int, out: Path) -> list:
     """The metrics of the run's measurement (same probes, sampling noise and metrics) of the empirical denoiser of
     its n training points, repeated at every checkpoint of its grid: a network that has memorized from step one."""
-    cfg = with_values({}, {**run_overrides(setup, n), "train.seed": int(seed), "measure.seed": int(seed)})
+    cfg = run_config(run_overrides(setup, n), seed)
     data = load_training_data(cfg, "cpu")
     row = Measurement.from_config(cfg.measure, data.data, METRICS, data.train_index)(EmpiricalDenoiser(data.y.float()))
     t = cfg.train

@@ -70,8 +70,8 @@ from memgen.noise import log_sigmas
 from neural import list_checkpoints, load_denoiser
 from toymodels import EmpiricalDenoiser, GaussianDenoiser, SmoothedDenoiser
 
-from .base import (NOVEL_MAX, Claim, Control, Outcome, fmt, fmt_interval, new_figure, progress_bar, regime,
-                   save_figure, seed_labels, seed_mean)
+from .base import (NOVEL_MAX, Claim, Control, Outcome, fmt, fmt_interval, last_novel, new_figure, progress_bar,
+                   regime, save_figure, seed_labels, seed_mean)
 from .networks import read_metrics, trained
 from .verdicts import Condition
 
@@ -376,8 +376,7 @@ def _novel_and_last(rows) -> tuple:
     """Steps of the novel checkpoint (the last one before the final whose replicate fraction's upper bound is
     below :data:`NOVEL_MAX`; None when there is none) and of the final one, from rows with ``step`` and
     ``replicate_fraction_hi``."""
-    novel = [r["step"] for r in rows[:-1] if r["replicate_fraction_hi"] < NOVEL_MAX]
-    return (novel[-1] if novel else None), rows[-1]["step"]
+    return last_novel(rows[:-1]), rows[-1]["step"]
 
 
 def _regime_rows(s: dict, seed: int, rows, used: dict) -> list:

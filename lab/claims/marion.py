@@ -56,8 +56,8 @@ from neural import load_denoiser, read_metrics
 from neural.checkpoint import checkpoint_steps
 from toymodels import EmpiricalDenoiser
 
-from .base import (NOVEL_MAX, Claim, Control, Outcome, fmt, fmt_interval, loglog_fit, new_figure, progress_bar,
-                   regime, save_figure)
+from .base import (Claim, Control, Outcome, fmt, fmt_interval, last_novel, loglog_fit, new_figure, progress_bar, regime,
+                   save_figure)
 from .networks import trained
 from .verdicts import Condition
 
@@ -200,10 +200,9 @@ def _checkpoints(rows) -> tuple:
     """Steps of the generalizing checkpoint (the last whose replicate fraction's upper bound is below
     :data:`NOVEL_MAX`: samples essentially novel) and of the memorizing one (the last checkpoint, if its interval
     lies above 0.5); None where there is none."""
-    gen = [r["step"] for r in rows if r["replicate_fraction_hi"] < NOVEL_MAX]
     last = rows[-1]
     mem = last["step"] if regime(last["replicate_fraction_lo"], last["replicate_fraction_hi"]) == "memorizing" else None
-    return (gen[-1] if gen else None), mem
+    return last_novel(rows), mem
 
 
 def _samples(run: Path, step: int, n: int, shape, seed: int) -> torch.Tensor:

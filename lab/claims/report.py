@@ -147,7 +147,7 @@ def _regimes_table(regimes: list) -> list:
     return lines
 
 
-def markdown(rows: list, scale: str, claims: dict) -> str:
+def markdown(rows: list, scale: str) -> str:
     """The report: a summary table, then per claim its verdict and why, criterion, conditions, controls,
     regimes, figure and time."""
     lines = [f"# memgen report (scale `{scale}`)", "", INTERVAL, "",
@@ -159,7 +159,7 @@ def markdown(rows: list, scale: str, claims: dict) -> str:
     for r in rows:
         lines += ["", f"## Claim {r['claim']} ({r['paper']}): {r['statement']}", "",
                   f"Verdict: **{r['verdict']}**, because {r['reason']}. Scale `{r['scale']}`, {r['seeds']} seed(s), "
-                  f"{r['seconds']} s with its controls.", "", criterion(claims[r["claim"]]), "",
+                  f"{r['seconds']} s with its controls.", "", r["criterion"], "",
                   f"Ours: {r['our_value']}. Paper: {r['paper_value']}.", ""]
         lines += _conditions_table(r["conditions"])
         for kind in ("positive", "negative"):
@@ -249,12 +249,12 @@ def planned(claims: list, runs_dir: Path, scale: str, seeds: list, roots: dict |
 
 def train_planned(claims: list, out: Path, scale: str, seeds: list, *, executor: str = "process", jobs: int = 1,
                   cluster: str | None = None, slurm: dict | None = None, wait: bool = True, processes: int = 1,
-                  progress: bool = False, roots: dict | None = None) -> int:
+                  progress: bool = False, roots: dict | None = None) -> None:
     """Train every run that ``claims`` plan (:func:`planned`) before the claims
     read them, by :func:`lab.executors.run_tasks`: ``'process'``, ``jobs`` processes of one thread each;
     ``'submitit'``, one job array of the missing runs (jobs in ``out/runs/submitit``; ``wait``: for it to
-    finish); ``processes``: data-parallel processes per run (one per GPU of a node). Returns how many runs were
-    planned; raises :class:`RunsPending` when some are not finished."""
+    finish); ``processes``: data-parallel processes per run (one per GPU of a node). Raises :class:`RunsPending`
+    when some are not finished."""
     from lab.executors import run_tasks
 
     from lab.run_metrics import METRICS
@@ -262,12 +262,12 @@ def train_planned(claims: list, out: Path, scale: str, seeds: list, *, executor:
     from .networks import run_config
 
     runs_dir = out / "runs"
+    jobs_dir = runs_dir / "submitit"
     tasks = [(run_config(ov, sd), folder) for folder, (ov, sd) in planned(claims, runs_dir, scale, seeds, roots).items()]
-    pending = run_tasks(tasks, metrics=METRICS, executor=executor, workers=jobs, jobs_dir=runs_dir / "submitit",
-                        cluster=cluster, slurm=slurm, wait=wait, processes=processes, progress=progress)
+    pending = run_tasks(tasks, metrics=METRICS, executor=executor, workers=jobs, jobs_dir=jobs_dir, cluster=cluster,
+                        slurm=slurm, wait=wait, processes=processes, progress=progress)
     if pending:
-        raise RunsPending(pending, len(tasks), runs_dir / "submitit")
-    return len(tasks)
+        raise RunsPending(pending, len(tasks), jobs_dir)
 
 
 def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int | None = None,
@@ -327,9 +327,9 @@ def run_report(out, *, scale: str = "quick", only: str | None = None, seeds: int
                 done.update({r["claim"]: r for r in f.result()})
     rows = [done[n] for n in numbers]
     Records({k: r[k] for k in COLUMNS} for r in rows).to_csv(out / "claims.csv")
-    atomic_write_text(out / "report.md", markdown(rows, scale, CLAIMS))
+    atomic_write_text(out / "report.md", markdown(rows, scale))
     write_record(out, command="memgen report", scale=scale, seeds=n_seeds, jobs=jobs, executor=executor,
                  claims=numbers,
-                 settings={n: CLAIMS[n].settings(scale, roots) for n in numbers},
+                 settings={r["claim"]: r["settings"] for r in rows},
                  seconds={r["claim"]: r["seconds"] for r in rows})
     return rows

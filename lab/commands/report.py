@@ -7,11 +7,11 @@ runs on a cluster are submitted and collected: :mod:`lab.claims.report`.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from lab.claims.report import RunsPending, run_report
 from memgen.checks import out_folder
+from neural.config import parse_value
 
 
 def _main(args) -> int:
@@ -59,15 +59,12 @@ def register(subparsers) -> None:
 
 
 def slurm_parameters(text: str) -> dict:
-    """``'timeout_min=600,slurm_partition=gpu'`` -> ``{'timeout_min': 600, 'slurm_partition': 'gpu'}`` (numbers
-    as numbers)."""
+    """``'timeout_min=600,slurm_partition=gpu'`` -> ``{'timeout_min': 600, 'slurm_partition': 'gpu'}`` (each value
+    read as ``memgen sweep --slurm`` reads it, :func:`neural.config.parse_value`: numbers as numbers)."""
     out = {}
     for item in filter(None, text.split(",")):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise argparse.ArgumentTypeError(f"expected KEY=VALUE,..., got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
+        out[key.strip()] = parse_value(value.strip())
     return out
