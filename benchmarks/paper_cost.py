@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from lab.claims.base import SCALES
 from memgen.data.cifar import CLASSES as CIFAR10_CLASSES
 
 H100_BF16_DENSE_TFLOPS = 989.0
@@ -198,6 +199,11 @@ def num(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
+def floor_hours(rows: list, peak_tflops: float) -> float:
+    """``sum(flops) / (peak x 10^12) / 3600``: the GPU-hours of every counted FLOP at the peak rate."""
+    return sum(r["flops"] for r in rows) / (peak_tflops * 1e12) / 3600
+
+
 def report(rows: list, peak_tflops: float, device: str | None = None) -> str:
     """The table, the totals, the floor on GPU time and, when measured on ``device``, the estimated time, as text."""
     timed = device is not None
@@ -209,8 +215,7 @@ def report(rows: list, peak_tflops: float, device: str | None = None) -> str:
         if timed:
             line += (f" {num(r['steps_per_s'])} | {num(r['hours'])} |" if r["steps_per_s"] else " not timed | |")
         lines.append(line)
-    total = sum(r["flops"] for r in rows)
-    floor_h = total / (peak_tflops * 1e12) / 3600
+    total, floor_h = sum(r["flops"] for r in rows), floor_hours(rows, peak_tflops)
     lines += ["", f"total: {sum(r['runs'] for r in rows)} runs, {sum(r['steps'] for r in rows):,} steps, "
               f"{num(total / 1e15)} PFLOPs (matmul, convolution and attention, forward and backward)",
               f"floor: {floor_h:,.1f} GPU-hours at {peak_tflops:g} TFLOP/s; a FLOOR, at 100% of that peak with no "
@@ -226,7 +231,7 @@ def report(rows: list, peak_tflops: float, device: str | None = None) -> str:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scale", choices=["quick", "cpu", "paper"], default="paper")
+    p.add_argument("--scale", choices=SCALES, default="paper")
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration (the report's default: 3)")
     p.add_argument("--count-batch", type=int, default=2, help="batch b the FLOPs are counted at (and at 2b)")
     p.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS,
@@ -251,10 +256,9 @@ def main(argv=None) -> dict:
         measure(rows, networks, args.measure, args.steps, args.count_batch)
     text = report(rows, args.peak_tflops, args.measure)
     print(text)
-    total = sum(r["flops"] for r in rows)
     res = {"args": vars(args), "rows": [{k: v for k, v in r.items() if k != "network"} for r in rows],
-           "total_flops": total, "total_steps": sum(r["steps"] for r in rows),
-           "floor_gpu_hours": total / (args.peak_tflops * 1e12) / 3600, "report": text}
+           "total_flops": sum(r["flops"] for r in rows), "total_steps": sum(r["steps"] for r in rows),
+           "floor_gpu_hours": floor_hours(rows, args.peak_tflops), "report": text}
     from memgen.run_files import atomic_write_json, versions
     atomic_write_json(args.out, {**res, "versions": versions()})
     return res

@@ -23,9 +23,10 @@ from __future__ import annotations
 import argparse
 import ast
 import io
-import json
 import tokenize
 from pathlib import Path
+
+from memgen.run_files import atomic_write_json
 
 NEURAL = Path(__file__).resolve().parent.parent / "neural"
 MAX_RATIO = 2.0
@@ -121,8 +122,7 @@ def main(argv=None) -> dict:
         print(f"{name}: science {r['science']['code']} code lines, plumbing {r['plumbing']['code']}: "
               f"{r['ratio']['code']:.2f} plumbing per science line ({r['ratio']['physical']:.2f} by physical lines)"
               + (f"; with dnnlib {r['ratio_with_dnnlib']['code']:.2f}" if "ratio_with_dnnlib" in r else ""))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    atomic_write_json(args.out, result)
     return result
 
 

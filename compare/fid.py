@@ -20,18 +20,30 @@ import torch
 from memgen.checks import as_points, integer
 
 
+def check_fid(weights, shape=None, *, name: str = "weights") -> Path:
+    """Raise, before any work, what would stop :func:`inception_fid` (each message starting with ``name``): images
+    of ``shape`` (one image's, when given) that are not RGB ``[3, H, W]``, no file ``weights``, or torchmetrics
+    with torch-fidelity and torchvision not importable. Returns the weights' path."""
+    if shape is not None and (len(shape) != 3 or shape[0] != 3):
+        raise ValueError(f"{name}: the FID needs RGB images [3, H, W], the data are {list(shape)}; leave the FID out")
+    path = Path(weights) if weights is not None else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"{name}: no FID Inception weights file {path}; pass the local path of "
+                                "weights-inception-2015-12-05-6726825d.pth (memgen never downloads weights)")
+    try:
+        import torchmetrics.image.fid  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f"{name}: the FID needs torchmetrics with torch-fidelity and torchvision: "
+                          "pip install 'memgen[fid]'") from e
+    return path
+
+
 def inception_fid(samples, reference, weights, *, device="cpu", batch_size: int = 64) -> float:
     """FID between ``samples`` and ``reference`` (images ``[N, 3, H, W]`` in [-1, 1]), with the FID Inception
     weights in the local file ``weights`` (torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``)."""
-    path = Path(weights) if weights is not None else None
-    if path is None or not path.is_file():
-        raise FileNotFoundError(f"weights: no FID Inception weights file {path}; pass the local path of "
-                                "weights-inception-2015-12-05-6726825d.pth (memgen never downloads weights)")
-    try:
-        from torchmetrics.image.fid import FrechetInceptionDistance
-    except ImportError as e:
-        raise ImportError("inception_fid needs torchmetrics with torch-fidelity and torchvision: "
-                          "pip install 'memgen[fid]'") from e
+    path = check_fid(weights)
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     a, b = as_points(samples, "samples"), as_points(reference, "reference")
     for name, x in (("samples", a), ("reference", b)):
         if x.dim() != 4 or x.shape[1] != 3:

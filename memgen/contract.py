@@ -17,6 +17,7 @@ cancels in floating point where the score is not small (a smoothed denoiser as s
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,7 +72,7 @@ class Posterior:
 def model_device(model) -> torch.device:
     """Where a model computes: the device of its first parameter or buffer (CPU for anything else)."""
     if isinstance(model, torch.nn.Module):
-        for t in (*model.parameters(), *model.buffers()):
+        for t in itertools.chain(model.parameters(), model.buffers()):     # the first one only: no walk of the tree
             return t.device
     return torch.device("cpu")
 
@@ -86,10 +87,15 @@ def batchwise(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (x.dim() - 1)))
 
 
+def _inputs(x, sigma):
+    """Validated ``(x, sigma)``: ``x`` as a batch tensor, ``sigma`` as ``[B]`` of its dtype and device."""
+    x = as_batch(x, "x", dtype=x.dtype if isinstance(x, torch.Tensor) and x.is_floating_point() else None)
+    return x, as_sigma(sigma, x.shape[0], dtype=x.dtype, device=x.device)
+
+
 def _view(model, x, sigma):
     """Validated ``(x, D(x, sigma), sigma broadcast to x)`` for the views below (``x`` as a tensor)."""
-    x = as_batch(x, "x", dtype=x.dtype if isinstance(x, torch.Tensor) and x.is_floating_point() else None)
-    s = as_sigma(sigma, x.shape[0], dtype=x.dtype, device=x.device)
+    x, s = _inputs(x, sigma)
     return x, torch.as_tensor(model(x, s)).to(x.dtype), batchwise(s, x)
 
 
@@ -102,8 +108,7 @@ def score(model, x, sigma):
     """Score ``(D(x, sigma) - x) / sigma^2`` of the noisy density implied by the denoiser (Tweedie), or the
     model's ``direct_score(x, sigma)`` where it has one (module docstring)."""
     if callable(getattr(model, "direct_score", None)):
-        xt = as_batch(x, "x", dtype=x.dtype if isinstance(x, torch.Tensor) and x.is_floating_point() else None)
-        s = as_sigma(sigma, xt.shape[0], dtype=xt.dtype, device=xt.device)
+        xt, s = _inputs(x, sigma)
         return _like(x, torch.as_tensor(model.direct_score(xt, s)).to(xt.dtype))
     xt, den, s = _view(model, x, sigma)
     return _like(x, (den - xt) / s ** 2)

@@ -163,3 +163,18 @@ def read_record(folder) -> dict:
     if not isinstance(record, dict):
         raise ValueError(f"{Path(folder) / RECORD_FILE}: expected a JSON object, got {type(record).__name__}")
     return record
+
+
+def recorded_train_index(record: dict, n: int, folder) -> list[int]:
+    """The ``train_index`` of ``record`` (the :func:`read_record` of ``folder``): a non-empty list of distinct
+    integers in ``[0, n)`` (``n``: the data set's points), else refused naming the file."""
+    file = Path(folder) / RECORD_FILE
+    idx = record.get("train_index")
+    if not isinstance(idx, list) or not idx or any(isinstance(i, bool) or not isinstance(i, int) for i in idx):
+        raise ValueError(f"{file}: train_index must be a non-empty list of integers, got {str(idx)[:60]}")
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"{file}: train_index holds {bad[0]}, outside [0, {n - 1}] (the data set has {n} points)")
+    if len(set(idx)) != len(idx):
+        raise ValueError(f"{file}: train_index repeats indices; the file is damaged")
+    return idx

@@ -53,6 +53,8 @@ from .precond import EDMPrecond, Precond, VPPrecond
 
 PREDICTIONS = ("epsilon", "v_prediction", "sample")
 TIMESTEP_MODES = ("interpolate", "nearest")
+
+
 def _output_tensor(out) -> torch.Tensor:
     """The tensor a foreign network returned: itself, ``out.sample`` (diffusers), or the first of a tuple."""
     if isinstance(out, torch.Tensor):

@@ -28,7 +28,7 @@ from memgen.checks import integer
 from memgen.contract import model_device
 from memgen.noise import edm_sigmas, log_sigmas
 from memgen.progress import progress_bar
-from memgen.run_files import read_record
+from memgen.run_files import read_record, recorded_train_index
 from memgen.samplers import sample
 from memgen.threads import cpu_threads
 
@@ -229,7 +229,8 @@ def measure_run(run_dir, metrics: Mapping[str, Metric], *, overrides=(), steps=N
     if missing:
         raise ValueError(f"steps: no checkpoint saved at {missing}; saved: {sorted(saved)}")
     data = memgen.data.load(cfg.data.name, **cfg.data.params)
-    measurement = Measurement.from_config(cfg.measure, data, metrics, record["train_index"],
+    train_index = recorded_train_index(record, len(data.x), run_dir)
+    measurement = Measurement.from_config(cfg.measure, data, metrics, train_index,
                                           conditional=record["num_classes"] is not None)
     trained = {r["step"]: r for r in ckpt.read_metrics(run_dir)}
     rows = []

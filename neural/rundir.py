@@ -150,11 +150,12 @@ def _lock(path: Path):
 def remove_orphans(path: Path) -> list[Path]:
     """Delete the temporary files that killed atomic writes left in a run folder and its checkpoints; returns them.
 
-    Symbolic links (to folders or files, possibly outside the run) are neither followed nor deleted.
+    Symbolic links inside the run folder (to folders or files, possibly outside the run) are neither followed
+    nor deleted; the run folder itself may be reached through a link (``runs/x -> /scratch/x``).
     """
     gone = []
     for folder in (path, path / ckpt.CHECKPOINT_DIR):
-        if folder.is_dir() and not folder.is_symlink():
+        if folder.is_dir() and (folder == path or not folder.is_symlink()):
             for p in folder.iterdir():
                 if _ORPHAN.fullmatch(p.name) and p.is_file() and not p.is_symlink():
                     p.unlink(missing_ok=True)

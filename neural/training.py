@@ -104,7 +104,7 @@ class Run:
                        loss_sum=float(self.loss_sum), loss_count=self.loss_count)
         return out
 
-    def load_state_dict(self, state: dict, path=ckpt.LATEST) -> None:
+    def load_state_dict(self, state: dict, path) -> None:
         """Load a checked ``latest.pt``; weights or optimizer state that do not fit raise
         :class:`neural.checkpoint.CheckpointError` naming ``path``."""
         ckpt.load_weights(self.model, state["model"], path)

@@ -218,6 +218,15 @@ def test_orphan_clean_up_never_follows_links(tmp_path):
     assert outside_file.read_bytes() == b"keep" and (run / ".latest.pt.abcd1234.tmp").is_symlink()
 
 
+def test_orphans_of_a_run_folder_reached_through_a_link_are_removed(tmp_path):
+    real, link = tmp_path / "scratch" / "run", tmp_path / "run"
+    real.mkdir(parents=True)
+    link.symlink_to(real, target_is_directory=True)
+    (real / ".latest.pt.abcd1234.tmp").write_bytes(b"partial")
+    assert remove_orphans(link) == [link / ".latest.pt.abcd1234.tmp"]
+    assert not (real / ".latest.pt.abcd1234.tmp").exists()
+
+
 def test_lock_file_is_opened_without_following_a_link(tmp_path):
     from neural.rundir import _lock
 
@@ -395,3 +404,18 @@ def test_a_linked_config_is_named_as_a_link_before_it_is_read(tmp_path, capsys):
     assert main(["train", str(run), *FAST]) == 2
     assert f"{run / 'config.toml'} is a symbolic link" in capsys.readouterr().err
     assert outside.read_text() == "not [toml"
+
+
+def test_measure_run_refuses_a_damaged_recorded_train_index_naming_the_file(tmp_path):
+    """``measure_run`` reads a run's training indices through the same check as the audit."""
+    import json
+
+    from lab.run_metrics import METRICS
+    from neural.measure import measure_run
+
+    train(_cfg(), tmp_path)
+    record = json.loads((tmp_path / "record.json").read_text())
+    for bad, says in (([-1], "outside"), ([0, 0], "repeats"), ([], "non-empty list")):
+        (tmp_path / "record.json").write_text(json.dumps({**record, "train_index": bad}))
+        with pytest.raises(ValueError, match=rf"record\.json: train_index .*{says}"):
+            measure_run(tmp_path, METRICS, progress=False)

@@ -107,28 +107,15 @@ def with_val(data: AuditData, val_spec: str) -> AuditData:
                      {**data.description, "val": val.describe() | {"split": None}})
 
 
-def _train_index(record: dict, n: int, file: Path) -> torch.Tensor:
-    """``record["train_index"]``: a non-empty list of distinct integers in ``[0, n)``, else refused naming ``file``."""
-    idx = record.get("train_index")
-    if not isinstance(idx, list) or not idx or any(isinstance(i, bool) or not isinstance(i, int) for i in idx):
-        raise ValueError(f"{file}: train_index must be a non-empty list of integers, got {str(idx)[:60]}")
-    bad = [i for i in idx if not 0 <= i < n]
-    if bad:
-        raise ValueError(f"{file}: train_index holds {bad[0]}, outside [0, {n - 1}] (the data set has {n} points)")
-    if len(set(idx)) != len(idx):
-        raise ValueError(f"{file}: train_index repeats indices; the file is damaged")
-    return torch.as_tensor(idx)
-
-
 def run_data(run_dir: Path) -> AuditData:
     """A memgen run's own training points (its recorded indices) and its data set's validation part."""
-    from memgen.run_files import RECORD_FILE, read_record
+    from memgen.run_files import read_record, recorded_train_index
     from neural.config import load_config
 
     cfg = load_config(run_dir / "config.toml")
-    record = read_record(run_dir)
     data = memgen.data.load(cfg.data.name, **cfg.data.params)
-    idx, val_idx = _train_index(record, len(data.x), run_dir / RECORD_FILE), torch.as_tensor(data.split.val)
+    idx = torch.as_tensor(recorded_train_index(read_record(run_dir), len(data.x), run_dir))
+    val_idx = torch.as_tensor(data.split.val)
     lab = data.labels
     return AuditData(data.x[idx], data.x[val_idx], None if lab is None else lab[idx],
                      None if lab is None else lab[val_idx], {"run": str(run_dir), "data": data.describe() | {"split": None}})
@@ -170,7 +157,7 @@ def load_model(spec: str, *, device="cpu", scheduler=None,
         from neural.checkpoint import load_denoiser
 
         own = run_data(path)                                 # its record first: cheaper than the weights
-        return load_denoiser(path, device=device).eval(), own, "memgen run"
+        return load_denoiser(path, device=device), own, "memgen run"                # in eval mode
     if ":" in spec and not path.exists():
         return _from_factory(resolve(spec, "model")()).to(device).eval(), None, "factory"
     raise ValueError(f"model: {spec!r} is neither a memgen run folder, a diffusers folder nor module:factory")

@@ -185,26 +185,13 @@ def _is_image(shape) -> bool:
     return len(shape) == 3 and shape[0] in (1, 3)
 
 
-def _check_fid(data: AuditData, s: AuditSettings) -> None:
-    """The FID of the last stage needs RGB images ``[3, H, W]``, its weights file and torchmetrics: checked first."""
-    import importlib.util
-
-    shape = tuple(data.train.shape[1:])
-    if len(shape) != 3 or shape[0] != 3:
-        raise ValueError(f"fid_weights (--fid-weights): the FID needs RGB images [3, H, W], the data are "
-                         f"{list(shape)}; leave the FID out")
-    if not Path(s.fid_weights).is_file():
-        raise FileNotFoundError(f"fid_weights (--fid-weights): no FID Inception weights file {s.fid_weights}")
-    if importlib.util.find_spec("torchmetrics") is None:
-        raise ImportError("fid_weights (--fid-weights): the FID needs torchmetrics: pip install 'memgen[fid]'")
-
-
 def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None, progress: bool = True,
           model_name: str = "model") -> dict:
     """Audit ``model`` against ``data`` into the folder ``out`` (files in the module docstring); returns the summary."""
     from compare import (ReplicateResult, Records, cosine_memorization, generalization_gap, localization,
                          replicates, summarize)
     from compare.features import feature_map, pixels
+    from compare.fid import check_fid
     from memgen.run_files import atomic_write_json, atomic_write_text, write_record
     from toymodels import EmpiricalDenoiser
 
@@ -214,7 +201,7 @@ def audit(model, data: AuditData, out, *, settings: AuditSettings | None = None,
     if len(data.val) < 2:
         raise ValueError(f"val: need at least 2 validation points, got {len(data.val)}; pass --val DATA")
     if s.fid_weights:
-        _check_fid(data, s)
+        check_fid(s.fid_weights, tuple(data.train.shape[1:]), name="fid_weights (--fid-weights)")
     device = model_device(model)
     phi = feature_map(s.features if ":" not in s.features else _callable(s.features), weights=s.feature_weights,
                       device=device, batch_size=s.batch_size)

@@ -11,7 +11,6 @@ import argparse
 import time
 
 from figures import circle_demo
-from figures.circle_demo import DEFAULTS, run_demo
 from memgen.checks import out_folder
 
 
@@ -23,7 +22,7 @@ def format_table(rows: list[dict]) -> str:
 
 def _main(args) -> int:
     t0 = time.perf_counter()
-    rows, panels = run_demo(args.out, seed=args.seed, samples=args.samples, steps=args.steps, delta=args.delta)
+    rows, panels = circle_demo.run_demo(args.out, seed=args.seed, samples=args.samples, steps=args.steps, delta=args.delta)
     print(format_table(rows))
     for d, v in panels["gap_peaks"].items():
         print(f"gap of the smoothed denoiser, delta = {d}: peaks at sigma = {v['sigma_peak']:.3g}"
@@ -37,8 +36,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="optimal vs error-prone denoiser on the 20-point circle",
                               description=circle_demo.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=out_folder, default="memgen-out", help="output folder (default: memgen-out)")
-    p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed of the sampling noise")
-    p.add_argument("--samples", type=int, default=DEFAULTS["samples"], help="samples per model")
-    p.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="Heun steps on the EDM grid")
-    p.add_argument("--delta", type=float, default=DEFAULTS["delta"], help="smoothing width of the error-prone model")
+    p.add_argument("--seed", type=int, default=circle_demo.DEFAULTS["seed"], help="seed of the sampling noise")
+    p.add_argument("--samples", type=int, default=circle_demo.DEFAULTS["samples"], help="samples per model")
+    p.add_argument("--steps", type=int, default=circle_demo.DEFAULTS["steps"], help="Heun steps on the EDM grid")
+    p.add_argument("--delta", type=float, default=circle_demo.DEFAULTS["delta"], help="smoothing width of the error-prone model")
     p.set_defaults(run=_main)

@@ -99,7 +99,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     views data the pickle holds, and ``ndarray.__setstate__`` checks its data's length.
     """
 
-    def __init__(self, file, max_bytes: int = MAX_BYTES):
+    def __init__(self, file, max_bytes: int):
         super().__init__(file, encoding="latin1")
         self.max_bytes = max_bytes
 
@@ -220,7 +220,7 @@ class _Source:
     the python folder, the binary archive and the python archive inside ``root``.
     """
 
-    def __init__(self, root, max_bytes: int = MAX_BYTES):
+    def __init__(self, root, max_bytes: int):
         root = Path(root)
         self.max_bytes = max_bytes
         found = None

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from memgen.checks import integer, non_negative
-from memgen.contract import Denoiser, Posterior
+from memgen.contract import Denoiser, Posterior, batchwise
 from memgen.pairwise import DEFAULT_BUDGET, centred_summary, training_points
 
 from . import _reusing_sampler
@@ -180,7 +180,7 @@ class SmoothedDenoiser(EmpiricalDenoiser):
         if self.delta == 0:
             return self._mean(x, s)
         d2 = self.delta ** 2
-        s2 = (s ** 2).reshape(-1, *([1] * (x.dim() - 1)))
+        s2 = batchwise(s ** 2, x)
         inner = self._mean(x, (s ** 2 + d2).sqrt())
         return (d2 * x.to(inner.device) + s2.to(inner.device) * inner) / (s2.to(inner.device) + d2)
 
@@ -191,7 +191,7 @@ class SmoothedDenoiser(EmpiricalDenoiser):
         x, s = self.inputs(x, sigma, dtype=self.dtype)
         s2 = s ** 2 + self.delta ** 2
         inner = self._mean(x, s2.sqrt())
-        return (inner - x.to(inner.device)) / s2.reshape(-1, *([1] * (x.dim() - 1))).to(inner.device)
+        return (inner - x.to(inner.device)) / batchwise(s2, x).to(inner.device)
 
     def posterior(self, x, sigma, topk: int | None = None) -> Posterior:
         """The empirical posterior at ``sqrt(sigma^2 + delta^2)``."""
